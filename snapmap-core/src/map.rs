@@ -1,0 +1,170 @@
+//! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
+
+use crate::generation::{GenSlot, FREE, IN_USE};
+use crate::reader::{ReaderSlot, IDLE, UNCLAIMED};
+use crate::snapshot::Snapshot;
+use crate::stats::{Counters, Stats};
+use crate::sync::{spin_wait, AtomicUsize};
+use crate::{Error, Reader};
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::Hash;
+
+/// A concurrent map whose readers see consistent snapshots without locks.
+///
+/// - `N`: capacity of the map, in entries (a power of two, at least 2).
+/// - `G`: generation slots, each a full copy of the table (at least 2). One is current, one is
+///   claimed by each writer in flight, and each pin holds one more.
+/// - `R`: reader slots (hazard words), shared by registered [`Reader`]s, one-off reads and the
+///   writers' base pins (a writer holds one while it writes).
+///
+/// With `G >= R + W + 1` for `W` concurrent writers a writer never waits for a slot; with fewer,
+/// a writer can find every slot pinned or claimed, and then the `try_` forms return
+/// [`Error::NoFreeGeneration`] and the blocking forms spin until a pin is dropped.
+///
+/// See the [crate documentation](crate) for the protocol.
+pub struct SnapMap<K, V, const N: usize, const G: usize = 4, const R: usize = 4> {
+    /// Index of the published generation. Loaded by readers, CASed by writers, never stored.
+    pub(crate) current: AtomicUsize,
+    pub(crate) generations: [GenSlot<K, V, N>; G],
+    pub(crate) readers: [ReaderSlot; R],
+    pub(crate) stats: Counters,
+}
+
+// SAFETY: readers on any thread get `&K` and `&V` out of shared generations (so K, V: Sync),
+// and writers on any thread clone, move and drop keys and values (so K, V: Send). Every shared
+// mutation of the arena goes through the protocol documented on the crate: a generation is
+// written only by the writer that claimed it, while no pin can be on it, and is immutable once
+// published until it is retired and no hazard is left on it.
+unsafe impl<K: Send + Sync, V: Send + Sync, const N: usize, const G: usize, const R: usize> Sync
+    for SnapMap<K, V, N, G, R>
+{
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+    const PARAMETERS_OK: () = {
+        assert!(G >= 2, "SnapMap needs at least 2 generation slots (G)");
+        assert!(G < IDLE, "too many generation slots");
+        assert!(R >= 1, "SnapMap needs at least 1 reader slot (R)");
+    };
+
+    /// An empty map, usable in a `static`.
+    ///
+    /// ```
+    /// use snapmap_core::SnapMap;
+    /// static ROUTES: SnapMap<u16, [u8; 4], 64, 4, 3> = SnapMap::new();
+    /// assert!(ROUTES.snapshot().is_empty());
+    /// ```
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        let () = Self::PARAMETERS_OK;
+        let mut generations = [const { GenSlot::new(FREE) }; G];
+        // Generation 0 starts out published: it is `current`, and so not free.
+        generations[0].state = AtomicUsize::new(IN_USE);
+        Self {
+            current: AtomicUsize::new(0),
+            generations,
+            readers: [const { ReaderSlot::new() }; R],
+            stats: Counters::new(),
+        }
+    }
+
+    /// An empty map (loom's atomics cannot be built in a `const fn`).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        let () = Self::PARAMETERS_OK;
+        Self {
+            current: AtomicUsize::new(0),
+            generations: core::array::from_fn(|i| GenSlot::new(if i == 0 { IN_USE } else { FREE })),
+            readers: core::array::from_fn(|_| ReaderSlot::new()),
+            stats: Counters::new(),
+        }
+    }
+
+    /// The most entries the map can hold (`N`).
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The writers' counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats.read()
+    }
+
+    /// Registers a reader: claims a reader slot for as long as the [`Reader`] lives.
+    ///
+    /// # Errors
+    /// [`Error::NoReaderSlot`] if all `R` slots are claimed.
+    pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R>, Error> {
+        let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
+        Ok(Reader::new(self, slot))
+    }
+
+    /// Pins the current generation through any free reader slot, released when the snapshot
+    /// drops; waits (spins) while every reader slot is claimed.
+    ///
+    /// Claiming the slot is a compare-and-swap, which on targets without one (Cortex-M0/M0+)
+    /// takes a critical section: readers there that must never take one use a [`Reader`].
+    pub fn snapshot(&self) -> Snapshot<'_, K, V, N> {
+        let mut spins = 0;
+        loop {
+            if let Ok(snapshot) = self.try_snapshot() {
+                return snapshot;
+            }
+            spin_wait(&mut spins);
+        }
+    }
+
+    /// [`snapshot`](Self::snapshot), without waiting.
+    ///
+    /// # Errors
+    /// [`Error::NoReaderSlot`] if all `R` reader slots are claimed.
+    pub fn try_snapshot(&self) -> Result<Snapshot<'_, K, V, N>, Error> {
+        let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
+        let generation = self.pin(slot);
+        Ok(Snapshot::new(&self.generations[generation], &self.readers[slot], UNCLAIMED))
+    }
+
+    /// Clones the value of `key` out of the current generation (a one-off
+    /// [`snapshot`](Self::snapshot)).
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Hash + Eq + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.snapshot().get(key).cloned()
+    }
+
+    /// [`get`](Self::get), without waiting for a reader slot.
+    ///
+    /// # Errors
+    /// [`Error::NoReaderSlot`] if all `R` reader slots are claimed.
+    pub fn try_get<Q>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Hash + Eq + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        Ok(self.try_snapshot()?.get(key).cloned())
+    }
+}
+
+#[cfg(not(loom))]
+impl<K, V, const N: usize, const G: usize, const R: usize> Default for SnapMap<K, V, N, G, R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> fmt::Debug for SnapMap<K, V, N, G, R> {
+    /// Shows the shape and the counters; print a [`snapshot`](Self::snapshot) for the entries.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapMap")
+            .field("capacity", &N)
+            .field("generations", &G)
+            .field("readers", &R)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

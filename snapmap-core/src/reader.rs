@@ -1,0 +1,163 @@
+//! Reader slots (hazard words), the pin protocol, and the registered [`Reader`] handle.
+
+use crate::snapshot::Snapshot;
+use crate::sync::{compare_exchange, fence, AtomicUsize, Ordering};
+use crate::SnapMap;
+use core::hash::Hash;
+
+/// Hazard value of a slot nobody has claimed.
+pub(crate) const UNCLAIMED: usize = usize::MAX;
+/// Hazard value of a claimed slot that pins nothing.
+pub(crate) const IDLE: usize = usize::MAX - 1;
+// Any other value is the index of the generation slot the owner has pinned.
+
+/// One reader's hazard word, alone on its cache line so that readers never write a line another
+/// reader writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
+#[cfg_attr(
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64"),
+    repr(align(128))
+)]
+#[cfg_attr(
+    all(
+        not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64")),
+        target_os = "none"
+    ),
+    repr(align(32))
+)]
+#[cfg_attr(
+    all(
+        not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64")),
+        not(target_os = "none")
+    ),
+    repr(align(64))
+)]
+pub(crate) struct ReaderSlot {
+    /// Stored only by the slot's owner (and claimed, from UNCLAIMED, by CAS); loaded by writers
+    /// scanning for hazards.
+    pub(crate) hazard: AtomicUsize,
+}
+
+macro_rules! reader_slot_new {
+    ($($const:ident)?) => {
+        pub(crate) $($const)? fn new() -> Self {
+            Self { hazard: AtomicUsize::new(UNCLAIMED) }
+        }
+    };
+}
+
+impl ReaderSlot {
+    #[cfg(not(loom))]
+    reader_slot_new!(const);
+    #[cfg(loom)]
+    reader_slot_new!();
+
+    /// Ends a pin (`to` = IDLE) or gives the slot up (`to` = UNCLAIMED). Release: every read
+    /// made under the pin happens-before a writer's reuse of the generation, since that writer's
+    /// scan loads this word with Acquire.
+    #[inline]
+    pub(crate) fn unpin(&self, to: usize) {
+        self.hazard.store(to, Ordering::Release);
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+    /// Claims a free reader slot, UNCLAIMED -> IDLE. Acquire on success orders this owner's later
+    /// stores after the previous owner's final Release store. On a CAS-less target this is the
+    /// one place a reader takes a critical section, which is why readers on such targets register
+    /// a [`Reader`] up front instead of reading one-off.
+    pub(crate) fn claim_reader_slot(&self) -> Option<usize> {
+        self.readers.iter().position(|slot| {
+            // Relaxed pre-check: a claimed slot is skipped without an RMW.
+            slot.hazard.load(Ordering::Relaxed) == UNCLAIMED
+                && compare_exchange(&slot.hazard, UNCLAIMED, IDLE).is_ok()
+        })
+    }
+
+    /// Publishes a hazard on the current generation from reader slot `slot` (owned by the
+    /// caller) and returns that generation's index, protected until [`ReaderSlot::unpin`].
+    ///
+    /// Lock-free: it retries only if a writer published between its two loads of `current`.
+    pub(crate) fn pin(&self, slot: usize) -> usize {
+        let hazard = &self.readers[slot].hazard;
+        // Relaxed: what this load returns is only a guess, checked by the Acquire load below;
+        // no data is read on the strength of it.
+        let mut seen = self.current.load(Ordering::Relaxed);
+        loop {
+            // Release, not Relaxed: a writer's Acquire scan that reads this store (or any later
+            // one by this owner) must also see every read this owner made under its previous
+            // pin; a Relaxed store would leave those reads unordered with the writer's reuse.
+            hazard.store(seen, Ordering::Release);
+            // The reader half of the Dekker pair with the writer's fence in `try_claim`: in the
+            // single total order of SeqCst fences, either the writer's fence comes later and its
+            // scan sees this hazard, or it came earlier and the load below sees `current` moved
+            // off a slot before that slot could be claimed (so validation fails).
+            fence(Ordering::SeqCst);
+            // Acquire: synchronizes with the CAS that published what we are about to read.
+            let now = self.current.load(Ordering::Acquire);
+            if now == seen {
+                return seen;
+            }
+            seen = now;
+        }
+    }
+}
+
+/// A registered reader: owns one reader slot of its map for as long as it lives.
+///
+/// Taking a snapshot through a `Reader` takes no lock and no critical section on any target, and
+/// writes only this reader's own hazard word. Register readers up front (at start-up, or once per
+/// task or interrupt handler) where reads must be strictly lock-free, and above all on targets
+/// without compare-and-swap (Cortex-M0/M0+), where the one-off [`SnapMap::snapshot`] needs a
+/// critical section to claim a slot.
+///
+/// ```
+/// use snapmap_core::SnapMap;
+///
+/// static MAP: SnapMap<u8, u32, 8> = SnapMap::new();
+///
+/// let mut reader = MAP.reader().expect("a free reader slot");
+/// MAP.insert(1, 10).unwrap();
+/// assert_eq!(reader.get(&1), Some(10));
+/// let snap = reader.snapshot();
+/// assert_eq!(snap.len(), 1);
+/// ```
+pub struct Reader<'m, K, V, const N: usize, const G: usize, const R: usize> {
+    map: &'m SnapMap<K, V, N, G, R>,
+    slot: usize,
+}
+
+impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, N, G, R> {
+    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R>, slot: usize) -> Self {
+        Self { map, slot }
+    }
+
+    /// Pins the current generation. The snapshot borrows this reader, so a reader holds at most
+    /// one pin at a time.
+    pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
+        let generation = self.map.pin(self.slot);
+        Snapshot::new(&self.map.generations[generation], &self.map.readers[self.slot], IDLE)
+    }
+
+    /// Clones the value of `key` out of the current generation.
+    pub fn get<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Hash + Eq + core::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.snapshot().get(key).cloned()
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Reader<'_, K, V, N, G, R> {
+    fn drop(&mut self) {
+        // Any snapshot borrowed from this reader is gone, so the hazard is IDLE: hand the slot back.
+        self.map.readers[self.slot].unpin(UNCLAIMED);
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> core::fmt::Debug for Reader<'_, K, V, N, G, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reader").field("slot", &self.slot).finish()
+    }
+}

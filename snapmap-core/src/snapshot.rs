@@ -1,0 +1,156 @@
+//! [`Snapshot`]: a pinned, immutable generation.
+
+use crate::generation::{GenSlot, Generation};
+use crate::reader::ReaderSlot;
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::Hash;
+
+/// A consistent view of the map: one published generation, pinned until the snapshot is dropped.
+///
+/// Everything read through one snapshot (lookups, [`len`](Self::len), iteration) comes from the
+/// same generation, whatever writers do meanwhile. [`version`](Self::version) identifies it:
+/// versions of successively published generations strictly increase.
+///
+/// Hold snapshots briefly: a pinned generation cannot be reused, so writers have one slot fewer
+/// while it lives.
+///
+/// ```
+/// use snapmap_core::SnapMap;
+///
+/// let map: SnapMap<u32, &str, 8> = SnapMap::new();
+/// map.insert(1, "one").unwrap();
+/// let before = map.snapshot();
+/// map.insert(2, "two").unwrap();
+/// // `before` still sees the generation it pinned.
+/// assert_eq!(before.len(), 1);
+/// assert_eq!(before.get(&2), None);
+/// assert!(map.snapshot().version() > before.version());
+/// ```
+pub struct Snapshot<'a, K, V, const N: usize> {
+    slot: &'a GenSlot<K, V, N>,
+    reader: &'a ReaderSlot,
+    /// What the hazard becomes on drop: IDLE for a registered reader, UNCLAIMED for a one-off.
+    release_to: usize,
+}
+
+// SAFETY: a snapshot hands out only shared references to K and V (so K, V: Sync suffice to send
+// or share it), and its drop only stores to an atomic hazard word.
+unsafe impl<K: Sync, V: Sync, const N: usize> Send for Snapshot<'_, K, V, N> {}
+// SAFETY: as above; every method takes `&self` and only reads the immutable generation.
+unsafe impl<K: Sync, V: Sync, const N: usize> Sync for Snapshot<'_, K, V, N> {}
+
+impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
+    /// `slot` must have been pinned through `reader` (validated), and stays pinned until drop.
+    pub(crate) fn new(slot: &'a GenSlot<K, V, N>, reader: &'a ReaderSlot, release_to: usize) -> Self {
+        Self { slot, reader, release_to }
+    }
+
+    #[inline]
+    fn generation(&self) -> &Generation<K, V, N> {
+        // SAFETY: the pin validated that this slot was `current`, so its contents were published
+        // (the validating Acquire load synchronized with the publishing CAS), and the hazard we
+        // hold until drop keeps every writer from claiming the slot: the generation is immutable
+        // for the lifetime of `&self`, which cannot outlive the snapshot.
+        self.slot.generation.with(|generation| unsafe { &*generation })
+    }
+
+    /// The generation's version: strictly greater in every later-published generation.
+    pub fn version(&self) -> u64 {
+        self.generation().version
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.generation().table.len()
+    }
+
+    /// Whether the snapshot holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.generation().table.is_empty()
+    }
+
+    /// The most entries the map can hold (`N`).
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The entries, in an unspecified order; all from this snapshot's generation.
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.generation().table.iter())
+    }
+}
+
+impl<K: Hash + Eq, V, const N: usize> Snapshot<'_, K, V, N> {
+    /// The value of `key` in this snapshot.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.generation().table.get(key)
+    }
+
+    /// Whether `key` is present in this snapshot.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.generation().table.contains_key(key)
+    }
+}
+
+impl<K, V, const N: usize> Drop for Snapshot<'_, K, V, N> {
+    fn drop(&mut self) {
+        self.reader.unpin(self.release_to);
+    }
+}
+
+impl<'s, K, V, const N: usize> IntoIterator for &'s Snapshot<'_, K, V, N> {
+    type Item = (&'s K, &'s V);
+    type IntoIter = Iter<'s, K, V>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for Snapshot<'_, K, V, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version())
+            .field("entries", &DebugEntries(self))
+            .finish()
+    }
+}
+
+struct DebugEntries<'a, 'b, K, V, const N: usize>(&'a Snapshot<'b, K, V, N>);
+
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for DebugEntries<'_, '_, K, V, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+/// Iterator over the entries of a [`Snapshot`] or a [`Txn`](crate::Txn).
+#[derive(Clone)]
+pub struct Iter<'a, K, V>(heapless::index_map::Iter<'a, K, V>);
+
+impl<'a, K, V> Iter<'a, K, V> {
+    pub(crate) fn new(inner: heapless::index_map::Iter<'a, K, V>) -> Self {
+        Self(inner)
+    }
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}

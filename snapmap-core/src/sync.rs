@@ -1,0 +1,135 @@
+//! The atomics facade: the one place that knows which atomic operations a target has natively,
+//! and what [loom] substitutes under `cfg(loom)`.
+//!
+//! The rule it enforces (see the crate docs, "Atomics per target"):
+//! - every word the **read path** touches is only ever *loaded* and *stored*, and loads and stores
+//!   are native on every target this crate supports, ARMv6-M included;
+//! - read-modify-write operations exist only on the **writer** side and go through
+//!   [`compare_exchange`] and [`Counter::add`]: native (via `portable-atomic`, which is the
+//!   hardware instruction on such targets) where the target has CAS, and a `critical-section`
+//!   where it does not (thumbv6m). Inside that critical section the word is still accessed with
+//!   atomic loads and stores, so a reader's concurrent plain load is never a data race.
+//!
+//! On a CAS-less target the critical-section CAS is only correct if *every* RMW of a word goes
+//! through it; stores that race with it come only from the word's current owner (see the callers),
+//! never while the word holds the value the CAS expects.
+//!
+//! [loom]: https://docs.rs/loom
+
+pub(crate) use core::sync::atomic::Ordering;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicUsize};
+
+// On targets with CAS, portable-atomic's types are the native ones, at no cost.
+#[cfg(all(not(loom), target_has_atomic = "ptr"))]
+pub(crate) use portable_atomic::{fence, AtomicUsize};
+
+// ARMv6-M: core's atomics give native `ldr`/`str` + `dmb` for loads, stores and fences; they
+// simply have no RMW methods, which is what this module supplies.
+#[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
+pub(crate) use core::sync::atomic::{fence, AtomicUsize};
+
+/// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics.
+#[inline]
+pub(crate) fn compare_exchange(word: &AtomicUsize, current: usize, new: usize) -> Result<usize, usize> {
+    #[cfg(any(loom, target_has_atomic = "ptr"))]
+    {
+        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
+    {
+        // Mutual exclusion among all RMWs of this word comes from the critical section;
+        // the Acquire load / Release store give the same ordering as an AcqRel CAS to the
+        // lock-free readers that load the word without taking the critical section.
+        critical_section::with(|_| {
+            let seen = word.load(Ordering::Acquire);
+            if seen == current {
+                word.store(new, Ordering::Release);
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        })
+    }
+}
+
+/// A statistics counter: written by writers only, read by anyone, ordered by nothing.
+///
+/// Under loom it is a plain core atomic: statistics are not part of the protocol, and modelling
+/// them would only grow the state space.
+pub(crate) struct Counter {
+    #[cfg(loom)]
+    word: core::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    word: AtomicUsize,
+}
+
+impl Counter {
+    pub(crate) const fn new() -> Self {
+        Self {
+            #[cfg(loom)]
+            word: core::sync::atomic::AtomicUsize::new(0),
+            #[cfg(not(loom))]
+            word: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds one, wrapping. Relaxed: a statistic publishes no data.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        #[cfg(any(loom, target_has_atomic = "ptr"))]
+        self.word.fetch_add(1, Ordering::Relaxed);
+        #[cfg(not(any(loom, target_has_atomic = "ptr")))]
+        critical_section::with(|_| {
+            let v = self.word.load(Ordering::Relaxed);
+            self.word.store(v.wrapping_add(1), Ordering::Relaxed);
+        });
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> usize {
+        self.word.load(Ordering::Relaxed)
+    }
+}
+
+/// `UnsafeCell` with loom's closure API, so loom can check every access to a generation's
+/// contents for races; outside loom it compiles to plain pointer accesses.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+#[cfg(not(loom))]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// One step of a busy wait: a CPU hint, a loom yield (loom must see spin loops yield), and under
+/// `std` a thread yield once spinning has gone on for a while.
+#[inline]
+pub(crate) fn spin_wait(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(all(not(loom), feature = "std"))]
+    if *spins > 64 {
+        std::thread::yield_now();
+        return;
+    }
+    core::hint::spin_loop();
+}

@@ -1,0 +1,111 @@
+//! [`Txn`]: the private copy a writer changes before publishing it.
+
+use crate::generation::Table;
+use crate::snapshot::Iter;
+use crate::Error;
+use core::borrow::Borrow;
+use core::hash::Hash;
+
+/// A writer's private copy of the current generation, handed to the closure of
+/// [`SnapMap::update`](crate::SnapMap::update).
+///
+/// Nothing done here is visible to anyone until the closure returns `Ok`; then every change is
+/// published at once as one generation, or none is (an `Err`, or a panic, discards them all).
+/// If another writer publishes first, the closure runs again on a fresh copy of the new current
+/// generation, so it must be re-runnable (`FnMut`) and should have no side effects beyond `self`.
+pub struct Txn<'a, K, V, const N: usize> {
+    table: &'a mut Table<K, V, N>,
+    changed: bool,
+}
+
+impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
+    pub(crate) fn new(table: &'a mut Table<K, V, N>) -> Self {
+        Self { table, changed: false }
+    }
+
+    /// Whether anything was changed: a transaction that changed nothing publishes nothing.
+    pub(crate) fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Number of entries in the copy.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether the copy holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The entries of the copy, in an unspecified order.
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.table.iter())
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.changed |= !self.table.is_empty();
+        self.table.clear();
+    }
+}
+
+impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
+    /// The value of `key` in the copy, including this transaction's own changes.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.table.get(key)
+    }
+
+    /// Whether `key` is present in the copy.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.table.contains_key(key)
+    }
+
+    /// Mutable access to the value of `key`; counts as a change if the key is present.
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let value = self.table.get_mut(key);
+        self.changed |= value.is_some();
+        value
+    }
+
+    /// Inserts or replaces `key`, returning the value it replaced.
+    ///
+    /// # Errors
+    /// [`Error::Full`] if `key` is new and the copy already holds `N` entries; the copy is
+    /// unchanged and `key` and `value` are dropped.
+    pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
+        let old = self.table.insert(key, value).map_err(|_| Error::Full)?;
+        self.changed = true;
+        Ok(old)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let old = self.table.swap_remove(key);
+        self.changed |= old.is_some();
+        old
+    }
+
+    /// Keeps only the entries for which `keep` returns `true`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let before = self.table.len();
+        self.table.retain(|k, v| keep(k, v));
+        self.changed |= self.table.len() != before;
+    }
+}

@@ -1,0 +1,351 @@
+//! The write path: claim a generation slot, copy, change, publish by compare-and-swap, retire.
+
+use crate::generation::{FREE, IN_USE};
+use crate::reader::UNCLAIMED;
+use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
+use crate::{Error, SnapMap, Txn};
+use core::borrow::Borrow;
+use core::hash::Hash;
+
+/// Whether a writer that finds no free slot returns an error or waits for one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    No,
+    Spin,
+}
+
+/// The writer's base pin: a reader slot it owns for the whole write. Dropping it (on success,
+/// error or unwind) gives the slot back.
+struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize> {
+    map: &'m SnapMap<K, V, N, G, R>,
+    slot: usize,
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> Drop for BasePin<'_, K, V, N, G, R> {
+    fn drop(&mut self) {
+        self.map.readers[self.slot].unpin(UNCLAIMED);
+    }
+}
+
+/// A generation slot claimed (FREE -> IN_USE) by this writer and not published. Dropping it (on
+/// error, a change that changed nothing, or unwind) frees the slot; publishing forgets it.
+struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize> {
+    map: &'m SnapMap<K, V, N, G, R>,
+    index: usize,
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Claim<'_, K, V, N, G, R> {
+    fn drop(&mut self) {
+        // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
+        // Acquire CAS, so its overwrite does not race them.
+        self.map.generations[self.index].state.store(FREE, Ordering::Release);
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+    fn base_pin(&self, wait: Wait) -> Result<BasePin<'_, K, V, N, G, R>, Error> {
+        let mut spins = 0;
+        loop {
+            if let Some(slot) = self.claim_reader_slot() {
+                return Ok(BasePin { map: self, slot });
+            }
+            if wait == Wait::No {
+                return Err(Error::NoReaderSlot);
+            }
+            if spins == 0 {
+                self.stats.slot_waits.bump();
+            }
+            spin_wait(&mut spins);
+        }
+    }
+
+    /// Pins the current generation as the base and claims a free slot to copy it into.
+    /// Returns the base's index with the claim.
+    fn claim_generation<'m>(
+        &'m self,
+        pin: &BasePin<'m, K, V, N, G, R>,
+        wait: Wait,
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R>), Error> {
+        let mut spins = 0;
+        loop {
+            // Re-pinned on every attempt, so a waiting writer never holds an old generation.
+            let base = self.pin(pin.slot);
+            if let Some(index) = self.try_claim(base) {
+                return Ok((base, Claim { map: self, index }));
+            }
+            if wait == Wait::No {
+                return Err(Error::NoFreeGeneration);
+            }
+            if spins == 0 {
+                self.stats.slot_waits.bump();
+            }
+            spin_wait(&mut spins);
+        }
+    }
+
+    /// Claims a FREE generation slot on which no hazard stands. Candidates are taken in order
+    /// after `base`: with one writer, slots are retired in that same order, so the first
+    /// candidate is the least recently retired, the one least likely to still be pinned.
+    fn try_claim(&self, base: usize) -> Option<usize> {
+        (1..G).map(|step| (base + step) % G).find(|&index| {
+            let state = &self.generations[index].state;
+            // Relaxed pre-check: skip busy slots without an RMW.
+            if state.load(Ordering::Relaxed) != FREE {
+                return false;
+            }
+            // Acquire on success: synchronizes with the Release store that freed the slot, so
+            // every access by its last writer and by the writer that retired it happens-before
+            // our overwrite.
+            if compare_exchange(state, FREE, IN_USE).is_err() {
+                return false;
+            }
+            // The writer half of the Dekker pair with the fence in `pin`. Either a reader's fence
+            // precedes this one, and the scan below sees its hazard (or a later Release store of
+            // that reader, which carries its reads along); or this one comes first, and since
+            // `current` had moved off `index` before it (the retiring CAS happens-before the
+            // FREE store we just acquired), the reader's validating load sees that and it never
+            // reads the slot. A pin that validates on `index` later is on a re-published copy,
+            // written before its publishing CAS: harmless.
+            fence(Ordering::SeqCst);
+            // Acquire: a hazard seen cleared (or moved) orders that reader's reads of this slot
+            // before our writes to it.
+            let pinned = self.readers.iter().any(|reader| reader.hazard.load(Ordering::Acquire) == index);
+            if pinned {
+                // Release: hands the Acquire we took from the retiring writer on to the next
+                // claimer (a plain store does not extend a release sequence).
+                state.store(FREE, Ordering::Release);
+            }
+            !pinned
+        })
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+    /// The whole write protocol: copy the current generation, let `change` edit the copy, and
+    /// publish it by CAS, re-copying and re-applying after each lost race.
+    fn publish<T>(
+        &self,
+        wait: Wait,
+        mut change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
+        // be retired *and reused*, so `current == base` at the CAS means nothing was published
+        // since we copied it.
+        let pin = self.base_pin(wait)?;
+        let (mut base, claim) = self.claim_generation(&pin, wait)?;
+        let target = &self.generations[claim.index];
+        loop {
+            let source = &self.generations[base];
+            let (result, changed) = target.generation.with_mut(|target| {
+                // SAFETY: the target slot is ours: we claimed it FREE -> IN_USE, it is not
+                // `current`, and no hazard was on it after our fence, so no reader can validate a
+                // pin on it until we publish it (see `try_claim`). `base` != `claim.index`.
+                let target = unsafe { &mut *target };
+                source.generation.with(|source| {
+                    // SAFETY: `base` was validated as current through our own hazard, which still
+                    // stands, so it is published and immutable while we copy it.
+                    let source = unsafe { &*source };
+                    target.table.clone_from(&source.table);
+                    target.version = source.version.wrapping_add(1);
+                });
+                let mut txn = Txn::new(&mut target.table);
+                let result = change(&mut txn);
+                (result, txn.changed())
+            });
+            // An error, or a change that changed nothing, publishes nothing: dropping the claim
+            // frees the slot and dropping the pin releases the base. A no-op linearizes at the
+            // pin's validation, when `base` was current.
+            let result = result?;
+            if !changed {
+                return Ok(result);
+            }
+            // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
+            // every Acquire load of `current`; Acquire orders the retiring below after the
+            // publication of `base`.
+            match compare_exchange(&self.current, base, claim.index) {
+                Ok(_) => {
+                    core::mem::forget(claim);
+                    // Only the writer whose CAS replaced `base` retires it. Release: our copy of
+                    // it happens-before its next claimer's overwrite.
+                    self.generations[base].state.store(FREE, Ordering::Release);
+                    self.stats.publishes.bump();
+                    return Ok(result);
+                }
+                Err(_) => {
+                    // Another writer published first: rebase on the new current and re-apply.
+                    // The target stays ours; it was never published, so no pin can be on it.
+                    self.stats.cas_retries.bump();
+                    base = self.pin(pin.slot);
+                }
+            }
+        }
+    }
+
+    /// Applies a transaction: `change` edits a private copy of the map, and all its changes are
+    /// published together as one generation (or none, if it returns `Err` or panics). Waits while
+    /// no slot is free.
+    ///
+    /// `change` runs again on a fresh copy if another writer publishes first, so it must be
+    /// re-runnable. A transaction that changes nothing publishes nothing.
+    ///
+    /// ```
+    /// use snapmap_core::{Error, SnapMap};
+    ///
+    /// let map: SnapMap<&str, i64, 8> = SnapMap::new();
+    /// map.update(|tx| {
+    ///     tx.insert("alice", 60)?;
+    ///     tx.insert("bob", 40)?;
+    ///     Ok(())
+    /// })?;
+    /// // Move 25 from alice to bob: readers see both balances change, or neither.
+    /// map.update(|tx| {
+    ///     let alice = *tx.get(&"alice").ok_or(Error::Aborted)?;
+    ///     if alice < 25 {
+    ///         return Err(Error::Aborted);
+    ///     }
+    ///     tx.insert("alice", alice - 25)?;
+    ///     *tx.get_mut(&"bob").ok_or(Error::Aborted)? += 25;
+    ///     Ok(())
+    /// })?;
+    /// let snap = map.snapshot();
+    /// assert_eq!(snap.iter().map(|(_, v)| v).sum::<i64>(), 100);
+    /// assert_eq!(snap.get(&"alice"), Some(&35));
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Whatever `change` returns (its [`Txn::insert`] gives [`Error::Full`]); nothing is published.
+    pub fn update<T>(&self, change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>) -> Result<T, Error> {
+        self.publish(Wait::Spin, change)
+    }
+
+    /// [`update`](Self::update), without waiting.
+    ///
+    /// # Errors
+    /// As `update`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`] if the writer
+    /// would have to wait for a slot.
+    pub fn try_update<T>(&self, change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>) -> Result<T, Error> {
+        self.publish(Wait::No, change)
+    }
+
+    /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`).
+    ///
+    /// ```
+    /// use snapmap_core::SnapMap;
+    /// let map: SnapMap<u32, u32, 4> = SnapMap::new();
+    /// assert_eq!(map.insert(7, 1), Ok(None));
+    /// assert_eq!(map.insert(7, 2), Ok(Some(1)));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Full`] if `key` is new and the map holds `N` entries.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        self.publish(Wait::Spin, |tx| tx.insert(key.clone(), value.clone()))
+    }
+
+    /// [`insert`](Self::insert), without waiting.
+    ///
+    /// # Errors
+    /// As `insert`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`].
+    pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
+        self.publish(Wait::No, |tx| tx.insert(key.clone(), value.clone()))
+    }
+
+    /// Removes `key`, returning its value (Go's `LoadAndDelete` / `Delete`). Publishes nothing
+    /// if the key is absent.
+    ///
+    /// # Errors
+    /// None in practice from this blocking form; the `Result` matches [`try_remove`](Self::try_remove).
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.publish(Wait::Spin, |tx| Ok(tx.remove(key)))
+    }
+
+    /// [`remove`](Self::remove), without waiting.
+    ///
+    /// # Errors
+    /// [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`].
+    pub fn try_remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.publish(Wait::No, |tx| Ok(tx.remove(key)))
+    }
+
+    /// Returns the value of `key`, inserting `value` first if the key is absent (Go's
+    /// `LoadOrStore`). Reads before it writes: an existing key costs one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Full`] if `key` is absent and the map holds `N` entries.
+    pub fn get_or_insert(&self, key: K, value: V) -> Result<V, Error> {
+        if let Some(existing) = self.get(&key) {
+            return Ok(existing);
+        }
+        self.publish(Wait::Spin, |tx| match tx.get(&key) {
+            Some(existing) => Ok(existing.clone()),
+            None => tx.insert(key.clone(), value.clone()).map(|_| value.clone()),
+        })
+    }
+
+    /// Replaces the value of `key` with `new` if it currently equals `current` (Go's
+    /// `CompareAndSwap`). Returns whether it did.
+    ///
+    /// ```
+    /// use snapmap_core::SnapMap;
+    /// let map: SnapMap<u8, u32, 4> = SnapMap::new();
+    /// map.insert(1, 10).unwrap();
+    /// assert_eq!(map.compare_exchange(&1, &99, 11), Ok(false));
+    /// assert_eq!(map.compare_exchange(&1, &10, 11), Ok(true));
+    /// assert_eq!(map.get(&1), Some(11));
+    /// ```
+    ///
+    /// # Errors
+    /// None in practice from this blocking form.
+    pub fn compare_exchange<Q>(&self, key: &Q, current: &V, new: V) -> Result<bool, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        self.publish(Wait::Spin, |tx| match tx.get(key) {
+            Some(value) if value == current => {
+                if let Some(value) = tx.get_mut(key) {
+                    *value = new.clone();
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+
+    /// Removes `key` if `predicate` holds for its value (Go's `CompareAndDelete`, generalized),
+    /// returning the removed value.
+    ///
+    /// # Errors
+    /// None in practice from this blocking form.
+    pub fn remove_if<Q>(&self, key: &Q, mut predicate: impl FnMut(&V) -> bool) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.publish(Wait::Spin, |tx| match tx.get(key) {
+            Some(value) if predicate(value) => Ok(tx.remove(key)),
+            _ => Ok(None),
+        })
+    }
+
+    /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty.
+    ///
+    /// # Errors
+    /// None in practice from this blocking form.
+    pub fn clear(&self) -> Result<(), Error> {
+        self.publish(Wait::Spin, |tx| {
+            tx.clear();
+            Ok(())
+        })
+    }
+}
