@@ -122,7 +122,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     pub fn try_snapshot(&self) -> Result<Snapshot<'_, K, V, N>, Error> {
         let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
         let generation = self.pin(slot);
-        Ok(Snapshot::new(&self.generations[generation], &self.readers[slot], UNCLAIMED))
+        Ok(Snapshot::new(
+            &self.generations[generation],
+            &self.readers[slot],
+            UNCLAIMED,
+        ))
     }
 
     /// Clones the value of `key` out of the current generation (a one-off

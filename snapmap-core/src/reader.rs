@@ -14,19 +14,31 @@ pub(crate) const IDLE: usize = usize::MAX - 1;
 /// One reader's hazard word, alone on its cache line so that readers never write a line another
 /// reader writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
 #[cfg_attr(
-    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64"),
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "powerpc64"
+    ),
     repr(align(128))
 )]
 #[cfg_attr(
     all(
-        not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64")),
+        not(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "powerpc64"
+        )),
         target_os = "none"
     ),
     repr(align(32))
 )]
 #[cfg_attr(
     all(
-        not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64")),
+        not(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "powerpc64"
+        )),
         not(target_os = "none")
     ),
     repr(align(64))
@@ -135,7 +147,11 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, 
     /// one pin at a time.
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
         let generation = self.map.pin(self.slot);
-        Snapshot::new(&self.map.generations[generation], &self.map.readers[self.slot], IDLE)
+        Snapshot::new(
+            &self.map.generations[generation],
+            &self.map.readers[self.slot],
+            IDLE,
+        )
     }
 
     /// Clones the value of `key` out of the current generation.
@@ -156,7 +172,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Reader<'_, K
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> core::fmt::Debug for Reader<'_, K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize> core::fmt::Debug
+    for Reader<'_, K, V, N, G, R>
+{
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader").field("slot", &self.slot).finish()
     }

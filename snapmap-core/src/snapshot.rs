@@ -42,8 +42,16 @@ unsafe impl<K: Sync, V: Sync, const N: usize> Sync for Snapshot<'_, K, V, N> {}
 
 impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
     /// `slot` must have been pinned through `reader` (validated), and stays pinned until drop.
-    pub(crate) fn new(slot: &'a GenSlot<K, V, N>, reader: &'a ReaderSlot, release_to: usize) -> Self {
-        Self { slot, reader, release_to }
+    pub(crate) fn new(
+        slot: &'a GenSlot<K, V, N>,
+        reader: &'a ReaderSlot,
+        release_to: usize,
+    ) -> Self {
+        Self {
+            slot,
+            reader,
+            release_to,
+        }
     }
 
     #[inline]
@@ -52,7 +60,9 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
         // (the validating Acquire load synchronized with the publishing CAS), and the hazard we
         // hold until drop keeps every writer from claiming the slot: the generation is immutable
         // for the lifetime of `&self`, which cannot outlive the snapshot.
-        self.slot.generation.with(|generation| unsafe { &*generation })
+        self.slot
+            .generation
+            .with(|generation| unsafe { &*generation })
     }
 
     /// The generation's version: strictly greater in every later-published generation.

@@ -24,7 +24,11 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) const fn new() -> Self {
-        Self { publishes: Counter::new(), cas_retries: Counter::new(), slot_waits: Counter::new() }
+        Self {
+            publishes: Counter::new(),
+            cas_retries: Counter::new(),
+            slot_waits: Counter::new(),
+        }
     }
 
     pub(crate) fn read(&self) -> Stats {

@@ -32,7 +32,11 @@ pub(crate) use core::sync::atomic::{fence, AtomicUsize};
 
 /// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics.
 #[inline]
-pub(crate) fn compare_exchange(word: &AtomicUsize, current: usize, new: usize) -> Result<usize, usize> {
+pub(crate) fn compare_exchange(
+    word: &AtomicUsize,
+    current: usize,
+    new: usize,
+) -> Result<usize, usize> {
     #[cfg(any(loom, target_has_atomic = "ptr"))]
     {
         word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)

@@ -20,7 +20,10 @@ pub struct Txn<'a, K, V, const N: usize> {
 
 impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
     pub(crate) fn new(table: &'a mut Table<K, V, N>) -> Self {
-        Self { table, changed: false }
+        Self {
+            table,
+            changed: false,
+        }
     }
 
     /// Whether anything was changed: a transaction that changed nothing publishes nothing.

@@ -38,7 +38,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Claim<'_, K,
     fn drop(&mut self) {
         // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
         // Acquire CAS, so its overwrite does not race them.
-        self.map.generations[self.index].state.store(FREE, Ordering::Release);
+        self.map.generations[self.index]
+            .state
+            .store(FREE, Ordering::Release);
     }
 }
 
@@ -59,6 +61,19 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         }
     }
 
+    /// Pins the current generation as a writer's base, through the writer's own reader slot.
+    fn pin_base(&self, slot: usize) -> usize {
+        // The `no_base_pin` mutant (loom runs only) reads `current` without a hazard, to show that
+        // the models catch the lost updates that follow.
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        return {
+            let _ = slot;
+            self.current.load(Ordering::Acquire)
+        };
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        self.pin(slot)
+    }
+
     /// Pins the current generation as the base and claims a free slot to copy it into.
     /// Returns the base's index with the claim.
     fn claim_generation<'m>(
@@ -69,7 +84,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         let mut spins = 0;
         loop {
             // Re-pinned on every attempt, so a waiting writer never holds an old generation.
-            let base = self.pin(pin.slot);
+            let base = self.pin_base(pin.slot);
             if let Some(index) = self.try_claim(base) {
                 return Ok((base, Claim { map: self, index }));
             }
@@ -106,10 +121,14 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
             // FREE store we just acquired), the reader's validating load sees that and it never
             // reads the slot. A pin that validates on `index` later is on a re-published copy,
             // written before its publishing CAS: harmless.
+            #[cfg(not(snapmap_mutant = "no_writer_fence"))]
             fence(Ordering::SeqCst);
             // Acquire: a hazard seen cleared (or moved) orders that reader's reads of this slot
             // before our writes to it.
-            let pinned = self.readers.iter().any(|reader| reader.hazard.load(Ordering::Acquire) == index);
+            let pinned = self
+                .readers
+                .iter()
+                .any(|reader| reader.hazard.load(Ordering::Acquire) == index);
             if pinned {
                 // Release: hands the Acquire we took from the retiring writer on to the next
                 // claimer (a plain store does not extend a release sequence).
@@ -120,7 +139,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: usize>
+    SnapMap<K, V, N, G, R>
+{
     /// The whole write protocol: copy the current generation, let `change` edit the copy, and
     /// publish it by CAS, re-copying and re-applying after each lost race.
     fn publish<T>(
@@ -175,7 +196,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
                     // Another writer published first: rebase on the new current and re-apply.
                     // The target stays ours; it was never published, so no pin can be on it.
                     self.stats.cas_retries.bump();
-                    base = self.pin(pin.slot);
+                    base = self.pin_base(pin.slot);
                 }
             }
         }
@@ -215,7 +236,10 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
     ///
     /// # Errors
     /// Whatever `change` returns (its [`Txn::insert`] gives [`Error::Full`]); nothing is published.
-    pub fn update<T>(&self, change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn update<T>(
+        &self,
+        change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.publish(Wait::Spin, change)
     }
 
@@ -224,7 +248,10 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
     /// # Errors
     /// As `update`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`] if the writer
     /// would have to wait for a slot.
-    pub fn try_update<T>(&self, change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn try_update<T>(
+        &self,
+        change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.publish(Wait::No, change)
     }
 
@@ -327,7 +354,11 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
     ///
     /// # Errors
     /// None in practice from this blocking form.
-    pub fn remove_if<Q>(&self, key: &Q, mut predicate: impl FnMut(&V) -> bool) -> Result<Option<V>, Error>
+    pub fn remove_if<Q>(
+        &self,
+        key: &Q,
+        mut predicate: impl FnMut(&V) -> bool,
+    ) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

@@ -1,0 +1,177 @@
+//! Loom models of the pin / publish / reclaim protocol.
+//!
+//! Run with `cargo xtask loom` (that is, `RUSTFLAGS="--cfg loom" cargo test -p host-tests
+//! --release --test loom`). Every access to a generation's contents goes through loom's
+//! `UnsafeCell`, so a writer overwriting a slot that a reader still reads is reported as a data
+//! race, and every atomic is explored under the C++20 memory model, within the preemption bound
+//! (`LOOM_MAX_PREEMPTIONS`, 2 unless set).
+//!
+//! Loom's SeqCst fence is stronger than C++20's, so a green run is necessary, not sufficient: the
+//! hand argument for the protocol lives beside the fences in `snapmap-core`.
+//!
+//! The models have teeth: built with `--cfg snapmap_mutant="no_writer_fence"` (the writer's
+//! SeqCst fence removed) or `--cfg snapmap_mutant="no_base_pin"` (writers read their base without
+//! a hazard), `two_writers_and_a_reader` must fail, and is marked `should_panic` there;
+//! `cargo xtask loom` runs both mutants after the real protocol.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use snapmap_core::{Error, SnapMap};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+/// Publishes one generation stamping keys 0 and 1 with the new version, so a consistent snapshot
+/// shows `get(0) == get(1) == version` (or nothing, at version 0).
+fn stamp_both<const G: usize, const R: usize>(
+    map: &SnapMap<u32, u64, 2, G, R>,
+    wait: bool,
+) -> Result<(), Error> {
+    let change = |tx: &mut snapmap_core::Txn<'_, u32, u64, 2>| {
+        let stamp = tx.get(&0).copied().unwrap_or(0) + 1;
+        tx.insert(0, stamp)?;
+        tx.insert(1, stamp)?;
+        Ok(())
+    };
+    if wait {
+        map.update(change)
+    } else {
+        map.try_update(change)
+    }
+}
+
+fn check_stamps<const G: usize, const R: usize>(map: &SnapMap<u32, u64, 2, G, R>) -> Option<u64> {
+    let snap = map.try_snapshot().ok()?;
+    let version = snap.version();
+    let (a, b) = (snap.get(&0).copied(), snap.get(&1).copied());
+    let expected = if version == 0 { None } else { Some(version) };
+    assert_eq!(
+        (a, b),
+        (expected, expected),
+        "torn or mislabelled snapshot at version {version}"
+    );
+    assert_eq!(snap.iter().count(), snap.len());
+    Some(version)
+}
+
+/// A reader pins while one writer publishes twice through two slots, so the second publish must
+/// reuse the slot the reader may still hold: the writer's scan has to see the hazard, or the
+/// reader's validation has to fail.
+#[test]
+fn pin_vs_publish_vs_slot_reuse() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 2, 2, 2>::new());
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    match stamp_both(&map, false) {
+                        Ok(()) | Err(Error::NoFreeGeneration) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            })
+        };
+        check_stamps(&map);
+        writer.join().unwrap();
+        let last = check_stamps(&map).unwrap();
+        assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// Two writers race their CAS; the loser rebases and re-applies. Both increments survive.
+#[test]
+fn two_writers_race_no_lost_update() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 2>::new());
+        let other = {
+            let map = map.clone();
+            thread::spawn(move || stamp_both(&map, true).unwrap())
+        };
+        stamp_both(&map, true).unwrap();
+        other.join().unwrap();
+        let snap = map.try_snapshot().unwrap();
+        assert_eq!(snap.get(&0), Some(&2), "an update was lost");
+        assert_eq!(snap.version(), 2);
+        let stats = map.stats();
+        assert_eq!(stats.publishes, 2);
+    });
+}
+
+/// Two writers, one of them publishing twice, and a reader: the shape that catches a missing
+/// writer fence or a missing base pin (a writer copying from a base another writer reuses).
+#[test]
+#[cfg_attr(
+    any(snapmap_mutant = "no_writer_fence", snapmap_mutant = "no_base_pin"),
+    should_panic(expected = "Causality violation")
+)]
+fn two_writers_and_a_reader() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 3>::new());
+        let twice = {
+            let map = map.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    match stamp_both(&map, false) {
+                        Ok(()) | Err(Error::NoFreeGeneration) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            })
+        };
+        let once = {
+            let map = map.clone();
+            thread::spawn(move || match stamp_both(&map, false) {
+                Ok(()) | Err(Error::NoFreeGeneration) => {}
+                Err(e) => panic!("unexpected {e}"),
+            })
+        };
+        check_stamps(&map);
+        twice.join().unwrap();
+        once.join().unwrap();
+        // Stamps count publishes, so a lost update shows as a stamp below the publish count.
+        let last = check_stamps(&map).unwrap();
+        assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// A reader holds one snapshot while a writer cycles through every other slot: the pinned
+/// generation never changes under it, and the writer is refused (never handed) that slot.
+#[test]
+fn reader_pinned_while_writer_cycles_slots() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 2>::new());
+        stamp_both(&map, true).unwrap();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    match stamp_both(&map, false) {
+                        Ok(()) | Err(Error::NoFreeGeneration) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            })
+        };
+        let mut reader = map.reader().unwrap();
+        let snap = reader.snapshot();
+        let seen = (snap.version(), snap.get(&0).copied(), snap.get(&1).copied());
+        thread::yield_now();
+        assert_eq!(
+            seen,
+            (snap.version(), snap.get(&0).copied(), snap.get(&1).copied())
+        );
+        assert_eq!(seen.1, Some(seen.0));
+        drop(snap);
+        writer.join().unwrap();
+        drop(reader);
+        let last = check_stamps(&map).unwrap();
+        assert_eq!(last, map.stats().publishes as u64);
+    });
+}
