@@ -1,1 +1,352 @@
-fn main(){}
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! Plain std, no dependencies. The per-target toolchain logic (installed `core` or Debian's
+//! rustc with `-Zbuild-std`) lives in [`toolchain`] for reuse by firmware builds.
+
+mod asm_graph;
+mod build_targets;
+mod read_path;
+mod tasks;
+mod toolchain;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+cargo xtask <COMMAND> [OPTIONS]
+
+Commands:
+  build-targets   build snapmap-core for the thumb targets (v6m, v7em, v8m.main), both
+                  feature sets, into target/thumb; check the v6m read path takes no critical
+                  section
+  loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=2 unless set
+  tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
+                  (nightly)
+  ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed
+  toolchain [TRIPLE]...
+                  show how each thumb target is built (installed core or Debian build-std) and
+                  the equivalent cargo command line
+  help [COMMAND]  this text, or a command's
+
+Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
+";
+
+const TOOLCHAIN_HELP: &str = "\
+cargo xtask toolchain [TRIPLE]...
+
+For each target (default: the thumb matrix), shows where core comes from (the active toolchain,
+or Debian's /usr/bin/rustc with -Zbuild-std=core), the linker, and the equivalent command line
+for `cargo build`. Exits 1 if a target has no usable toolchain.
+";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq)]
+enum Cli {
+    Help(Option<&'static str>),
+    BuildTargets {
+        targets: Vec<String>,
+        read_path_check: bool,
+    },
+    Loom(Vec<String>),
+    Tsan(Vec<String>),
+    Ci {
+        allow_dirty: bool,
+    },
+    Toolchain(Vec<String>),
+}
+
+/// A usage error: printed with the relevant help, exit code 2.
+#[derive(Debug, PartialEq)]
+struct UsageError {
+    message: String,
+    help: &'static str,
+}
+
+fn usage_error(message: impl Into<String>, help: &'static str) -> UsageError {
+    UsageError {
+        message: message.into(),
+        help,
+    }
+}
+
+fn command_help(name: &str) -> Option<&'static str> {
+    match name {
+        "build-targets" => Some(build_targets::HELP),
+        "loom" => Some(tasks::LOOM_HELP),
+        "tsan" => Some(tasks::TSAN_HELP),
+        "ci" => Some(tasks::CI_HELP),
+        "toolchain" => Some(TOOLCHAIN_HELP),
+        "help" => Some(USAGE),
+        _ => None,
+    }
+}
+
+fn is_help(arg: &str) -> bool {
+    arg == "-h" || arg == "--help"
+}
+
+fn parse(args: &[String]) -> Result<Cli, UsageError> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(usage_error("no command given", USAGE));
+    };
+    match command.as_str() {
+        "-h" | "--help" | "help" => match rest {
+            [] => Ok(Cli::Help(None)),
+            [name] => command_help(name)
+                .map(|h| Cli::Help(Some(h)))
+                .ok_or_else(|| usage_error(format!("unknown command `{name}`"), USAGE)),
+            _ => Err(usage_error("`help` takes at most one command", USAGE)),
+        },
+        "build-targets" => {
+            let help = build_targets::HELP;
+            let (mut targets, mut read_path_check) = (Vec::new(), true);
+            let mut it = rest.iter();
+            while let Some(arg) = it.next() {
+                match arg.as_str() {
+                    a if is_help(a) => return Ok(Cli::Help(Some(help))),
+                    "--target" => match it.next() {
+                        Some(t) if build_targets::THUMB_TARGETS.contains(&t.as_str()) => {
+                            targets.push(t.clone())
+                        }
+                        Some(t) => {
+                            let known = build_targets::THUMB_TARGETS.join(", ");
+                            return Err(usage_error(
+                                format!("`{t}` is not in the matrix ({known})"),
+                                help,
+                            ));
+                        }
+                        None => return Err(usage_error("`--target` needs a triple", help)),
+                    },
+                    a if a.starts_with("--target=") => {
+                        let t = &a["--target=".len()..];
+                        if !build_targets::THUMB_TARGETS.contains(&t) {
+                            let known = build_targets::THUMB_TARGETS.join(", ");
+                            return Err(usage_error(
+                                format!("`{t}` is not in the matrix ({known})"),
+                                help,
+                            ));
+                        }
+                        targets.push(t.to_owned());
+                    }
+                    "--no-read-path-check" => read_path_check = false,
+                    other => {
+                        return Err(usage_error(format!("unexpected argument `{other}`"), help))
+                    }
+                }
+            }
+            if targets.is_empty() {
+                targets = build_targets::Options::default().targets;
+            }
+            targets.dedup();
+            Ok(Cli::BuildTargets {
+                targets,
+                read_path_check,
+            })
+        }
+        "loom" | "tsan" => {
+            // Everything is passed to cargo test; only a leading --help is ours.
+            if rest.first().is_some_and(|a| is_help(a)) {
+                return Ok(Cli::Help(command_help(command)));
+            }
+            let extra = rest.to_vec();
+            Ok(if command == "loom" {
+                Cli::Loom(extra)
+            } else {
+                Cli::Tsan(extra)
+            })
+        }
+        "ci" => {
+            let mut allow_dirty = false;
+            for arg in rest {
+                match arg.as_str() {
+                    a if is_help(a) => return Ok(Cli::Help(Some(tasks::CI_HELP))),
+                    "--allow-dirty" => allow_dirty = true,
+                    other => {
+                        return Err(usage_error(
+                            format!("unexpected argument `{other}`"),
+                            tasks::CI_HELP,
+                        ))
+                    }
+                }
+            }
+            Ok(Cli::Ci { allow_dirty })
+        }
+        "toolchain" => {
+            if rest.iter().any(|a| is_help(a)) {
+                return Ok(Cli::Help(Some(TOOLCHAIN_HELP)));
+            }
+            if let Some(flag) = rest.iter().find(|a| a.starts_with('-')) {
+                return Err(usage_error(
+                    format!("unexpected argument `{flag}`"),
+                    TOOLCHAIN_HELP,
+                ));
+            }
+            Ok(Cli::Toolchain(rest.to_vec()))
+        }
+        other => Err(usage_error(format!("unknown command `{other}`"), USAGE)),
+    }
+}
+
+fn main() -> ExitCode {
+    // Arguments that are not valid UTF-8 are a usage error, not a panic.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let Ok(args) = args else {
+        eprintln!("error: arguments must be valid UTF-8\n\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {}\n\nUsage: {}", e.message, e.help);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli {
+        Cli::Help(help) => {
+            print!("Usage: {}", help.unwrap_or(USAGE));
+            Ok(())
+        }
+        Cli::BuildTargets {
+            targets,
+            read_path_check,
+        } => build_targets::build_targets(&build_targets::Options {
+            targets,
+            read_path_check,
+        }),
+        Cli::Loom(extra) => tasks::loom(&extra),
+        Cli::Tsan(extra) => tasks::tsan(&extra),
+        Cli::Ci { allow_dirty } => tasks::ci(allow_dirty),
+        Cli::Toolchain(triples) => show_toolchains(&triples),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask toolchain`: what [`toolchain`] decides for each target.
+fn show_toolchains(triples: &[String]) -> util::Result {
+    let defaults: Vec<String> = build_targets::THUMB_TARGETS
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let triples = if triples.is_empty() {
+        &defaults[..]
+    } else {
+        triples
+    };
+    let mut failed = false;
+    for triple in triples {
+        match toolchain::TargetToolchain::detect(triple) {
+            Ok(tc) => {
+                let source = match tc.std_source() {
+                    toolchain::StdSource::Installed { .. } => "installed",
+                    toolchain::StdSource::BuildStd { .. } => "build-std",
+                };
+                println!("{triple}: {source}");
+                println!("  {}", tc.describe());
+                match tc.linker() {
+                    Some(l) => println!("  linker: {} (via {})", l.display(), tc.linker_env_var()),
+                    None => println!("  linker: the toolchain's default"),
+                }
+                println!("  runner variable: {}", tc.runner_env_var());
+                let build = toolchain::cargo_for_target(triple, "build")?;
+                println!("  $ {}", util::display_command(&build));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{triple}: {e}");
+            }
+        }
+    }
+    if failed {
+        return util::fail("some targets have no usable toolchain");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn help_forms() {
+        assert_eq!(parse(&args("--help")), Ok(Cli::Help(None)));
+        assert_eq!(parse(&args("help")), Ok(Cli::Help(None)));
+        assert_eq!(parse(&args("help ci")), Ok(Cli::Help(Some(tasks::CI_HELP))));
+        assert_eq!(
+            parse(&args("build-targets -h")),
+            Ok(Cli::Help(Some(build_targets::HELP)))
+        );
+        assert_eq!(
+            parse(&args("loom --help")),
+            Ok(Cli::Help(Some(tasks::LOOM_HELP)))
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&args("frobnicate")).is_err());
+        assert!(parse(&args("help frobnicate")).is_err());
+        assert!(parse(&args("ci --bogus")).is_err());
+        assert!(parse(&args("build-targets --target")).is_err());
+        assert!(parse(&args("build-targets --target x86_64-unknown-linux-gnu")).is_err());
+    }
+
+    #[test]
+    fn build_targets_options() {
+        let all = build_targets::Options::default().targets;
+        assert_eq!(
+            parse(&args("build-targets")),
+            Ok(Cli::BuildTargets {
+                targets: all,
+                read_path_check: true
+            })
+        );
+        assert_eq!(
+            parse(&args(
+                "build-targets --target thumbv6m-none-eabi --no-read-path-check"
+            )),
+            Ok(Cli::BuildTargets {
+                targets: vec!["thumbv6m-none-eabi".into()],
+                read_path_check: false
+            })
+        );
+        assert_eq!(
+            parse(&args("build-targets --target=thumbv8m.main-none-eabihf")),
+            Ok(Cli::BuildTargets {
+                targets: vec!["thumbv8m.main-none-eabihf".into()],
+                read_path_check: true
+            })
+        );
+    }
+
+    #[test]
+    fn passthrough_and_ci() {
+        assert_eq!(
+            parse(&args("loom -- model --nocapture")),
+            Ok(Cli::Loom(args("-- model --nocapture")))
+        );
+        assert_eq!(parse(&args("tsan")), Ok(Cli::Tsan(vec![])));
+        assert_eq!(
+            parse(&args("ci --allow-dirty")),
+            Ok(Cli::Ci { allow_dirty: true })
+        );
+        assert_eq!(
+            parse(&args("toolchain thumbv6m-none-eabi")),
+            Ok(Cli::Toolchain(args("thumbv6m-none-eabi")))
+        );
+        assert!(parse(&args("toolchain --bogus")).is_err());
+    }
+}

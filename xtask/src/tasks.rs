@@ -1,0 +1,236 @@
+//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask ci`.
+
+use std::env;
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::build_targets::{self, build_targets};
+use crate::toolchain::{cargo_program, host_triple};
+use crate::util::{fail, format_duration, run, workspace_root, Failure, Result};
+
+/// Loom's preemption bound unless `LOOM_MAX_PREEMPTIONS` is set: keeps CI short.
+pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "2";
+/// Work scale for the stress tests under ThreadSanitizer (5-15x slower) unless set.
+pub const DEFAULT_TSAN_STRESS_SCALE: &str = "0.05";
+
+pub const LOOM_HELP: &str = "\
+cargo xtask loom [ARGS]...
+
+Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom
+into target/loom. LOOM_MAX_PREEMPTIONS defaults to 2 (set it to explore more). ARGS go to cargo
+test (e.g. `-- model_name --nocapture`).
+";
+
+pub const TSAN_HELP: &str = "\
+cargo xtask tsan [ARGS]...
+
+Runs the stress tests under ThreadSanitizer with the nightly toolchain:
+RUSTFLAGS=\"-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer\" cargo +nightly test
+-p host-tests --test stress --target <host> into target/tsan. The standard library stays
+uninstrumented (no rust-src for nightly here). SNAPMAP_STRESS_SCALE defaults to 0.05 (the stress
+tests scale their work by it). ARGS go to cargo test.
+";
+
+pub const CI_HELP: &str = "\
+cargo xtask ci [--allow-dirty]
+
+Runs, in order, stopping at the first failure:
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets -- -D warnings
+  cargo test
+  cargo xtask loom
+  cargo xtask build-targets
+  cargo xtask tsan
+  cargo package -p snapmap-core
+and prints the time each step took.
+
+Options:
+  --allow-dirty   pass --allow-dirty to cargo package (for local runs with uncommitted changes;
+                  CI runs on a clean checkout and does not need it)
+";
+
+/// Appends `flags` to the caller's `RUSTFLAGS`, if any.
+fn rustflags_with(flags: &str) -> OsString {
+    match env::var_os("RUSTFLAGS") {
+        Some(existing) if !existing.is_empty() => {
+            let mut all = existing;
+            all.push(" ");
+            all.push(flags);
+            all
+        }
+        _ => flags.into(),
+    }
+}
+
+fn cargo_in_root() -> Command {
+    let mut cmd = Command::new(cargo_program());
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+pub fn loom(extra: &[String]) -> Result {
+    let root = workspace_root();
+    let mut cmd = cargo_in_root();
+    cmd.env("RUSTFLAGS", rustflags_with("--cfg loom"));
+    if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        cmd.env("LOOM_MAX_PREEMPTIONS", DEFAULT_LOOM_MAX_PREEMPTIONS);
+    }
+    cmd.args([
+        "test",
+        "-p",
+        "host-tests",
+        "--release",
+        "--test",
+        "loom",
+        "--target-dir",
+    ])
+    .arg(root.join("target/loom"))
+    .args(extra);
+    run(&mut cmd)
+}
+
+/// Whether rustup knows a nightly toolchain.
+fn nightly_installed() -> Result<bool> {
+    let out = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map_err(|e| {
+            Failure(format!(
+                "`rustup toolchain list` could not run: {e} (tsan needs rustup's nightly)"
+            ))
+        })?;
+    if !out.status.success() {
+        return fail(format!(
+            "`rustup toolchain list` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim_start().starts_with("nightly")))
+}
+
+pub fn tsan(extra: &[String]) -> Result {
+    if !nightly_installed()? {
+        return fail(
+            "ThreadSanitizer needs the nightly toolchain, and rustup has none.\n\
+             Install it with: rustup toolchain install nightly --profile minimal",
+        );
+    }
+    let root = workspace_root();
+    let host = host_triple()?;
+    // `cargo +nightly` goes through the rustup proxy on PATH (not $CARGO, which is stable's
+    // cargo itself); `+nightly` overrides the RUSTUP_TOOLCHAIN that `cargo run` passed down.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root);
+    cmd.env(
+        "RUSTFLAGS",
+        rustflags_with("-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer"),
+    );
+    if env::var_os("SNAPMAP_STRESS_SCALE").is_none() {
+        cmd.env("SNAPMAP_STRESS_SCALE", DEFAULT_TSAN_STRESS_SCALE);
+    }
+    // The stable toolchain's rustc must not leak into the nightly build.
+    cmd.env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO");
+    cmd.args([
+        "+nightly",
+        "test",
+        "-p",
+        "host-tests",
+        "--test",
+        "stress",
+        "--target",
+        &host,
+        "--target-dir",
+    ])
+    .arg(root.join("target/tsan"))
+    .args(extra);
+    run(&mut cmd)
+}
+
+pub fn ci(allow_dirty: bool) -> Result {
+    type Step = (&'static str, Box<dyn Fn() -> Result>);
+    let plain = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result> {
+        Box::new(move || run(cargo_in_root().args(args)))
+    };
+    let package: &'static [&'static str] = if allow_dirty {
+        &["package", "-p", "snapmap-core", "--allow-dirty"]
+    } else {
+        &["package", "-p", "snapmap-core"]
+    };
+    let steps: Vec<Step> = vec![
+        (
+            "cargo fmt --all -- --check",
+            plain(&["fmt", "--all", "--", "--check"]),
+        ),
+        (
+            "cargo clippy --workspace --all-targets -- -D warnings",
+            plain(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+        ("cargo test", plain(&["test"])),
+        ("cargo xtask loom", Box::new(|| loom(&[]))),
+        (
+            "cargo xtask build-targets",
+            Box::new(|| build_targets(&build_targets::Options::default())),
+        ),
+        ("cargo xtask tsan", Box::new(|| tsan(&[]))),
+        (
+            if allow_dirty {
+                "cargo package -p snapmap-core --allow-dirty"
+            } else {
+                "cargo package -p snapmap-core"
+            },
+            plain(package),
+        ),
+    ];
+
+    let total = Instant::now();
+    let mut done: Vec<(&str, Duration)> = Vec::new();
+    let count = steps.len();
+    for (i, (name, step)) in steps.iter().enumerate() {
+        println!("\n=== ci [{}/{count}] {name}", i + 1);
+        let start = Instant::now();
+        let result = step();
+        let time = start.elapsed();
+        match result {
+            Ok(()) => {
+                println!(
+                    "=== ci [{}/{count}] {name}: ok in {}",
+                    i + 1,
+                    format_duration(time)
+                );
+                done.push((name, time));
+            }
+            Err(e) => {
+                println!(
+                    "=== ci [{}/{count}] {name}: FAILED after {}",
+                    i + 1,
+                    format_duration(time)
+                );
+                print_timings(&done, total.elapsed());
+                return fail(format!("ci step `{name}` failed: {e}"));
+            }
+        }
+    }
+    print_timings(&done, total.elapsed());
+    println!("ci: all {count} steps passed");
+    Ok(())
+}
+
+fn print_timings(done: &[(&str, Duration)], total: Duration) {
+    println!("\n=== ci timings");
+    for (name, time) in done {
+        println!("    {:>8}  {name}", format_duration(*time));
+    }
+    println!("    {:>8}  total", format_duration(total));
+}
