@@ -14,6 +14,9 @@ pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "2";
 /// Work scale for the stress tests under ThreadSanitizer (5-15x slower) unless set.
 pub const DEFAULT_TSAN_STRESS_SCALE: &str = "0.05";
 
+/// ThreadSanitizer suppressions (false positives of the uninstrumented std), from the root.
+pub const TSAN_SUPPRESSIONS: &str = "xtask/tsan-suppressions.txt";
+
 pub const LOOM_HELP: &str = "\
 cargo xtask loom [ARGS]...
 
@@ -28,8 +31,10 @@ cargo xtask tsan [ARGS]...
 Runs the stress tests under ThreadSanitizer with the nightly toolchain:
 RUSTFLAGS=\"-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer\" cargo +nightly test
 -p host-tests --test stress --target <host> into target/tsan. The standard library stays
-uninstrumented (no rust-src for nightly here). SNAPMAP_STRESS_SCALE defaults to 0.05 (the stress
-tests scale their work by it). ARGS go to cargo test.
+uninstrumented (no rust-src for nightly here), so TSAN_OPTIONS gets the suppressions in
+xtask/tsan-suppressions.txt (std-internal false positives only; your TSAN_OPTIONS are appended).
+SNAPMAP_STRESS_SCALE defaults to 0.05 (the stress tests scale their work by it). ARGS go to
+cargo test.
 ";
 
 pub const CI_HELP: &str = "\
@@ -131,6 +136,17 @@ pub fn tsan(extra: &[String]) -> Result {
     if env::var_os("SNAPMAP_STRESS_SCALE").is_none() {
         cmd.env("SNAPMAP_STRESS_SCALE", DEFAULT_TSAN_STRESS_SCALE);
     }
+    // False positives of an uninstrumented std (see the file); the caller's options come after.
+    let suppressions = root.join(TSAN_SUPPRESSIONS);
+    let mut options = OsString::from(format!(
+        "suppressions={} print_suppressions=1",
+        suppressions.display()
+    ));
+    if let Some(user) = env::var_os("TSAN_OPTIONS") {
+        options.push(" ");
+        options.push(user);
+    }
+    cmd.env("TSAN_OPTIONS", options);
     // The stable toolchain's rustc must not leak into the nightly build.
     cmd.env_remove("RUSTC")
         .env_remove("RUSTDOC")
@@ -195,42 +211,34 @@ pub fn ci(allow_dirty: bool) -> Result {
     ];
 
     let total = Instant::now();
-    let mut done: Vec<(&str, Duration)> = Vec::new();
+    let mut done: Vec<(&str, Duration, bool)> = Vec::new();
     let count = steps.len();
     for (i, (name, step)) in steps.iter().enumerate() {
-        println!("\n=== ci [{}/{count}] {name}", i + 1);
+        let n = i + 1;
+        println!("\n=== ci [{n}/{count}] {name}");
         let start = Instant::now();
         let result = step();
         let time = start.elapsed();
-        match result {
-            Ok(()) => {
-                println!(
-                    "=== ci [{}/{count}] {name}: ok in {}",
-                    i + 1,
-                    format_duration(time)
-                );
-                done.push((name, time));
-            }
-            Err(e) => {
-                println!(
-                    "=== ci [{}/{count}] {name}: FAILED after {}",
-                    i + 1,
-                    format_duration(time)
-                );
-                print_timings(&done, total.elapsed());
-                return fail(format!("ci step `{name}` failed: {e}"));
-            }
+        let took = format_duration(time);
+        done.push((name, time, result.is_ok()));
+        if let Err(e) = result {
+            println!("=== ci [{n}/{count}] {name}: FAILED after {took}");
+            print_timings(&done, total.elapsed());
+            println!("ci: FAILED at step {n}/{count}; later steps not run");
+            return fail(format!("ci step `{name}` failed: {e}"));
         }
+        println!("=== ci [{n}/{count}] {name}: ok in {took}");
     }
     print_timings(&done, total.elapsed());
     println!("ci: all {count} steps passed");
     Ok(())
 }
 
-fn print_timings(done: &[(&str, Duration)], total: Duration) {
+fn print_timings(done: &[(&str, Duration, bool)], total: Duration) {
     println!("\n=== ci timings");
-    for (name, time) in done {
-        println!("    {:>8}  {name}", format_duration(*time));
+    for (name, time, ok) in done {
+        let status = if *ok { "ok" } else { "FAILED" };
+        println!("    {:>8}  {status:<6}  {name}", format_duration(*time));
     }
     println!("    {:>8}  total", format_duration(total));
 }
