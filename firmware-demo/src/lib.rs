@@ -1,0 +1,15 @@
+//! Board support shared by snapmap's firmware: the dual-core demo (`src/bin/demo`) and the
+//! target-side tests of snapmap-core (`tests/on_target.rs`).
+//!
+//! One `board-*` feature selects the [`board`]; what every firmware here needs beyond it is
+//! board-independent: critical sections that count themselves per core ([`cs`]), the calling
+//! core's SysTick as a periodic interrupt ([`tick`]), and counters with a single writer that
+//! need no read-modify-write ([`counter`]).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod board;
+pub mod counter;
+pub mod cs;
+pub mod tick;
