@@ -4,6 +4,7 @@
 //! rustc with `-Zbuild-std`) lives in [`toolchain`] for reuse by firmware builds.
 
 mod asm_graph;
+mod bench;
 mod build_targets;
 mod read_path;
 mod tasks;
@@ -23,6 +24,7 @@ Commands:
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
   ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed
+  bench [--quick] run the host benchmarks against peers; write BENCHMARKS.md and plots
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
@@ -49,10 +51,9 @@ enum Cli {
     },
     Loom(Vec<String>),
     Tsan(Vec<String>),
-    Ci {
-        allow_dirty: bool,
-    },
+    Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
+    Bench(bench::Options),
 }
 
 /// A usage error: printed with the relevant help, exit code 2.
@@ -76,6 +77,7 @@ fn command_help(name: &str) -> Option<&'static str> {
         "tsan" => Some(tasks::TSAN_HELP),
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
+        "bench" => Some(bench::HELP),
         "help" => Some(USAGE),
         _ => None,
     }
@@ -156,20 +158,36 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
             })
         }
         "ci" => {
-            let mut allow_dirty = false;
-            for arg in rest {
+            let mut opts = tasks::CiOptions::default();
+            let mut it = rest.iter();
+            while let Some(arg) = it.next() {
                 match arg.as_str() {
                     a if is_help(a) => return Ok(Cli::Help(Some(tasks::CI_HELP))),
-                    "--allow-dirty" => allow_dirty = true,
+                    "--allow-dirty" => opts.allow_dirty = true,
+                    "--skip" => match it.next() {
+                        Some(step) if tasks::CI_STEPS.contains(&step.as_str()) => {
+                            opts.skip.push(step.clone())
+                        }
+                        Some(step) => {
+                            let known = tasks::CI_STEPS.join(", ");
+                            return Err(usage_error(
+                                format!("unknown step `{step}` (steps: {known})"),
+                                tasks::CI_HELP,
+                            ));
+                        }
+                        None => {
+                            return Err(usage_error("`--skip` needs a step name", tasks::CI_HELP))
+                        }
+                    },
                     other => {
                         return Err(usage_error(
                             format!("unexpected argument `{other}`"),
                             tasks::CI_HELP,
-                        ))
+                        ));
                     }
                 }
             }
-            Ok(Cli::Ci { allow_dirty })
+            Ok(Cli::Ci(opts))
         }
         "toolchain" => {
             if rest.iter().any(|a| is_help(a)) {
@@ -182,6 +200,14 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 ));
             }
             Ok(Cli::Toolchain(rest.to_vec()))
+        }
+        "bench" => {
+            if rest.iter().any(|a| is_help(a)) {
+                return Ok(Cli::Help(Some(bench::HELP)));
+            }
+            bench::parse(rest)
+                .map(Cli::Bench)
+                .map_err(|e| usage_error(e, bench::HELP))
         }
         other => Err(usage_error(format!("unknown command `{other}`"), USAGE)),
     }
@@ -218,8 +244,9 @@ fn main() -> ExitCode {
         }),
         Cli::Loom(extra) => tasks::loom(&extra),
         Cli::Tsan(extra) => tasks::tsan(&extra),
-        Cli::Ci { allow_dirty } => tasks::ci(allow_dirty),
+        Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
+        Cli::Bench(options) => bench::bench(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -340,9 +367,14 @@ mod tests {
         );
         assert_eq!(parse(&args("tsan")), Ok(Cli::Tsan(vec![])));
         assert_eq!(
-            parse(&args("ci --allow-dirty")),
-            Ok(Cli::Ci { allow_dirty: true })
+            parse(&args("ci --allow-dirty --skip tsan --skip fmt")),
+            Ok(Cli::Ci(tasks::CiOptions {
+                allow_dirty: true,
+                skip: args("tsan fmt")
+            }))
         );
+        assert!(parse(&args("ci --skip")).is_err());
+        assert!(parse(&args("ci --skip everything")).is_err());
         assert_eq!(
             parse(&args("toolchain thumbv6m-none-eabi")),
             Ok(Cli::Toolchain(args("thumbv6m-none-eabi")))

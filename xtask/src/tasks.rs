@@ -38,21 +38,22 @@ cargo test.
 ";
 
 pub const CI_HELP: &str = "\
-cargo xtask ci [--allow-dirty]
+cargo xtask ci [--allow-dirty] [--skip STEP]...
 
 Runs, in order, stopping at the first failure:
-  cargo fmt --all -- --check
-  cargo clippy --workspace --all-targets -- -D warnings
-  cargo test
-  cargo xtask loom
-  cargo xtask build-targets
-  cargo xtask tsan
-  cargo package -p snapmap-core
+  fmt             cargo fmt --all -- --check
+  clippy          cargo clippy --workspace --all-targets -- -D warnings
+  test            cargo test
+  loom            cargo xtask loom
+  build-targets   cargo xtask build-targets
+  tsan            cargo xtask tsan
+  package         cargo package -p snapmap-core
 and prints the time each step took.
 
 Options:
   --allow-dirty   pass --allow-dirty to cargo package (for local runs with uncommitted changes;
                   CI runs on a clean checkout and does not need it)
+  --skip STEP     do not run STEP (one of the names above; repeatable; for local runs)
 ";
 
 /// Appends `flags` to the caller's `RUSTFLAGS`, if any.
@@ -167,24 +168,47 @@ pub fn tsan(extra: &[String]) -> Result {
     run(&mut cmd)
 }
 
-pub fn ci(allow_dirty: bool) -> Result {
-    type Step = (&'static str, Box<dyn Fn() -> Result>);
-    let plain = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result> {
-        Box::new(move || run(cargo_in_root().args(args)))
-    };
-    let package: &'static [&'static str] = if allow_dirty {
+/// The CI steps' short names, in order (for `--skip`).
+pub const CI_STEPS: &[&str] = &[
+    "fmt",
+    "clippy",
+    "test",
+    "loom",
+    "build-targets",
+    "tsan",
+    "package",
+];
+
+/// Options of `cargo xtask ci`.
+#[derive(Debug, Default, PartialEq)]
+pub struct CiOptions {
+    pub allow_dirty: bool,
+    /// Short names from [`CI_STEPS`] not to run (local use; CI runs everything).
+    pub skip: Vec<String>,
+}
+
+/// What a step runs: a cargo command line, or one of our own tasks.
+enum Action {
+    Cargo(&'static [&'static str]),
+    Task(fn() -> Result),
+}
+
+pub fn ci(opts: &CiOptions) -> Result {
+    let package: &'static [&'static str] = if opts.allow_dirty {
         &["package", "-p", "snapmap-core", "--allow-dirty"]
     } else {
         &["package", "-p", "snapmap-core"]
     };
-    let steps: Vec<Step> = vec![
+    let steps: [(&str, String, Action); 7] = [
         (
-            "cargo fmt --all -- --check",
-            plain(&["fmt", "--all", "--", "--check"]),
+            "fmt",
+            "cargo fmt --all -- --check".into(),
+            Action::Cargo(&["fmt", "--all", "--", "--check"]),
         ),
         (
-            "cargo clippy --workspace --all-targets -- -D warnings",
-            plain(&[
+            "clippy",
+            "cargo clippy --workspace --all-targets -- -D warnings".into(),
+            Action::Cargo(&[
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -193,34 +217,49 @@ pub fn ci(allow_dirty: bool) -> Result {
                 "warnings",
             ]),
         ),
-        ("cargo test", plain(&["test"])),
-        ("cargo xtask loom", Box::new(|| loom(&[]))),
+        ("test", "cargo test".into(), Action::Cargo(&["test"])),
         (
-            "cargo xtask build-targets",
-            Box::new(|| build_targets(&build_targets::Options::default())),
+            "loom",
+            "cargo xtask loom".into(),
+            Action::Task(|| loom(&[])),
         ),
-        ("cargo xtask tsan", Box::new(|| tsan(&[]))),
         (
-            if allow_dirty {
-                "cargo package -p snapmap-core --allow-dirty"
-            } else {
-                "cargo package -p snapmap-core"
-            },
-            plain(package),
+            "build-targets",
+            "cargo xtask build-targets".into(),
+            Action::Task(|| build_targets(&build_targets::Options::default())),
+        ),
+        (
+            "tsan",
+            "cargo xtask tsan".into(),
+            Action::Task(|| tsan(&[])),
+        ),
+        (
+            "package",
+            format!("cargo {}", package.join(" ")),
+            Action::Cargo(package),
         ),
     ];
+    debug_assert!(steps.iter().map(|s| s.0).eq(CI_STEPS.iter().copied()));
 
     let total = Instant::now();
-    let mut done: Vec<(&str, Duration, bool)> = Vec::new();
+    let mut done: Vec<(String, Option<Duration>, bool)> = Vec::new();
     let count = steps.len();
-    for (i, (name, step)) in steps.iter().enumerate() {
+    for (i, (key, name, action)) in steps.iter().enumerate() {
         let n = i + 1;
+        if opts.skip.iter().any(|s| s == key) {
+            println!("\n=== ci [{n}/{count}] {name}: skipped (--skip {key})");
+            done.push((name.clone(), None, true));
+            continue;
+        }
         println!("\n=== ci [{n}/{count}] {name}");
         let start = Instant::now();
-        let result = step();
+        let result = match action {
+            Action::Cargo(args) => run(cargo_in_root().args(*args)),
+            Action::Task(task) => task(),
+        };
         let time = start.elapsed();
         let took = format_duration(time);
-        done.push((name, time, result.is_ok()));
+        done.push((name.clone(), Some(time), result.is_ok()));
         if let Err(e) = result {
             println!("=== ci [{n}/{count}] {name}: FAILED after {took}");
             print_timings(&done, total.elapsed());
@@ -230,15 +269,23 @@ pub fn ci(allow_dirty: bool) -> Result {
         println!("=== ci [{n}/{count}] {name}: ok in {took}");
     }
     print_timings(&done, total.elapsed());
-    println!("ci: all {count} steps passed");
+    let skipped = done.iter().filter(|d| d.1.is_none()).count();
+    if skipped == 0 {
+        println!("ci: all {count} steps passed");
+    } else {
+        println!("ci: {} steps passed, {skipped} skipped", count - skipped);
+    }
     Ok(())
 }
 
-fn print_timings(done: &[(&str, Duration, bool)], total: Duration) {
+fn print_timings(done: &[(String, Option<Duration>, bool)], total: Duration) {
     println!("\n=== ci timings");
     for (name, time, ok) in done {
-        let status = if *ok { "ok" } else { "FAILED" };
-        println!("    {:>8}  {status:<6}  {name}", format_duration(*time));
+        let (time, status) = match time {
+            None => (String::from("-"), "skipped"),
+            Some(t) => (format_duration(*t), if *ok { "ok" } else { "FAILED" }),
+        };
+        println!("    {time:>8}  {status:<7}  {name}");
     }
     println!("    {:>8}  total", format_duration(total));
 }
