@@ -8,6 +8,9 @@
 //! redirected and go uncounted; the demo's read path never calls into the HAL. If cross-crate
 //! LTO merged everything into one object, nothing would be counted: `cs::self_test` catches that.
 
+// The linker fixes these names: `__wrap_` / `__real_` + the symbol, which starts with `_`.
+#![allow(non_snake_case)]
+
 use critical_section::RawRestoreState;
 
 extern "Rust" {

@@ -14,9 +14,6 @@ mod report;
 mod table;
 mod writer;
 
-#[cfg(feature = "board-microbit")]
-compile_error!("the demo needs two cores: build it with board-an521 or board-rp2040");
-
 use firmware_demo::board::Board;
 
 #[cortex_m_rt::entry]

@@ -1,0 +1,315 @@
+//! Real two-core races on the emulated dual Cortex-M33: QEMU runs each CPU on its own host
+//! thread, and snapmap's CAS is the hardware's LDREX/STREX.
+//!
+//! Core 0 runs the test runner; core 1 waits for jobs. [`on_both_cores`] runs one job on both
+//! cores at once (each sees its core id) and returns when both are done.
+
+use crate::note;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use firmware_demo::board::{self, Board};
+use firmware_demo::counter::SoloCounter;
+use firmware_demo::cs;
+use snapmap_core::{Error, SnapMap};
+
+/// The job core 1 runs next (a `fn(usize)`); written by core 0 only.
+static JOB: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+/// Which job round core 0 has posted; written by core 0 only.
+static POSTED: AtomicU32 = AtomicU32::new(0);
+/// The last round core 1 started / finished; written by core 1 only.
+static STARTED: AtomicU32 = AtomicU32::new(0);
+static FINISHED: AtomicU32 = AtomicU32::new(0);
+
+/// Starts core 1's job loop.
+pub fn start(board: &mut Board) {
+    board.start_core1(core1_jobs);
+}
+
+fn core1_jobs() -> ! {
+    let mut done = 0;
+    loop {
+        // Acquire: pairs with core 0's Release store of POSTED, so the job pointer and whatever
+        // core 0 prepared for the job are visible.
+        let posted = POSTED.load(Ordering::Acquire);
+        if posted == done {
+            // `sev` after each post sets the event register, so a post between the load above
+            // and this `wfe` is not missed.
+            cortex_m::asm::wfe();
+            continue;
+        }
+        let job = JOB.load(Ordering::Relaxed);
+        // SAFETY: core 0 only ever stores `fn(usize)` pointers in JOB before posting a round.
+        let job = unsafe { core::mem::transmute::<*mut (), fn(usize)>(job) };
+        STARTED.store(posted, Ordering::Release);
+        job(1);
+        done = posted;
+        // Release: everything the job did happens-before core 0's Acquire load.
+        FINISHED.store(done, Ordering::Release);
+        cortex_m::asm::sev();
+    }
+}
+
+/// Runs `job` on both cores, starting together, and returns when both have finished.
+fn on_both_cores(job: fn(usize)) {
+    assert_eq!(board::core_id(), 0);
+    let round = POSTED.load(Ordering::Relaxed) + 1;
+    JOB.store(job as *mut (), Ordering::Relaxed);
+    POSTED.store(round, Ordering::Release);
+    cortex_m::asm::sev();
+    // Start together: core 1 has picked the job up.
+    while STARTED.load(Ordering::Acquire) != round {}
+    job(0);
+    while FINISHED.load(Ordering::Acquire) != round {}
+}
+
+/// Counters with one writer per core.
+struct PerCore([SoloCounter; 2]);
+
+impl PerCore {
+    const fn new() -> Self {
+        Self([SoloCounter::new(), SoloCounter::new()])
+    }
+    fn add(&self, core: usize, n: u32) {
+        self.0[core].add(n);
+    }
+    fn get(&self, core: usize) -> u32 {
+        self.0[core].get()
+    }
+    fn total(&self) -> u32 {
+        self.get(0) + self.get(1)
+    }
+}
+
+/// Both cores increment a shared counter (and one of their own) by read-modify-write
+/// transactions: every increment survives the CAS races.
+pub fn increments_from_both_cores_are_never_lost() {
+    const ROUNDS: u32 = 3_000;
+    // Two writers: G >= R + W + 1 = 2 + 2 + 1.
+    static MAP: SnapMap<u8, u32, 8, 5, 2> = SnapMap::new();
+    fn job(core: usize) {
+        let own = 1 + core as u8;
+        for _ in 0..ROUNDS {
+            MAP.update(|tx| {
+                let shared = tx.get(&0).copied().unwrap_or(0);
+                tx.insert(0, shared + 1)?;
+                let mine = tx.get(&own).copied().unwrap_or(0);
+                tx.insert(own, mine + 1)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+    }
+    on_both_cores(job);
+    let stats = MAP.stats();
+    note!(
+        "{} transactions, {} CAS retries (lost races, each rebased and re-applied), {} slot waits",
+        stats.publishes,
+        stats.cas_retries,
+        stats.slot_waits
+    );
+    assert_eq!(MAP.get(&0), Some(2 * ROUNDS), "a shared increment was lost");
+    assert_eq!((MAP.get(&1), MAP.get(&2)), (Some(ROUNDS), Some(ROUNDS)));
+    assert_eq!(MAP.snapshot().version(), u64::from(2 * ROUNDS));
+    assert_eq!(stats.slot_waits, 0, "G >= R + W + 1, yet a writer waited");
+    if stats.cas_retries == 0 {
+        note!("(no CAS race this run: the cores did not overlap)");
+    }
+}
+
+/// Both cores alternate between publishing batches (a transfer that conserves the total and a
+/// stamp on every key) and checking snapshots through their own registered reader.
+pub fn batches_from_both_cores_stay_atomic() {
+    const KEYS: u8 = 32;
+    const ROUNDS: u32 = 2_000;
+    const TOTAL: u32 = KEYS as u32 * 100;
+    // Each key: (stamp of the last batch, amount). Two readers + two base pins: R = 4;
+    // G >= R + W + 1 = 4 + 2 + 1.
+    static MAP: SnapMap<u8, (u32, u32), { KEYS as usize }, 7, 4> = SnapMap::new();
+    static CHECKED: PerCore = PerCore::new();
+    static VIOLATIONS: PerCore = PerCore::new();
+    static BATCHES: PerCore = PerCore::new();
+    MAP.update(|tx| {
+        for key in 0..KEYS {
+            tx.insert(key, (0, TOTAL / u32::from(KEYS)))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+
+    fn job(core: usize) {
+        let mut reader = MAP.reader().unwrap();
+        let mut last_version = 0;
+        let mut rng = 0x9E37_79B9u32 ^ core as u32;
+        for round in 1..=ROUNDS {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            if round % 2 == 0 {
+                let stamp = (core as u32) << 24 | round;
+                let (from, to) = (rng as u8 % KEYS, (rng >> 8) as u8 % KEYS);
+                MAP.update(|tx| {
+                    let moved = tx.get(&from).map_or(0, |(_, amount)| (*amount).min(7));
+                    for key in 0..KEYS {
+                        let entry = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                        let mut amount = entry.1;
+                        if key == from {
+                            amount -= moved;
+                        }
+                        if key == to {
+                            amount += moved;
+                        }
+                        *entry = (stamp, amount);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                BATCHES.add(core, 1);
+            } else {
+                let snapshot = reader.snapshot();
+                let stamp = snapshot.get(&0).map(|(stamp, _)| *stamp);
+                let one_stamp = snapshot.iter().all(|(_, (s, _))| Some(*s) == stamp);
+                let total: u32 = snapshot.iter().map(|(_, (_, amount))| *amount).sum();
+                let ok = one_stamp
+                    && total == TOTAL
+                    && snapshot.len() == usize::from(KEYS)
+                    && snapshot.version() >= last_version;
+                last_version = snapshot.version();
+                CHECKED.add(core, 1);
+                if !ok {
+                    VIOLATIONS.add(core, 1);
+                }
+            }
+        }
+    }
+    on_both_cores(job);
+    let stats = MAP.stats();
+    note!(
+        "{} batches, {} snapshots checked, {} violations, {} CAS retries, {} slot waits",
+        BATCHES.total(),
+        CHECKED.total(),
+        VIOLATIONS.total(),
+        stats.cas_retries,
+        stats.slot_waits
+    );
+    assert_eq!(VIOLATIONS.total(), 0, "a snapshot showed part of a batch");
+    assert_eq!(stats.publishes as u32, 1 + BATCHES.total(), "a batch was lost");
+    assert_eq!(stats.slot_waits, 0, "G >= R + W + 1, yet a writer waited");
+    let total: u32 = MAP.snapshot().iter().map(|(_, (_, amount))| *amount).sum();
+    assert_eq!(total, TOTAL);
+}
+
+/// Core 0 publishes batches flat out while core 1 reads flat out: every snapshot whole, versions
+/// never back, and core 1 takes no critical section while reading.
+pub fn reader_on_one_core_writer_on_the_other() {
+    const KEYS: u8 = 32;
+    const WRITES: u32 = 5_000;
+    static MAP: SnapMap<u8, u32, { KEYS as usize }, 4, 2> = SnapMap::new();
+    static WRITING: AtomicBool = AtomicBool::new(true);
+    static READS: SoloCounter = SoloCounter::new();
+    static VIOLATIONS: SoloCounter = SoloCounter::new();
+    static CS_WHILE_READING: SoloCounter = SoloCounter::new();
+    static NEW_VERSIONS: SoloCounter = SoloCounter::new();
+    fn stamp_all(stamp: u32) {
+        MAP.update(|tx| {
+            for key in 0..KEYS {
+                tx.insert(key, stamp)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    stamp_all(0);
+    WRITING.store(true, Ordering::Relaxed);
+
+    fn job(core: usize) {
+        if core == 0 {
+            for stamp in 1..=WRITES {
+                stamp_all(stamp);
+            }
+            WRITING.store(false, Ordering::Relaxed);
+            return;
+        }
+        let mut reader = MAP.reader().unwrap();
+        let mut last_version = 0;
+        while WRITING.load(Ordering::Relaxed) {
+            let before = cs::taken_here();
+            let (ok, version) = {
+                let snapshot = reader.snapshot();
+                let stamp = snapshot.get(&0).copied();
+                let ok = snapshot.len() == usize::from(KEYS)
+                    && snapshot.iter().all(|(_, s)| Some(*s) == stamp)
+                    && stamp.map(u64::from) == Some(snapshot.version() - 1);
+                (ok, snapshot.version())
+            };
+            CS_WHILE_READING.add(cs::taken_here().wrapping_sub(before));
+            READS.add(1);
+            if !ok || version < last_version {
+                VIOLATIONS.add(1);
+            }
+            if version != last_version {
+                NEW_VERSIONS.add(1);
+            }
+            last_version = version;
+        }
+    }
+    on_both_cores(job);
+    note!(
+        "{} batches on core 0; {} snapshots on core 1 ({} distinct versions), {} violations, {} critical sections while reading",
+        WRITES,
+        READS.get(),
+        NEW_VERSIONS.get(),
+        VIOLATIONS.get(),
+        CS_WHILE_READING.get()
+    );
+    assert_eq!(VIOLATIONS.get(), 0, "core 1 saw a torn batch or a version going back");
+    assert_eq!(CS_WHILE_READING.get(), 0);
+    assert!(READS.get() > 0, "core 1 never read");
+}
+
+/// With slots scarce (G = 3, R = 2) the `try_` forms fail often on both cores, and the blocking
+/// forms wait; yet every success is counted exactly once and nothing else is published.
+pub fn try_forms_under_contention_lose_nothing() {
+    const ROUNDS: u32 = 3_000;
+    static MAP: SnapMap<u8, u32, 8, 3, 2> = SnapMap::new();
+    static SUCCEEDED: PerCore = PerCore::new();
+    static REFUSED: PerCore = PerCore::new();
+    static BLOCKING: PerCore = PerCore::new();
+    fn job(core: usize) {
+        let own = 1 + core as u8;
+        for round in 0..ROUNDS {
+            let increment = |tx: &mut snapmap_core::Txn<'_, u8, u32, 8>| {
+                let shared = tx.get(&0).copied().unwrap_or(0);
+                tx.insert(0, shared + 1)?;
+                let mine = tx.get(&own).copied().unwrap_or(0);
+                tx.insert(own, mine + 1)?;
+                Ok(())
+            };
+            if round % 4 == 3 {
+                MAP.update(increment).unwrap();
+                BLOCKING.add(core, 1);
+                continue;
+            }
+            match MAP.try_update(increment) {
+                Ok(()) => SUCCEEDED.add(core, 1),
+                Err(Error::NoFreeGeneration | Error::NoReaderSlot) => REFUSED.add(core, 1),
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+            // One-off reads compete for the same two reader slots.
+            let _ = MAP.try_get(&0);
+        }
+    }
+    on_both_cores(job);
+    let stats = MAP.stats();
+    let done = |core| SUCCEEDED.get(core) + BLOCKING.get(core);
+    note!(
+        "{} try_update succeeded, {} refused (no free slot), {} blocking updates; {} CAS retries, {} slot waits",
+        SUCCEEDED.total(),
+        REFUSED.total(),
+        BLOCKING.total(),
+        stats.cas_retries,
+        stats.slot_waits
+    );
+    assert_eq!(MAP.get(&0), Some(done(0) + done(1)), "an increment was lost or doubled");
+    assert_eq!((MAP.get(&1), MAP.get(&2)), (Some(done(0)), Some(done(1))));
+    assert_eq!(stats.publishes as u32, done(0) + done(1));
+}
