@@ -103,22 +103,31 @@ impl TargetToolchain {
     /// otherwise with Debian's rustc and `-Zbuild-std`. Fails with a message naming the Debian
     /// packages (and the rustup alternative) when neither is available.
     pub fn detect(triple: &str) -> Result<Self, ToolchainError> {
+        Self::detect_with(
+            triple,
+            Path::new(DEBIAN_RUSTC),
+            Path::new(DEBIAN_LIBRARY_SRC),
+        )
+    }
+
+    /// [`detect`](Self::detect) with the fallback compiler and library source given.
+    fn detect_with(
+        triple: &str,
+        debian_rustc: &Path,
+        library: &Path,
+    ) -> Result<Self, ToolchainError> {
         let rustc = active_rustc();
         let libdir = rustc_print(&rustc, &["--print", "target-libdir", "--target", triple])?;
         let libdir = PathBuf::from(libdir);
         let std = if has_core(&libdir) {
             StdSource::Installed { libdir }
         } else {
-            let (debian_rustc, library) = (
-                PathBuf::from(DEBIAN_RUSTC),
-                PathBuf::from(DEBIAN_LIBRARY_SRC),
-            );
             let mut missing = Vec::new();
             if !debian_rustc.is_file() {
-                missing.push(format!("{DEBIAN_RUSTC} (package rustc-web)"));
+                missing.push(format!("{} (package rustc-web)", debian_rustc.display()));
             }
             if !library.join("core").is_dir() {
-                missing.push(format!("{DEBIAN_LIBRARY_SRC} (package rust-web-src)"));
+                missing.push(format!("{} (package rust-web-src)", library.display()));
             }
             if !missing.is_empty() {
                 return Err(ToolchainError::MissingFallback {
@@ -128,8 +137,8 @@ impl TargetToolchain {
                 });
             }
             StdSource::BuildStd {
-                rustc: debian_rustc,
-                library,
+                rustc: debian_rustc.to_path_buf(),
+                library: library.to_path_buf(),
             }
         };
         let linker = match std {
@@ -327,6 +336,28 @@ mod tests {
             "THUMBV8M_MAIN_NONE_EABIHF"
         );
         assert_eq!(env_triple("thumbv6m-none-eabi"), "THUMBV6M_NONE_EABI");
+    }
+
+    #[test]
+    fn missing_fallback_names_the_debian_packages() {
+        let nowhere = Path::new("/nonexistent/xtask-test");
+        match TargetToolchain::detect_with("thumbv6m-none-eabi", &nowhere.join("rustc"), nowhere) {
+            // A toolchain with the target installed (`rustup target add`) needs no fallback.
+            Ok(tc) => assert!(matches!(tc.std_source(), StdSource::Installed { .. })),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("apt-get install -y rustc-web rust-web-src"),
+                    "{msg}"
+                );
+                assert!(
+                    msg.contains("rustup target add thumbv6m-none-eabi"),
+                    "{msg}"
+                );
+                assert!(msg.contains("(package rustc-web)"), "{msg}");
+                println!("{msg}");
+            }
+        }
     }
 
     #[test]
