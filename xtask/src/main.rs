@@ -5,10 +5,18 @@
 
 mod asm_graph;
 mod bench;
+mod boards;
 mod build_targets;
+mod demo;
+mod elf;
+mod emulator;
+mod firmware;
+mod host_tools;
 mod read_path;
+mod target_tests;
 mod tasks;
 mod toolchain;
+mod uf2;
 mod util;
 
 use std::process::ExitCode;
@@ -28,6 +36,11 @@ Commands:
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
+  demo [--board mps2-an521|rp2040] [--build-only]
+                  the dual-core firmware demo: run on QEMU mps2-an521 (default) and print
+                  PASS/FAIL with counts; or build ELF + UF2 for the RP2040 (run with probe-rs)
+  test-targets [--board mps2-an521|microbit]...
+                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0
   help [COMMAND]  this text, or a command's
 
 Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
@@ -54,6 +67,8 @@ enum Cli {
     Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
     Bench(bench::Options),
+    Demo(demo::Options),
+    TestTargets(target_tests::Options),
 }
 
 /// A usage error: printed with the relevant help, exit code 2.
@@ -78,6 +93,8 @@ fn command_help(name: &str) -> Option<&'static str> {
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
+        "demo" => Some(demo::HELP),
+        "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
         _ => None,
     }
@@ -209,6 +226,18 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::Bench)
                 .map_err(|e| usage_error(e, bench::HELP))
         }
+        "demo" | "test-targets" => {
+            let help = command_help(command).unwrap_or(USAGE);
+            if rest.iter().any(|a| is_help(a)) {
+                return Ok(Cli::Help(Some(help)));
+            }
+            let parsed = if command == "demo" {
+                demo::parse(rest).map(Cli::Demo)
+            } else {
+                target_tests::parse(rest).map(Cli::TestTargets)
+            };
+            parsed.map_err(|e| usage_error(e, help))
+        }
         other => Err(usage_error(format!("unknown command `{other}`"), USAGE)),
     }
 }
@@ -247,6 +276,9 @@ fn main() -> ExitCode {
         Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
+        // These print their own verdict as the last line, and choose their exit status.
+        Cli::Demo(options) => return demo::run(&options),
+        Cli::TestTargets(options) => return target_tests::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,496 @@
+//! `cargo xtask demo`: snapmap's dual-core demo (`firmware-demo/`), built and run on QEMU
+//! `mps2-an521`, or built (and run through a debug probe) for the RP2040.
+//!
+//! The firmware logs with defmt and ends with a line `SUMMARY PASS|FAIL key=value...`. This
+//! command checks that line itself (the run completed, `violations=0`, `reader_cs=0`) and
+//! prints `PASS` or `FAIL` and the counts as its last line; it exits 0 only on `PASS`.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use crate::boards::{self, Board, AN521, RP2040};
+use crate::elf::Elf;
+use crate::emulator;
+use crate::firmware::{self, Artifact};
+use crate::host_tools;
+use crate::uf2;
+use crate::util::{display_command, fail, Failure, Result};
+
+pub const HELP: &str = "\
+cargo xtask demo [--board mps2-an521|rp2040] [--build-only]
+
+Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
+single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
+interrupt, checks every snapshot, and counts the critical sections it takes while reading.
+
+  --board mps2-an521  (default; also `an521`) QEMU's two Cortex-M33, both cores in parallel.
+                      Runs it (qemu-system-arm, log decoded by defmt-print; both are installed
+                      if missing), and ends with the summary line:
+                      PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=..
+                      cas_retries=.. violations=.. reader_cs=.. ...
+                      Exit status 0 only for PASS: the run completed, violations=0, reader_cs=0.
+  --board rp2040      (also `pico`) The Raspberry Pi Pico: writes the ELF and a UF2, checks that
+                      boot2 sits at 0x10000000, reports sizes, and runs it with
+                      `probe-rs run --chip RP2040` when probe-rs and a debug probe are present
+                      (otherwise says what is missing, and exits 1).
+  --build-only        build (and for rp2040 write the UF2), do not run.
+
+Toolchain: the installed `core` for the target if rustup has it, else Debian's /usr/bin/rustc with
+-Zbuild-std (see `cargo xtask toolchain`); the first such build takes 1-2.5 minutes.
+";
+
+/// How long QEMU may run the demo (it runs about 3 seconds).
+const QEMU_LIMIT: Duration = Duration::from_secs(60);
+/// How long probe-rs may flash and run it.
+const PROBE_LIMIT: Duration = Duration::from_secs(120);
+/// The keys the summary must carry.
+const REQUIRED_KEYS: &[&str] = &[
+    "reads",
+    "snapshots",
+    "isr_reads",
+    "writes",
+    "batches",
+    "cas_retries",
+    "violations",
+    "reader_cs",
+    "completed",
+];
+
+/// Parsed `cargo xtask demo` options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub board: &'static Board,
+    pub build_only: bool,
+}
+
+/// Parses the arguments after `demo`.
+pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
+    let choices: &[&'static Board] = &[&AN521, &RP2040];
+    let mut options = Options {
+        board: &AN521,
+        build_only: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let board_name = match arg.as_str() {
+            "--build-only" => {
+                options.build_only = true;
+                continue;
+            }
+            "--board" => it.next().ok_or("`--board` needs a board name")?.as_str(),
+            other => match other.strip_prefix("--board=") {
+                Some(name) => name,
+                None => return Err(format!("unexpected argument `{other}`")),
+            },
+        };
+        options.board = Board::find(board_name, choices).ok_or_else(|| {
+            format!(
+                "unknown board `{board_name}` (the demo runs on {})",
+                boards::names(choices)
+            )
+        })?;
+    }
+    Ok(options)
+}
+
+/// Runs the command; its own exit status (the verdict line must stay the last line, so errors
+/// are printed here, before it).
+pub fn run(options: &Options) -> ExitCode {
+    let outcome = if options.board == &RP2040 {
+        rp2040(options.build_only)
+    } else {
+        an521(options.build_only)
+    };
+    match outcome {
+        Ok(Verdict::Built) => ExitCode::SUCCESS,
+        Ok(Verdict::Ran(summary)) => {
+            for problem in &summary.problems {
+                eprintln!("demo: {problem}");
+            }
+            println!("{}", summary.line());
+            if summary.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Verdict {
+    /// Built, not run (`--build-only`).
+    Built,
+    /// Ran, with this summary.
+    Ran(Summary),
+}
+
+fn an521(build_only: bool) -> Result<Verdict> {
+    let board = &AN521;
+    // Tools first: a missing one should not wait for a long first build.
+    let defmt_print = if build_only {
+        None
+    } else {
+        host_tools::timeout()?;
+        host_tools::qemu()?;
+        Some(host_tools::defmt_print()?)
+    };
+    let elf_path = firmware::build(board, Artifact::Demo)?;
+    report_sizes(&elf_path)?;
+    let Some(defmt_print) = defmt_print else {
+        return Ok(Verdict::Built);
+    };
+
+    println!(
+        "==> running it on {} (both cores in parallel)",
+        board.description
+    );
+    let mut qemu = emulator::qemu_command(board, &elf_path, QEMU_LIMIT)?;
+    let mut decoder = Command::new(defmt_print);
+    decoder.arg("-e").arg(&elf_path);
+    println!(
+        "$ {} | {}",
+        display_command(&qemu),
+        display_command(&decoder)
+    );
+    let mut qemu_child = qemu
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start QEMU: {e}")))?;
+    let frames = qemu_child
+        .stdout
+        .take()
+        .ok_or_else(|| Failure("no pipe from QEMU".to_owned()))?;
+    let mut decoder_child = match decoder.stdin(frames).stdout(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = qemu_child.kill();
+            let _ = qemu_child.wait();
+            return fail(format!("could not start defmt-print: {e}"));
+        }
+    };
+    let log = decoder_child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    let qemu_status = qemu_child.wait()?;
+    let decoder_status = decoder_child.wait()?;
+
+    let mut summary = Summary::from_log(&log);
+    if let Some(problem) = emulator::explain_exit(qemu_status.code(), QEMU_LIMIT) {
+        summary.problems.push(problem);
+    }
+    if !decoder_status.success() {
+        summary
+            .problems
+            .push(format!("defmt-print failed ({decoder_status})"));
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+fn rp2040(build_only: bool) -> Result<Verdict> {
+    let board = &RP2040;
+    let elf_path = firmware::build(board, Artifact::Demo)?;
+    let bytes = fs::read(&elf_path)?;
+    let elf = Elf::parse(&bytes)?;
+    check_boot2(&elf)?;
+    report_sizes(&elf_path)?;
+    let image = uf2::from_segments(&elf.segments, uf2::RP2040_FLASH, uf2::RP2040_FAMILY_ID)
+        .map_err(|e| Failure(format!("cannot make a UF2 of {}: {e}", elf_path.display())))?;
+    let uf2_path = elf_path.with_extension("uf2");
+    fs::write(&uf2_path, &image)?;
+    println!("    ELF: {}", elf_path.display());
+    println!(
+        "    UF2: {} ({} blocks; hold BOOTSEL while plugging the Pico in, then copy it to RPI-RP2)",
+        uf2_path.display(),
+        image.len() / 512
+    );
+    if build_only {
+        return Ok(Verdict::Built);
+    }
+
+    let Some(probe_rs) = host_tools::probe_rs() else {
+        return fail(format!(
+            "not run: probe-rs is not installed. To run the demo on a Pico with a debug probe \
+             (a Raspberry Pi Debug Probe or a second Pico running debugprobe, wired to SWD):\n  \
+             apt-get install libudev-dev pkg-config && cargo install probe-rs-tools --locked\n  \
+             cargo xtask demo --board rp2040\n\
+             The firmware is built: ELF {} , UF2 {}\n\
+             (the UF2 runs without a probe too, but its defmt log goes out over RTT, which only a \
+             probe reads)",
+            elf_path.display(),
+            uf2_path.display()
+        ));
+    };
+    let probes = Command::new(&probe_rs).arg("list").output()?;
+    let listing = String::from_utf8_lossy(&probes.stdout);
+    if !probes.status.success() || listing.contains("No debug probes") || listing.trim().is_empty()
+    {
+        return fail(format!(
+            "not run: probe-rs found no debug probe (`probe-rs list`). Connect one to the \
+             Pico's SWD pins and retry.\nThe firmware is built: ELF {} , UF2 {}",
+            elf_path.display(),
+            uf2_path.display()
+        ));
+    }
+
+    println!("==> running it on the Pico through {}", probe_rs.display());
+    let mut cmd = Command::new(host_tools::timeout()?);
+    cmd.arg(format!("{}s", PROBE_LIMIT.as_secs()))
+        .arg(&probe_rs)
+        .arg("run")
+        .args(board.runner_args()?)
+        .arg(&elf_path);
+    println!("$ {}", display_command(&cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start probe-rs: {e}")))?;
+    // probe-rs prints the decoded log on one stream and its own messages on the other.
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| thread::spawn(move || echo_lines(BufReader::new(err))));
+    let mut log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    if let Some(Ok(more)) = stderr.map(thread::JoinHandle::join) {
+        log.extend(more);
+    }
+    let status = child.wait()?;
+    let mut summary = Summary::from_log(&log);
+    if !status.success() {
+        summary
+            .problems
+            .push(format!("probe-rs run failed ({status})"));
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// The RP2040 boot ROM copies the 256 bytes at the start of flash to SRAM and runs them as the
+/// second-stage bootloader, but only if their last word is the CRC-32 of the first 252.
+fn check_boot2(elf: &Elf<'_>) -> Result {
+    const BOOT2_ADDR: u32 = 0x1000_0000;
+    match elf.section(".boot2") {
+        Some(s) if s.addr == BOOT2_ADDR && s.size == 256 => {}
+        Some(s) => {
+            return fail(format!(
+                ".boot2 is {} bytes at {:#010x}; the boot ROM needs 256 bytes at 0x10000000",
+                s.size, s.addr
+            ))
+        }
+        None => return fail("the image has no .boot2 section: the Pico would not boot it"),
+    }
+    let Some(boot2) = elf.read(BOOT2_ADDR, 256) else {
+        return fail(".boot2 has no contents in the image");
+    };
+    let (code, stored) = boot2.split_at(252);
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    if boot2_crc(code) != stored {
+        return fail(".boot2's CRC does not match: the boot ROM would refuse it");
+    }
+    println!("    boot2: 256 bytes at 0x10000000, CRC ok");
+    Ok(())
+}
+
+/// The boot ROM's CRC-32: polynomial 0x04C11DB7, not reflected, initial value all ones, no final
+/// XOR (the CRC-32/MPEG-2 variant).
+fn boot2_crc(bytes: &[u8]) -> u32 {
+    let mut crc = u32::MAX;
+    for &byte in bytes {
+        crc ^= u32::from(byte) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+fn report_sizes(elf_path: &Path) -> Result {
+    let bytes = fs::read(elf_path)?;
+    let sizes = Elf::parse(&bytes)?.sizes();
+    println!(
+        "    size: text={} data={} bss={} (flash {} bytes, RAM {} bytes + stacks)",
+        sizes.text,
+        sizes.data,
+        sizes.bss,
+        sizes.text + sizes.data,
+        sizes.data + sizes.bss
+    );
+    Ok(())
+}
+
+/// Echoes each line as it arrives and returns them all.
+fn echo_lines(reader: impl BufRead) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in reader.lines().map_while(io::Result::ok) {
+        println!("{line}");
+        lines.push(line);
+    }
+    lines
+}
+
+/// The firmware's summary, and anything else that makes the run fail.
+#[derive(Debug, Default, PartialEq)]
+struct Summary {
+    /// The firmware's own verdict: `PASS` or `FAIL`, if it got that far.
+    firmware_verdict: Option<String>,
+    /// `key=value` pairs, in the firmware's order.
+    fields: Vec<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Summary {
+    /// Finds and checks the last `SUMMARY` line of a decoded log.
+    fn from_log(lines: &[String]) -> Self {
+        let mut summary = Summary::default();
+        let Some(line) = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.find("SUMMARY ").map(|at| &l[at + "SUMMARY ".len()..]))
+        else {
+            summary
+                .problems
+                .push("the firmware printed no summary: the run did not complete".to_owned());
+            return summary;
+        };
+        let mut words = line.split_whitespace();
+        summary.firmware_verdict = words.next().map(str::to_owned);
+        for word in words {
+            if let Some((key, value)) = word.split_once('=') {
+                summary.fields.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        for key in REQUIRED_KEYS {
+            if summary.number(key).is_none() {
+                summary
+                    .problems
+                    .push(format!("the summary has no numeric `{key}`"));
+            }
+        }
+        if summary.firmware_verdict.as_deref() != Some("PASS") {
+            summary
+                .problems
+                .push("the firmware reported FAIL (see the log above)".to_owned());
+        }
+        for (key, expected) in [("violations", 0), ("reader_cs", 0), ("completed", 1)] {
+            if let Some(value) = summary.number(key).filter(|v| *v != expected) {
+                summary
+                    .problems
+                    .push(format!("{key}={value}, expected {expected}"));
+            }
+        }
+        summary
+    }
+
+    fn number(&self, key: &str) -> Option<u64> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// `PASS k=v ...` or `FAIL k=v ...`.
+    fn line(&self) -> String {
+        let mut line = String::from(if self.passed() { "PASS" } else { "FAIL" });
+        if self.fields.is_empty() {
+            line.push_str(" completed=0");
+        }
+        for (key, value) in &self.fields {
+            line.push_str(&format!(" {key}={value}"));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn log(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    const GOOD: &str = "INFO  SUMMARY PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 \
+                        cas_retries=0 violations=0 reader_cs=0 publishes=5 completed=1";
+
+    #[test]
+    fn options() {
+        assert_eq!(
+            parse(&[]),
+            Ok(Options {
+                board: &AN521,
+                build_only: false
+            })
+        );
+        assert_eq!(
+            parse(&args("--board rp2040 --build-only")),
+            Ok(Options {
+                board: &RP2040,
+                build_only: true
+            })
+        );
+        assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
+        assert!(parse(&args("--board")).is_err());
+        assert!(parse(&args("--board microbit")).is_err());
+        assert!(parse(&args("--frobnicate")).is_err());
+    }
+
+    #[test]
+    fn boot2_crc_is_crc32_mpeg2() {
+        // The check value of CRC-32/MPEG-2.
+        assert_eq!(boot2_crc(b"123456789"), 0x0376_E6E7);
+    }
+
+    #[test]
+    fn a_clean_summary_passes() {
+        let summary = Summary::from_log(&log(&["INFO  t=500ms ...", GOOD]));
+        assert!(summary.passed(), "{:?}", summary.problems);
+        assert_eq!(
+            summary.line(),
+            "PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 cas_retries=0 \
+             violations=0 reader_cs=0 publishes=5 completed=1"
+        );
+    }
+
+    #[test]
+    fn violations_critical_sections_or_no_summary_fail() {
+        for bad in [
+            GOOD.replace("violations=0", "violations=3"),
+            GOOD.replace("reader_cs=0", "reader_cs=1"),
+            GOOD.replace("completed=1", "completed=0"),
+            GOOD.replace("PASS", "FAIL"),
+            GOOD.replace(" isr_reads=2", ""),
+        ] {
+            let summary = Summary::from_log(&log(&[&bad]));
+            assert!(!summary.passed(), "{bad}");
+            assert!(summary.line().starts_with("FAIL "));
+        }
+        let nothing = Summary::from_log(&log(&["INFO  t=500ms"]));
+        assert!(!nothing.passed());
+        assert_eq!(nothing.line(), "FAIL completed=0");
+    }
+}

@@ -1,0 +1,129 @@
+//! The host programs that running the firmware needs: found on `PATH`, installed when that can
+//! be done here, or named with the command that installs them.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::toolchain::cargo_program;
+use crate::util::{fail, run, Result};
+
+/// Debian's package for `qemu-system-arm`.
+const QEMU_PACKAGE: &str = "qemu-system-arm";
+
+/// `qemu-system-arm`; installed with apt-get when missing and we are root.
+pub fn qemu() -> Result<PathBuf> {
+    if let Some(path) = find("qemu-system-arm") {
+        return Ok(path);
+    }
+    if !is_root() || find("apt-get").is_none() {
+        return fail(format!(
+            "qemu-system-arm is not installed. Install it with:\n  \
+             sudo apt-get install {QEMU_PACKAGE}   (Debian/Ubuntu; other systems: the QEMU \
+             package that provides qemu-system-arm)"
+        ));
+    }
+    println!("==> qemu-system-arm is missing: installing Debian's {QEMU_PACKAGE}");
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            QEMU_PACKAGE,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    match find("qemu-system-arm") {
+        Some(path) => Ok(path),
+        None => fail(format!(
+            "installed {QEMU_PACKAGE}, but qemu-system-arm is still not on PATH"
+        )),
+    }
+}
+
+/// `defmt-print`, which decodes the demo's log; installed with `cargo install` when missing.
+pub fn defmt_print() -> Result<PathBuf> {
+    if let Some(path) = find("defmt-print") {
+        return Ok(path);
+    }
+    println!(
+        "==> defmt-print is missing: installing it (cargo install defmt-print --locked; \
+         compiles for about 2-4 minutes, once)"
+    );
+    run(Command::new(cargo_program()).args(["install", "defmt-print", "--locked"]))?;
+    match find("defmt-print") {
+        Some(path) => Ok(path),
+        None => fail(
+            "installed defmt-print, but it is not on PATH nor in $CARGO_HOME/bin \
+             (add ~/.cargo/bin to PATH)",
+        ),
+    }
+}
+
+/// coreutils' `timeout`, which bounds every emulator run.
+pub fn timeout() -> Result<PathBuf> {
+    match find("timeout") {
+        Some(path) => Ok(path),
+        None => fail("`timeout` (GNU coreutils) is not on PATH; install coreutils"),
+    }
+}
+
+/// `probe-rs`, if installed: never installed from here (a 15-minute build that needs
+/// libudev-dev and pkg-config, and useless without a debug probe).
+pub fn probe_rs() -> Option<PathBuf> {
+    find("probe-rs")
+}
+
+/// The first executable `program` on `PATH`, else in cargo's bin directory (where `cargo
+/// install` puts things, even when it is not on `PATH`).
+pub fn find(program: &str) -> Option<PathBuf> {
+    let path_dirs = env::var_os("PATH")
+        .map(|p| env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(cargo_bin_dir())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn cargo_bin_dir() -> Option<PathBuf> {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+    Some(home.join("bin"))
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// Whether we run as root (so apt-get can install).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_on_path() {
+        assert!(find("sh").is_some());
+        assert!(find("surely-not-a-program-xtask").is_none());
+    }
+}
