@@ -1,0 +1,377 @@
+//! Single-thread costs, one criterion run for every map so that ratios hold on a noisy machine:
+//! get (hit, miss), insert, remove, a batch of 64 inserts, and iteration, over 1024 entries of
+//! `u64 -> u64`. Run by `cargo xtask bench` (which also writes BENCHMARKS.md); by hand:
+//! `cargo bench -p host-tests --bench single_thread` (`SNAPMAP_BENCH_QUICK=1` for the smoke sizes).
+//!
+//! How the writes are timed: a map stays near 1024 entries by cycling through 64-key chunks of
+//! its own keys. `insert` removes a chunk (untimed, as one batch) and times inserting its keys
+//! back one by one, so it measures the insert of a *new* key; `remove` mirrors it; `batch64`
+//! times one atomic insert of the 64 keys (one `update`, one write lock, one `rcu`; 64 separate
+//! inserts for dashmap and papaya, which have no atomic batch). Timing a chunk rather than each
+//! operation keeps the clock's own cost (about 20 ns a read) out of the figures.
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::*;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+
+const CHUNK: usize = 64;
+
+/// A map as one thread uses it; `&mut self` so that unsynchronized floors fit too.
+trait Subject {
+    fn get(&mut self, key: u64) -> Option<u64>;
+    fn insert(&mut self, key: u64, value: u64);
+    fn remove(&mut self, key: u64);
+    fn insert_batch(&mut self, keys: &[u64], value: u64);
+    fn remove_batch(&mut self, keys: &[u64]);
+    fn sum(&mut self) -> u64;
+}
+
+/// A shared map with this thread's local state (reader, guard).
+struct Bound<'a, M: Shared> {
+    map: &'a M,
+    local: M::Local<'a>,
+}
+
+impl<M: Shared> Subject for Bound<'_, M> {
+    #[inline]
+    fn get(&mut self, key: u64) -> Option<u64> {
+        self.map.get(&mut self.local, key)
+    }
+    #[inline]
+    fn insert(&mut self, key: u64, value: u64) {
+        self.map.insert(&mut self.local, key, value)
+    }
+    #[inline]
+    fn remove(&mut self, key: u64) {
+        self.map.remove(&mut self.local, key)
+    }
+    fn insert_batch(&mut self, keys: &[u64], value: u64) {
+        self.map.insert_batch(&mut self.local, keys, value)
+    }
+    fn remove_batch(&mut self, keys: &[u64]) {
+        self.map.remove_batch(&mut self.local, keys)
+    }
+    fn sum(&mut self) -> u64 {
+        self.map.sum(&mut self.local)
+    }
+}
+
+/// Floor: an unsynchronized `std::collections::HashMap` (std or Fx hasher).
+struct FloorHashMap<S>(HashMap<u64, u64, S>);
+
+impl<S: BuildHasher> Subject for FloorHashMap<S> {
+    #[inline]
+    fn get(&mut self, key: u64) -> Option<u64> {
+        self.0.get(&key).copied()
+    }
+    #[inline]
+    fn insert(&mut self, key: u64, value: u64) {
+        self.0.insert(key, value);
+    }
+    #[inline]
+    fn remove(&mut self, key: u64) {
+        self.0.remove(&key);
+    }
+    fn insert_batch(&mut self, keys: &[u64], value: u64) {
+        for &k in keys {
+            self.0.insert(k, value);
+        }
+    }
+    fn remove_batch(&mut self, keys: &[u64]) {
+        for k in keys {
+            self.0.remove(k);
+        }
+    }
+    fn sum(&mut self) -> u64 {
+        self.0.values().fold(0, |a, v| a.wrapping_add(*v))
+    }
+}
+
+/// Floor: an unsynchronized `heapless::FnvIndexMap` of capacity 2048 (<= 50% load): the table
+/// every snapmap generation holds today.
+struct FloorHeapless(Box<Heapless>);
+
+impl Subject for FloorHeapless {
+    #[inline]
+    fn get(&mut self, key: u64) -> Option<u64> {
+        self.0.get(&key).copied()
+    }
+    #[inline]
+    fn insert(&mut self, key: u64, value: u64) {
+        self.0.insert(key, value).expect("capacity");
+    }
+    #[inline]
+    fn remove(&mut self, key: u64) {
+        self.0.swap_remove(&key);
+    }
+    fn insert_batch(&mut self, keys: &[u64], value: u64) {
+        for &k in keys {
+            self.0.insert(k, value).expect("capacity");
+        }
+    }
+    fn remove_batch(&mut self, keys: &[u64]) {
+        for k in keys {
+            self.0.swap_remove(k);
+        }
+    }
+    fn sum(&mut self) -> u64 {
+        self.0.values().fold(0, |a, v| a.wrapping_add(*v))
+    }
+}
+
+struct Keys {
+    hit: Vec<u64>,
+    miss: Vec<u64>,
+}
+
+fn bench_get<S: Subject>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, s: &mut S, keys: &[u64]) {
+    g.bench_function(id, |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            let key = keys[i & (ENTRIES - 1)];
+            i = i.wrapping_add(1);
+            s.get(black_box(key))
+        })
+    });
+}
+
+/// Times `timed` on successive 64-key chunks of the map's own keys, after `untimed` on the same
+/// chunk; `per_chunk` operations are counted per chunk (64 single operations, or 1 batch).
+fn bench_chunks<S: Subject>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    s: &mut S,
+    keys: &[u64],
+    per_chunk: u64,
+    untimed: impl Fn(&mut S, &[u64]),
+    timed: impl Fn(&mut S, &[u64]),
+) {
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0;
+            let mut pos = 0;
+            while done < iters {
+                let chunk = &keys[pos..pos + CHUNK];
+                pos = (pos + CHUNK) % ENTRIES;
+                untimed(s, chunk);
+                let start = Instant::now();
+                timed(s, black_box(chunk));
+                total += start.elapsed();
+                done += per_chunk;
+            }
+            // A partial last chunk is timed whole: scale to the iterations asked for.
+            total.mul_f64(iters as f64 / done as f64)
+        })
+    });
+}
+
+/// One workload on one map.
+fn workload<S: Subject>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    id: &str,
+    s: &mut S,
+    keys: &Keys,
+) {
+    match name {
+        "get_hit" => bench_get(g, id, s, &keys.hit),
+        "get_miss" => bench_get(g, id, s, &keys.miss),
+        "insert" => bench_chunks(
+            g,
+            id,
+            s,
+            &keys.hit,
+            CHUNK as u64,
+            |s, c| s.remove_batch(c),
+            |s, c| c.iter().for_each(|&k| s.insert(k, k)),
+        ),
+        "remove" => bench_chunks(
+            g,
+            id,
+            s,
+            &keys.hit,
+            CHUNK as u64,
+            |s, c| s.insert_batch(c, 7),
+            |s, c| c.iter().for_each(|&k| s.remove(k)),
+        ),
+        "batch64" => bench_chunks(
+            g,
+            id,
+            s,
+            &keys.hit,
+            1,
+            |s, c| s.remove_batch(c),
+            |s, c| s.insert_batch(c, 7),
+        ),
+        "iter" => {
+            g.bench_function(id, |b| b.iter(|| s.sum()));
+        }
+        other => unreachable!("workload {other}"),
+    }
+}
+
+/// One workload on a shared map, through this thread's `Local` (reader, guard).
+fn shared<M: Shared>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, keys: &Keys) {
+    let map = M::with_keys(&keys.hit);
+    let mut bound = Bound {
+        map: &*map,
+        local: map.local(),
+    };
+    workload(g, name, M::ID, &mut bound, keys);
+}
+
+/// snapmap through one snapshot held across the whole measurement (reads only).
+fn held_snapshot(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, keys: &Keys) {
+    let map = SnapReader::with_keys(&keys.hit);
+    let mut reader = map.0.reader().expect("reader slot");
+    let snapshot = reader.snapshot();
+    let lookups = if name == "get_miss" {
+        &keys.miss
+    } else {
+        &keys.hit
+    };
+    if name == "iter" {
+        g.bench_function("snapmap-snapshot", |b| {
+            b.iter(|| snapshot.iter().map(|(_, v)| *v).fold(0, u64::wrapping_add))
+        });
+    } else {
+        g.bench_function("snapmap-snapshot", |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                let key = lookups[i & (ENTRIES - 1)];
+                i = i.wrapping_add(1);
+                snapshot.get(&black_box(key)).copied()
+            })
+        });
+    }
+}
+
+/// Where snapmap's time goes: the parts of a get and of a write, timed alone, so that the
+/// report can say what dominates (`parts` group; not a peer comparison).
+fn parts(c: &mut Criterion, keys: &Keys) {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    use std::sync::atomic::{fence, AtomicUsize, Ordering};
+    let mut g = c.benchmark_group("parts");
+    let map = SnapReader::with_keys(&keys.hit);
+    {
+        let mut reader = map.0.reader().expect("reader slot");
+        g.bench_function("pin-unpin-reader", |b| {
+            b.iter(|| drop(black_box(reader.snapshot())))
+        });
+    }
+    g.bench_function("pin-unpin-oneoff", |b| {
+        b.iter(|| drop(black_box(map.0.snapshot())))
+    });
+    let word = AtomicUsize::new(0);
+    g.bench_function("store+fence-seqcst", |b| {
+        b.iter(|| {
+            word.store(black_box(1), Ordering::Release);
+            fence(Ordering::SeqCst);
+        })
+    });
+    g.bench_function("swap-seqcst", |b| {
+        b.iter(|| word.swap(black_box(1), Ordering::SeqCst))
+    });
+    g.bench_function("cas-acqrel", |b| {
+        b.iter(|| word.compare_exchange(black_box(1), 1, Ordering::AcqRel, Ordering::Acquire))
+    });
+    let fnv = BuildHasherDefault::<hash32::FnvHasher>::default();
+    let fx = Fx::default();
+    let mut i = 0usize;
+    g.bench_function("hash-fnv-u64", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            fnv.hash_one(black_box(keys.hit[i & (ENTRIES - 1)]))
+        })
+    });
+    g.bench_function("hash-fx-u64", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            fx.hash_one(black_box(keys.hit[i & (ENTRIES - 1)]))
+        })
+    });
+    // The copy a write makes: the core does `target.clone_from(&source)` on 2048-entry tables
+    // holding 1024 entries.
+    let mut source: Box<Heapless> = Box::default();
+    for &k in &keys.hit {
+        source.insert(k, k).expect("capacity");
+    }
+    let mut target: Box<Heapless> = Box::default();
+    g.bench_function("table-clone_from-2048", |b| {
+        b.iter(|| target.clone_from(black_box(&source)))
+    });
+    // What a copy of only the live bytes costs: 1024 entries of 24 bytes plus 2048 4-byte
+    // indices (32 KiB), and a memcpy of the whole 57 KB table.
+    let live = vec![1u8; ENTRIES * 24 + CAPACITY * 4];
+    let mut live_to = vec![0u8; live.len()];
+    g.bench_function("memcpy-live-32k", |b| {
+        b.iter(|| live_to.copy_from_slice(black_box(&live)))
+    });
+    let whole = vec![1u8; std::mem::size_of::<Heapless>()];
+    let mut whole_to = vec![0u8; whole.len()];
+    g.bench_function("memcpy-table-57k", |b| {
+        b.iter(|| whole_to.copy_from_slice(black_box(&whole)))
+    });
+    g.finish();
+}
+
+const WORKLOADS: [&str; 6] = ["get_hit", "get_miss", "insert", "remove", "batch64", "iter"];
+
+fn main() {
+    let quick = quick();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(if quick { 100 } else { 1000 }))
+        .measurement_time(Duration::from_millis(if quick { 300 } else { 2000 }))
+        .sample_size(if quick { 10 } else { 40 })
+        .configure_from_args();
+    let pool = pool_keys();
+    let keys = Keys {
+        hit: pool[..ENTRIES].to_vec(),
+        miss: miss_keys(),
+    };
+    for name in WORKLOADS {
+        let mut g = c.benchmark_group(name);
+        if matches!(name, "get_hit" | "get_miss" | "iter") {
+            held_snapshot(&mut g, name, &keys);
+        }
+        for_each_shared!(shared(&mut g, name, &keys));
+        let fill = || keys.hit.iter().map(|&k| (k, k));
+        workload(
+            &mut g,
+            name,
+            "floor-hashmap-fx",
+            &mut FloorHashMap::<Fx>(fill().collect()),
+            &keys,
+        );
+        workload(
+            &mut g,
+            name,
+            "hashmap-std",
+            &mut FloorHashMap::<StdHash>(fill().collect()),
+            &keys,
+        );
+        let mut heapless: Box<Heapless> = Box::default();
+        for (k, v) in fill() {
+            heapless.insert(k, v).expect("capacity");
+        }
+        workload(
+            &mut g,
+            name,
+            "floor-heapless",
+            &mut FloorHeapless(heapless),
+            &keys,
+        );
+        g.finish();
+    }
+    parts(&mut c, &keys);
+    c.final_summary();
+}
