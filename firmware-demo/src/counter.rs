@@ -23,8 +23,10 @@ impl SoloCounter {
     /// Adds `n`, wrapping. Only the counter's single writer calls this.
     #[inline]
     pub fn add(&self, n: u32) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// The count so far.

@@ -38,7 +38,8 @@ pub fn start(hz: u32) -> Result<(), TickError> {
         syst.csr.write(0);
         syst.rvr.write(reload);
         syst.cvr.write(0);
-        syst.csr.write(CSR_CLKSOURCE_CORE | CSR_TICKINT | CSR_ENABLE);
+        syst.csr
+            .write(CSR_CLKSOURCE_CORE | CSR_TICKINT | CSR_ENABLE);
     }
     Ok(())
 }

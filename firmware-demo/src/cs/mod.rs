@@ -56,7 +56,9 @@ pub fn taken_here() -> u32 {
 /// Exact once that core has stopped taking them and published that with a Release store that
 /// the caller Acquired; a statistic otherwise.
 pub fn taken_on(core: usize) -> Option<u32> {
-    TAKEN.get(core).map(|counter| counter.load(Ordering::Relaxed))
+    TAKEN
+        .get(core)
+        .map(|counter| counter.load(Ordering::Relaxed))
 }
 
 /// Takes one critical section and checks that the calling core's counter moved by exactly one:

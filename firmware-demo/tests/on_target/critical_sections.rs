@@ -59,12 +59,22 @@ pub fn reads_take_none() {
         inserting,
         updating
     );
-    assert_eq!(reading, 0, "reads through a registered Reader took critical sections");
+    assert_eq!(
+        reading, 0,
+        "reads through a registered Reader took critical sections"
+    );
     if CAS_IS_CRITICAL_SECTION {
-        assert!(inserting > 0 && updating > 0, "writes on ARMv6-M must take the CAS's critical section");
+        assert!(
+            inserting > 0 && updating > 0,
+            "writes on ARMv6-M must take the CAS's critical section"
+        );
         assert!(registering > 0, "claiming a reader slot is a CAS");
     } else {
-        assert_eq!(inserting + updating + registering, 0, "native CAS takes no critical section");
+        assert_eq!(
+            inserting + updating + registering,
+            0,
+            "native CAS takes no critical section"
+        );
     }
 }
 
@@ -89,6 +99,9 @@ pub fn one_off_reads_and_writes() {
     if CAS_IS_CRITICAL_SECTION {
         assert!(one_off_get > 0 && one_off_snapshot > 0 && removing > 0);
     } else {
-        assert_eq!(one_off_get + one_off_snapshot + removing + clearing_empty, 0);
+        assert_eq!(
+            one_off_get + one_off_snapshot + removing + clearing_empty,
+            0
+        );
     }
 }

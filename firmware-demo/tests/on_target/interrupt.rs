@@ -60,9 +60,21 @@ pub fn reader_in_interrupt_during_writes() {
         CS_WHILE_READING.get(),
         stats.cas_retries
     );
-    assert_eq!(VIOLATIONS.get(), 0, "the interrupt saw a torn batch or a version going back");
-    assert_eq!(CS_WHILE_READING.get(), 0, "reading in the interrupt took critical sections");
-    assert_eq!(MAP.snapshot().version(), u64::from(writes) + 1, "an update was lost");
+    assert_eq!(
+        VIOLATIONS.get(),
+        0,
+        "the interrupt saw a torn batch or a version going back"
+    );
+    assert_eq!(
+        CS_WHILE_READING.get(),
+        0,
+        "reading in the interrupt took critical sections"
+    );
+    assert_eq!(
+        MAP.snapshot().version(),
+        u64::from(writes) + 1,
+        "an update was lost"
+    );
 }
 
 #[exception]

@@ -31,7 +31,11 @@ pub fn api_matches_sync_map() {
     assert_eq!(publishes, 7);
     assert_eq!(MAP.snapshot().version(), publishes as u64);
     assert_eq!(MAP.clear(), Ok(()));
-    assert_eq!(MAP.clear(), Ok(()), "clearing an empty map publishes nothing");
+    assert_eq!(
+        MAP.clear(),
+        Ok(()),
+        "clearing an empty map publishes nothing"
+    );
     assert_eq!(MAP.stats().publishes, publishes + 1);
     assert!(MAP.snapshot().is_empty());
 }
@@ -96,7 +100,11 @@ pub fn errors_leave_the_map_intact() {
     let mut third = MAP.reader().unwrap();
     assert_eq!(MAP.reader().err(), Some(Error::NoReaderSlot));
     assert_eq!(MAP.try_get(&0), Err(Error::NoReaderSlot));
-    assert_eq!(MAP.try_insert(0, 1), Err(Error::NoReaderSlot), "no slot for the base pin");
+    assert_eq!(
+        MAP.try_insert(0, 1),
+        Err(Error::NoReaderSlot),
+        "no slot for the base pin"
+    );
     assert_eq!(third.get(&0), Some(0));
     drop(third);
 
@@ -105,13 +113,24 @@ pub fn errors_leave_the_map_intact() {
     let old = first.snapshot();
     MAP.try_insert(0, 100).unwrap();
     let newer = second.snapshot();
-    assert_eq!(MAP.try_insert(1, 200), Ok(Some(1)), "the third slot was free");
+    assert_eq!(
+        MAP.try_insert(1, 200),
+        Ok(Some(1)),
+        "the third slot was free"
+    );
     assert_eq!(MAP.try_insert(2, 300), Err(Error::NoFreeGeneration));
-    assert_eq!(MAP.try_update(|tx| tx.insert(2, 300)), Err(Error::NoFreeGeneration));
+    assert_eq!(
+        MAP.try_update(|tx| tx.insert(2, 300)),
+        Err(Error::NoFreeGeneration)
+    );
     assert_eq!((old.get(&0), newer.get(&0)), (Some(&0), Some(&100)));
     assert_eq!(newer.get(&1), Some(&1));
     drop(old);
-    assert_eq!(MAP.try_insert(2, 300), Ok(Some(2)), "the dropped pin freed a slot");
+    assert_eq!(
+        MAP.try_insert(2, 300),
+        Ok(Some(2)),
+        "the dropped pin freed a slot"
+    );
     drop(newer);
     let now = MAP.snapshot();
     let mut entries = [0u32; 4];

@@ -192,7 +192,11 @@ pub fn batches_from_both_cores_stay_atomic() {
         stats.slot_waits
     );
     assert_eq!(VIOLATIONS.total(), 0, "a snapshot showed part of a batch");
-    assert_eq!(stats.publishes as u32, 1 + BATCHES.total(), "a batch was lost");
+    assert_eq!(
+        stats.publishes as u32,
+        1 + BATCHES.total(),
+        "a batch was lost"
+    );
     assert_eq!(stats.slot_waits, 0, "G >= R + W + 1, yet a writer waited");
     let total: u32 = MAP.snapshot().iter().map(|(_, (_, amount))| *amount).sum();
     assert_eq!(total, TOTAL);
@@ -261,7 +265,11 @@ pub fn reader_on_one_core_writer_on_the_other() {
         VIOLATIONS.get(),
         CS_WHILE_READING.get()
     );
-    assert_eq!(VIOLATIONS.get(), 0, "core 1 saw a torn batch or a version going back");
+    assert_eq!(
+        VIOLATIONS.get(),
+        0,
+        "core 1 saw a torn batch or a version going back"
+    );
     assert_eq!(CS_WHILE_READING.get(), 0);
     assert!(READS.get() > 0, "core 1 never read");
 }
@@ -309,7 +317,11 @@ pub fn try_forms_under_contention_lose_nothing() {
         stats.cas_retries,
         stats.slot_waits
     );
-    assert_eq!(MAP.get(&0), Some(done(0) + done(1)), "an increment was lost or doubled");
+    assert_eq!(
+        MAP.get(&0),
+        Some(done(0) + done(1)),
+        "an increment was lost or doubled"
+    );
     assert_eq!((MAP.get(&1), MAP.get(&2)), (Some(done(0)), Some(done(1))));
     assert_eq!(stats.publishes as u32, done(0) + done(1));
 }

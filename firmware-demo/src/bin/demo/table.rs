@@ -65,5 +65,7 @@ impl Entry {
 fn checksum(channel: u8, epoch: u32, gain: u32, offset: u32) -> u32 {
     [u32::from(channel), epoch, gain, offset]
         .iter()
-        .fold(0x811C_9DC5, |hash, word| (hash ^ word).wrapping_mul(0x0100_0193))
+        .fold(0x811C_9DC5, |hash, word| {
+            (hash ^ word).wrapping_mul(0x0100_0193)
+        })
 }
