@@ -23,7 +23,18 @@ cargo xtask loom [ARGS]...
 Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom
 into target/loom. LOOM_MAX_PREEMPTIONS defaults to 2 (set it to explore more). ARGS go to cargo
 test (e.g. `-- model_name --nocapture`).
+
+Without ARGS it then proves the models have teeth: for each mutant of the protocol
+(--cfg snapmap_mutant=\"no_writer_fence\" and \"no_base_pin\", into target/loom-mutant) it runs
+the model that must catch it, which passes only if loom reports the race (`should_panic`).
 ";
+
+/// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the loom model that must fail
+/// under each.
+const LOOM_MUTANTS: [(&str, &str); 2] = [
+    ("no_writer_fence", "two_writers_and_a_reader"),
+    ("no_base_pin", "two_writers_and_a_reader"),
+];
 
 pub const TSAN_HELP: &str = "\
 cargo xtask tsan [ARGS]...
@@ -76,9 +87,21 @@ fn cargo_in_root() -> Command {
 }
 
 pub fn loom(extra: &[String]) -> Result {
-    let root = workspace_root();
+    run(loom_test("--cfg loom", "target/loom").args(extra))?;
+    if extra.is_empty() {
+        for (mutant, model) in LOOM_MUTANTS {
+            println!("xtask: loom mutant {mutant}: {model} must fail");
+            let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
+            run(loom_test(&cfg, "target/loom-mutant").args(["--", "--exact", model]))?;
+        }
+    }
+    Ok(())
+}
+
+/// `cargo test` of the loom models with `cfgs` added to RUSTFLAGS, into `target_dir`.
+fn loom_test(cfgs: &str, target_dir: &str) -> Command {
     let mut cmd = cargo_in_root();
-    cmd.env("RUSTFLAGS", rustflags_with("--cfg loom"));
+    cmd.env("RUSTFLAGS", rustflags_with(cfgs));
     if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
         cmd.env("LOOM_MAX_PREEMPTIONS", DEFAULT_LOOM_MAX_PREEMPTIONS);
     }
@@ -91,9 +114,8 @@ pub fn loom(extra: &[String]) -> Result {
         "loom",
         "--target-dir",
     ])
-    .arg(root.join("target/loom"))
-    .args(extra);
-    run(&mut cmd)
+    .arg(workspace_root().join(target_dir));
+    cmd
 }
 
 /// Whether rustup knows a nightly toolchain.
