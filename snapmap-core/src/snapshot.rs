@@ -87,7 +87,8 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
 
     /// The entries, in an unspecified order; all from this snapshot's generation.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter::new(self.generation().table.iter())
+        let table = &self.generation().table;
+        Iter::new(table.iter(), table.len())
     }
 }
 
@@ -144,11 +145,18 @@ impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for DebugEntries<'
 
 /// Iterator over the entries of a [`Snapshot`] or a [`Txn`](crate::Txn).
 #[derive(Clone)]
-pub struct Iter<'a, K, V>(heapless::index_map::Iter<'a, K, V>);
+pub struct Iter<'a, K, V> {
+    inner: heapless::index_map::Iter<'a, K, V>,
+    /// Entries not yet yielded: heapless's iterator gives no size hint of its own.
+    remaining: usize,
+}
 
 impl<'a, K, V> Iter<'a, K, V> {
-    pub(crate) fn new(inner: heapless::index_map::Iter<'a, K, V>) -> Self {
-        Self(inner)
+    pub(crate) fn new(inner: heapless::index_map::Iter<'a, K, V>, len: usize) -> Self {
+        Self {
+            inner,
+            remaining: len,
+        }
     }
 }
 
@@ -156,10 +164,12 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next()
+        let entry = self.inner.next()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(entry)
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+        (self.remaining, Some(self.remaining))
     }
 }
 

@@ -43,7 +43,7 @@ impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
 
     /// The entries of the copy, in an unspecified order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter::new(self.table.iter())
+        Iter::new(self.table.iter(), self.table.len())
     }
 
     /// Removes every entry.
