@@ -14,6 +14,11 @@
 //! - [`Violations`]: named counters of invariant violations, merged across threads and asserted
 //!   to be zero at the end (so one run reports every kind of failure it saw, with counts).
 
+/// The README's example, compiled and run as a doctest so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExample;
+
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
