@@ -49,6 +49,10 @@
 //! (`W` concurrent writers) that cannot happen. Otherwise the `try_` forms return
 //! [`Error::NoFreeGeneration`] and the blocking forms spin.
 //!
+//! A retired generation keeps its entries until its slot is reused (the next claim overwrites
+//! the copy, dropping them) or the map is dropped: a removed value is dropped exactly once, but
+//! late. Keep values whose drop matters (handles, leases) small and release them yourself.
+//!
 //! **Memory** is `G` tables plus `R` cache-line-sized hazard words and a few counters, fixed at
 //! compile time; there is no allocator and no `alloc`.
 //!
