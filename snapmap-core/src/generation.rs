@@ -10,6 +10,11 @@ pub(crate) type Table<K, V, const N: usize> = FnvIndexMap<K, V, N>;
 /// IN_USE while that writer fills it and once it is published, and returns to FREE when the writer
 /// that replaced it as `current` retires it, or when its claimer gives it up unpublished.
 /// Only the slot's owner stores to its state; every other writer only CASes it from FREE.
+///
+/// Every slot starts FREE, slot 0 included, although slot 0 holds the initial current generation:
+/// until the first publish retires it, every writer's base is slot 0 and a writer never claims
+/// its own base (see `try_claim`). So a new map is all zero bytes and a `static` one lands in
+/// `.bss`, costing no flash.
 pub(crate) const FREE: usize = 0;
 pub(crate) const IN_USE: usize = 1;
 
@@ -30,9 +35,9 @@ pub(crate) struct GenSlot<K, V, const N: usize> {
 
 macro_rules! gen_slot_new {
     ($($const:ident)?) => {
-        pub(crate) $($const)? fn new(state: usize) -> Self {
+        pub(crate) $($const)? fn new() -> Self {
             Self {
-                state: AtomicUsize::new(state),
+                state: AtomicUsize::new(FREE),
                 generation: UnsafeCell::new(Generation { version: 0, table: Table::new() }),
             }
         }

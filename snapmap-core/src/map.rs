@@ -1,7 +1,8 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
-use crate::generation::{GenSlot, FREE, IN_USE};
+use crate::generation::GenSlot;
 use crate::reader::{ReaderSlot, IDLE, UNCLAIMED};
+
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, Stats};
 use crate::sync::{spin_wait, AtomicUsize};
@@ -58,12 +59,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         let () = Self::PARAMETERS_OK;
-        let mut generations = [const { GenSlot::new(FREE) }; G];
-        // Generation 0 starts out published: it is `current`, and so not free.
-        generations[0].state = AtomicUsize::new(IN_USE);
+        // All zeros (see `generation::FREE`): the empty generation 0 is current.
         Self {
             current: AtomicUsize::new(0),
-            generations,
+            generations: [const { GenSlot::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
         }
@@ -75,7 +74,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         let () = Self::PARAMETERS_OK;
         Self {
             current: AtomicUsize::new(0),
-            generations: core::array::from_fn(|i| GenSlot::new(if i == 0 { IN_USE } else { FREE })),
+            generations: core::array::from_fn(|_| GenSlot::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
         }

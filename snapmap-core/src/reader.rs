@@ -5,11 +5,16 @@ use crate::sync::{compare_exchange, fence, AtomicUsize, Ordering};
 use crate::SnapMap;
 use core::hash::Hash;
 
-/// Hazard value of a slot nobody has claimed.
-pub(crate) const UNCLAIMED: usize = usize::MAX;
+/// Hazard value of a slot nobody has claimed (zero, so a new map is all zeros).
+pub(crate) const UNCLAIMED: usize = 0;
 /// Hazard value of a claimed slot that pins nothing.
-pub(crate) const IDLE: usize = usize::MAX - 1;
-// Any other value is the index of the generation slot the owner has pinned.
+pub(crate) const IDLE: usize = usize::MAX;
+
+/// Hazard value of a claimed slot that pins generation slot `index`.
+#[inline(always)]
+pub(crate) const fn pinning(index: usize) -> usize {
+    index + 1
+}
 
 /// One reader's hazard word, alone on its cache line so that readers never write a line another
 /// reader writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
@@ -98,7 +103,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
             // Release, not Relaxed: a writer's Acquire scan that reads this store (or any later
             // one by this owner) must also see every read this owner made under its previous
             // pin; a Relaxed store would leave those reads unordered with the writer's reuse.
-            hazard.store(seen, Ordering::Release);
+            hazard.store(pinning(seen), Ordering::Release);
             // The reader half of the Dekker pair with the writer's fence in `try_claim`: in the
             // single total order of SeqCst fences, either the writer's fence comes later and its
             // scan sees this hazard, or it came earlier and the load below sees `current` moved

@@ -1,7 +1,7 @@
 //! The write path: claim a generation slot, copy, change, publish by compare-and-swap, retire.
 
 use crate::generation::{FREE, IN_USE};
-use crate::reader::UNCLAIMED;
+use crate::reader::{pinning, UNCLAIMED};
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -101,6 +101,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// Claims a FREE generation slot on which no hazard stands. Candidates are taken in order
     /// after `base`: with one writer, slots are retired in that same order, so the first
     /// candidate is the least recently retired, the one least likely to still be pinned.
+    /// Never `base` itself: it is current or pinned by us, and this exclusion is also what lets
+    /// slot 0 start FREE while current (see `generation::FREE`).
     fn try_claim(&self, base: usize) -> Option<usize> {
         (1..G).map(|step| (base + step) % G).find(|&index| {
             let state = &self.generations[index].state;
@@ -128,7 +130,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
             let pinned = self
                 .readers
                 .iter()
-                .any(|reader| reader.hazard.load(Ordering::Acquire) == index);
+                .any(|reader| reader.hazard.load(Ordering::Acquire) == pinning(index));
             if pinned {
                 // Release: hands the Acquire we took from the retiring writer on to the next
                 // claimer (a plain store does not extend a release sequence).
