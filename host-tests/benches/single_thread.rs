@@ -299,6 +299,20 @@ fn parts(c: &mut Criterion, keys: &Keys) {
             fx.hash_one(black_box(keys.hit[i & (ENTRIES - 1)]))
         })
     });
+    // What a held-snapshot get would cost if the generation table hashed with Fx instead of
+    // FNV: the same heapless table (2048, 50% load) with another `BuildHasher`.
+    let mut fx_table: Box<heapless::IndexMap<u64, u64, Fx, CAPACITY>> = Box::default();
+    for &k in &keys.hit {
+        fx_table.insert(k, k).expect("capacity");
+    }
+    g.bench_function("heapless-fx-get-hit", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            let key = keys.hit[i & (ENTRIES - 1)];
+            i = i.wrapping_add(1);
+            fx_table.get(&black_box(key)).copied()
+        })
+    });
     // The copy a write makes: the core does `target.clone_from(&source)` on 2048-entry tables
     // holding 1024 entries.
     let mut source: Box<Heapless> = Box::default();

@@ -131,8 +131,9 @@ pub fn bench(options: &Options) -> Result {
     let info_path = paths.out.join("run.tsv");
     if !options.report_only {
         let info = format!(
-            "date\t{}\nload_before\t{load_before}\nload_after\t{}\ntook\t{}\n",
+            "date\t{}\ncommit\t{}\nload_before\t{load_before}\nload_after\t{}\ntook\t{}\n",
             command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            command_output("git", &["describe", "--always", "--dirty"]),
             load_average(),
             format_duration(started.elapsed())
         );
@@ -154,6 +155,7 @@ pub fn bench(options: &Options) -> Result {
             quick: options.quick,
             plots_link: paths.plots_link,
             date: field("date"),
+            commit: field("commit"),
             load_before: field("load_before"),
             load_after: field("load_after"),
             took: field("took"),
@@ -339,6 +341,7 @@ struct Run {
     quick: bool,
     plots_link: &'static str,
     date: String,
+    commit: String,
     load_before: String,
     load_after: String,
     took: String,
@@ -449,6 +452,7 @@ fn machine(w: &mut String, run: &Run) {
     let _ = writeln!(w, "| memory | {mem} |");
     let _ = writeln!(w, "| kernel | {kernel} |");
     let _ = writeln!(w, "| rustc | {rustc} |");
+    let _ = writeln!(w, "| measured commit | `{}` |", run.commit);
     let _ = writeln!(
         w,
         "| load average (1, 5, 15 min) | before: {}; after: {} |",
@@ -464,9 +468,11 @@ fn machine(w: &mut String, run: &Run) {
     if busy {
         let _ = writeln!(
             w,
-            "> The machine was not quiet (load average above half the cores before the run): \
-             absolute figures are noisy. Ratios within one run hold better, since every map ran \
-             in the same conditions, interleaved.\n"
+            "> Other work was running when the run started (1-minute load {} on {nproc} cores; \
+             the benchmark's own threads add up to 2): absolute figures may be noisy. Ratios \
+             within one run hold better, since every map ran in the same conditions, \
+             interleaved.\n",
+            run.load_before.split_whitespace().next().unwrap_or("?")
         );
     }
 }
@@ -547,6 +553,7 @@ fn targets(w: &mut String, r: &Results) {
     let heapless_get = r.ns("get_hit", "floor-heapless");
     let fnv = r.ns("parts", "hash-fnv-u64");
     let fx = r.ns("parts", "hash-fx-u64");
+    let heapless_fx = r.ns("parts", "heapless-fx-get-hit");
     let pin_reader = r.ns("parts", "pin-unpin-reader");
     let pin_oneoff = r.ns("parts", "pin-unpin-oneoff");
     let clone_from = r.ns("parts", "table-clone_from-2048");
@@ -571,12 +578,14 @@ fn targets(w: &mut String, r: &Results) {
         reached: held_ratio.map(|x| x <= 1.2),
         why: format!(
             "the held-snapshot get is a plain `FnvIndexMap` lookup (the heapless floor: {}), \
-             and heapless hashes a `u64` with byte-wise FNV: {} per hash against {} for Fx. A \
-             word-at-a-time hash (Fx-style multiply) in the generation table would close most \
-             of the gap.",
+             and heapless hashes a `u64` with byte-wise FNV: {} per hash against {} for Fx. \
+             The same heapless table hashed with Fx gets in {} ({} the floor): the hash is \
+             most of the gap, the open-addressing layout (index array, then entry) the rest.",
             fmt_ns(heapless_get.unwrap_or(f64::NAN)),
             fmt_ns(fnv.unwrap_or(f64::NAN)),
-            fmt_ns(fx.unwrap_or(f64::NAN))
+            fmt_ns(fx.unwrap_or(f64::NAN)),
+            fmt_ns(heapless_fx.unwrap_or(f64::NAN)),
+            ratio(div(heapless_fx, fx_get))
         ),
     });
 
@@ -700,7 +709,7 @@ fn targets(w: &mut String, r: &Results) {
             if snap_flat.zip(peer_flat).is_some_and(|(s, p)| s > p.1) {
                 "leads"
             } else {
-                "does not"
+                "does not lead"
             },
             fmt_ns(insert.unwrap_or(f64::NAN)),
             r.mops("read_flat", "snapmap-reader")
@@ -708,7 +717,7 @@ fn targets(w: &mut String, r: &Results) {
                 .map_or("?".into(), |x| format!("{x:.0}")),
             ratio(frac("read_flat", "snapmap-reader")),
             ratio(peer_flat.and_then(|p| frac("read_flat", p.0)))
-        ),
+        ) + &flat_context(r),
     });
 
     let batch_ratio = div(batch, insert);
@@ -749,6 +758,56 @@ fn targets(w: &mut String, r: &Results) {
         let _ = writeln!(w, "| {} | {} | {verdict} | {} |", t.text, t.got, t.why);
     }
     let _ = writeln!(w);
+}
+
+/// The rest of the flat-out story: the best peer whose memory stayed put (under 1 MiB of
+/// growth), and the read tail (p99.99) of snapmap against the peers'.
+fn flat_context(r: &Results) -> String {
+    let bounded = PEERS
+        .iter()
+        .filter_map(|id| r.mops("read_flat", id).map(|v| (*id, v)))
+        .filter(|(_, v)| v.extra("rss_growth_kib").is_some_and(|k| k < 1024.0))
+        .max_by(|a, b| a.1.value.total_cmp(&b.1.value));
+    let grown: Vec<String> = PEERS
+        .iter()
+        .filter_map(|id| r.mops("read_flat", id).map(|v| (*id, v)))
+        .filter_map(|(id, v)| {
+            let k = v.extra("rss_growth_kib")?;
+            (k >= 1024.0).then(|| format!("{id} +{:.0} MiB", k / 1024.0))
+        })
+        .collect();
+    let tail = |id: &str| {
+        r.latency("flat", id)
+            .and_then(|l| l["p9999_ns"].parse::<f64>().ok())
+    };
+    let peer_tails: Vec<f64> = PEERS.iter().filter_map(|id| tail(id)).collect();
+    let mut out = String::new();
+    if let Some((id, v)) = bounded {
+        let _ = write!(
+            out,
+            " Among peers whose memory stayed put the best reader did {:.1} Mops/s ({id}); \
+             memory grew in one second for {}.",
+            v.value,
+            if grown.is_empty() {
+                "none".to_owned()
+            } else {
+                grown.join(", ")
+            }
+        );
+    }
+    if let (Some(snap), false) = (tail("snapmap-reader"), peer_tails.is_empty()) {
+        let lo = peer_tails.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = peer_tails.iter().copied().fold(0.0, f64::max);
+        let _ = write!(
+            out,
+            " Reads never wait for the writer: p99.99 read latency under flat-out writes is {} \
+             for snapmap against {}–{} for the peers.",
+            fmt_ns(snap),
+            fmt_ns(lo),
+            fmt_ns(hi)
+        );
+    }
+    out
 }
 
 fn single_thread(w: &mut String, r: &Results, run: &Run) {
@@ -846,7 +905,7 @@ fn single_thread(w: &mut String, r: &Results, run: &Run) {
 }
 
 fn parts(w: &mut String, r: &Results) {
-    let rows: [(&str, &str); 10] = [
+    let rows: [(&str, &str); 11] = [
         (
             "pin-unpin-reader",
             "`Reader::snapshot()` + drop: store hazard, SeqCst fence, load `current`, store idle",
@@ -866,6 +925,10 @@ fn parts(w: &mut String, r: &Results) {
             "hashing a `u64` with heapless's FNV (`hash32`)",
         ),
         ("hash-fx-u64", "hashing a `u64` with Fx"),
+        (
+            "heapless-fx-get-hit",
+            "get (hit) in the same 2048-entry heapless table hashed with Fx instead of FNV",
+        ),
         (
             "table-clone_from-2048",
             "`clone_from` of a 2048-entry `FnvIndexMap` holding 1024 entries (what a write does)",
