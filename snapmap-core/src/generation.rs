@@ -1,10 +1,7 @@
 //! Generation slots: the static arena that snapshots point into.
 
 use crate::sync::{AtomicUsize, UnsafeCell};
-use heapless::index_map::FnvIndexMap;
-
-/// The table a generation holds (fixed capacity `N`, a power of two; FNV hashing).
-pub(crate) type Table<K, V, const N: usize> = FnvIndexMap<K, V, N>;
+use crate::table::Table;
 
 /// Slot states. A slot moves FREE -> IN_USE when one writer claims it (compare-and-swap), stays
 /// IN_USE while that writer fills it and once it is published, and returns to FREE when the writer

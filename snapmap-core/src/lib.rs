@@ -105,17 +105,20 @@ extern crate std;
 
 mod error;
 mod generation;
+mod hash;
 mod map;
 mod reader;
 mod snapshot;
 mod stats;
 mod sync;
+mod table;
 mod txn;
 mod write;
 
 pub use error::Error;
 pub use map::SnapMap;
 pub use reader::Reader;
-pub use snapshot::{Iter, Snapshot};
+pub use snapshot::Snapshot;
 pub use stats::Stats;
+pub use table::Iter;
 pub use txn::Txn;

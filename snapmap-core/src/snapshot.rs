@@ -2,6 +2,7 @@
 
 use crate::generation::{GenSlot, Generation};
 use crate::reader::ReaderSlot;
+use crate::table::Iter;
 use core::borrow::Borrow;
 use core::fmt;
 use core::hash::Hash;
@@ -77,7 +78,7 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
 
     /// Whether the snapshot holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.generation().table.is_empty()
+        self.generation().table.len() == 0
     }
 
     /// The most entries the map can hold (`N`).
@@ -87,8 +88,7 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
 
     /// The entries, in an unspecified order; all from this snapshot's generation.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        let table = &self.generation().table;
-        Iter::new(table.iter(), table.len())
+        self.generation().table.iter()
     }
 }
 
@@ -108,7 +108,7 @@ impl<K: Hash + Eq, V, const N: usize> Snapshot<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.generation().table.contains_key(key)
+        self.generation().table.get(key).is_some()
     }
 }
 
@@ -142,35 +142,3 @@ impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for DebugEntries<'
         f.debug_map().entries(self.0.iter()).finish()
     }
 }
-
-/// Iterator over the entries of a [`Snapshot`] or a [`Txn`](crate::Txn).
-#[derive(Clone)]
-pub struct Iter<'a, K, V> {
-    inner: heapless::index_map::Iter<'a, K, V>,
-    /// Entries not yet yielded: heapless's iterator gives no size hint of its own.
-    remaining: usize,
-}
-
-impl<'a, K, V> Iter<'a, K, V> {
-    pub(crate) fn new(inner: heapless::index_map::Iter<'a, K, V>, len: usize) -> Self {
-        Self {
-            inner,
-            remaining: len,
-        }
-    }
-}
-
-impl<'a, K, V> Iterator for Iter<'a, K, V> {
-    type Item = (&'a K, &'a V);
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        let entry = self.inner.next()?;
-        self.remaining = self.remaining.saturating_sub(1);
-        Some(entry)
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}

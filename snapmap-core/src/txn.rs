@@ -1,7 +1,6 @@
 //! [`Txn`]: the private copy a writer changes before publishing it.
 
-use crate::generation::Table;
-use crate::snapshot::Iter;
+use crate::table::{Iter, Table};
 use crate::Error;
 use core::borrow::Borrow;
 use core::hash::Hash;
@@ -38,17 +37,17 @@ impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
 
     /// Whether the copy holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
 
     /// The entries of the copy, in an unspecified order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter::new(self.table.iter(), self.table.len())
+        self.table.iter()
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        self.changed |= !self.table.is_empty();
+        self.changed |= self.table.len() != 0;
         self.table.clear();
     }
 }
@@ -69,7 +68,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.contains_key(key)
+        self.table.get(key).is_some()
     }
 
     /// Mutable access to the value of `key`; counts as a change if the key is present.
@@ -100,7 +99,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let old = self.table.swap_remove(key);
+        let old = self.table.remove(key);
         self.changed |= old.is_some();
         old
     }
@@ -108,7 +107,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
     /// Keeps only the entries for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         let before = self.table.len();
-        self.table.retain(|k, v| keep(k, v));
+        self.table.retain(&mut keep);
         self.changed |= self.table.len() != before;
     }
 }

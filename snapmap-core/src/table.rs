@@ -1,0 +1,376 @@
+//! [`Table`]: the fixed-capacity hash table one generation holds.
+//!
+//! Open addressing with linear probing and backward-shift deletion (no tombstones), in one array
+//! of `N` slots, `N` a power of two. Each slot keeps its entry beside the 32-bit `meta` of the
+//! entry's key hash (0 = empty), so a probe reads one place, compares the key only when the metas
+//! match, and deletion finds each entry's home slot without re-hashing. An empty table is all
+//! zero bytes. Copying one table over another ([`Table::clone_from`]) works in place, slot by
+//! slot, and leaves the copy with the source's exact layout.
+
+use crate::hash::meta_of;
+use core::borrow::Borrow;
+use core::hash::Hash;
+use core::mem::MaybeUninit;
+
+struct Slot<K, V> {
+    /// 0: empty, `entry` uninitialized. Otherwise the key's meta, and `entry` is initialized.
+    meta: u32,
+    entry: MaybeUninit<(K, V)>,
+}
+
+impl<K, V> Slot<K, V> {
+    const EMPTY: Self = Self {
+        meta: 0,
+        entry: MaybeUninit::uninit(),
+    };
+
+    #[inline]
+    fn get(&self) -> Option<&(K, V)> {
+        // SAFETY: a non-zero meta means the entry is initialized (the invariant of `Slot`).
+        (self.meta != 0).then(|| unsafe { self.entry.assume_init_ref() })
+    }
+}
+
+/// The table is full: the key is new and there are already `N` entries.
+pub(crate) struct Full;
+
+pub(crate) struct Table<K, V, const N: usize> {
+    slots: [Slot<K, V>; N],
+    len: usize,
+}
+
+impl<K, V, const N: usize> Table<K, V, N> {
+    const MASK: usize = {
+        assert!(
+            N >= 2 && N.is_power_of_two(),
+            "SnapMap capacity N must be a power of two, at least 2"
+        );
+        assert!(N <= 1 << 24, "SnapMap capacity N must be at most 2^24");
+        N - 1
+    };
+    /// Right shift that turns a meta into its home slot: its top log2(N) bits.
+    const HOME_SHIFT: u32 = 32 - N.trailing_zeros();
+
+    pub(crate) const fn new() -> Self {
+        let _ = Self::MASK;
+        Self {
+            slots: [const { Slot::EMPTY }; N],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn home(meta: u32) -> usize {
+        (meta >> Self::HOME_SHIFT) as usize
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            slots: self.slots.iter(),
+            remaining: self.len,
+        }
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&mut self) {
+        for slot in &mut self.slots {
+            if Self::vacate(slot) {
+                self.len -= 1;
+            }
+        }
+    }
+
+    /// Empties `slot`, dropping its entry; returns whether there was one. The slot is marked
+    /// empty before the drop, so a panicking drop leaves the table consistent.
+    fn vacate(slot: &mut Slot<K, V>) -> bool {
+        let occupied = core::mem::replace(&mut slot.meta, 0) != 0;
+        if occupied {
+            // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked
+            // empty, so nothing will read or drop it again.
+            unsafe { slot.entry.assume_init_drop() };
+        }
+        occupied
+    }
+}
+
+impl<K: Clone, V: Clone, const N: usize> Table<K, V, N> {
+    /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe: if a
+    /// clone panics, `self` holds a consistent subset of `source` and drops correctly.
+    pub(crate) fn clone_from(&mut self, source: &Self) {
+        self.len = 0;
+        for (slot, from) in self.slots.iter_mut().zip(&source.slots) {
+            Self::vacate(slot);
+            if let Some(entry) = from.get() {
+                slot.entry.write(entry.clone());
+                slot.meta = from.meta;
+                self.len += 1;
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
+    /// The slot holding `key`, or `Err` with the empty slot where it would go (`None` if the
+    /// table is full and `key` absent).
+    #[inline]
+    fn find<Q>(&self, meta: u32, key: &Q) -> Result<usize, Option<usize>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut index = Self::home(meta);
+        // At most N probes: a full table has no empty slot to stop at.
+        for _ in 0..N {
+            let slot = &self.slots[index];
+            if slot.meta == 0 {
+                return Err(Some(index));
+            }
+            if slot.meta == meta {
+                // SAFETY: non-zero meta, so the entry is initialized.
+                let (k, _) = unsafe { slot.entry.assume_init_ref() };
+                if k.borrow() == key {
+                    return Ok(index);
+                }
+            }
+            index = (index + 1) & Self::MASK;
+        }
+        Err(None)
+    }
+
+    #[inline]
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let index = self.find(meta_of(key), key).ok()?;
+        self.slots[index].get().map(|(_, v)| v)
+    }
+
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let index = self.find(meta_of(key), key).ok()?;
+        // SAFETY: `find` returned an occupied slot, whose entry is initialized.
+        Some(unsafe { &mut self.slots[index].entry.assume_init_mut().1 })
+    }
+
+    /// Inserts or replaces `key`, returning the replaced value.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Full> {
+        let meta = meta_of(&key);
+        match self.find(meta, &key) {
+            Ok(index) => {
+                // SAFETY: `find` returned an occupied slot, whose entry is initialized.
+                let entry = unsafe { self.slots[index].entry.assume_init_mut() };
+                Ok(Some(core::mem::replace(&mut entry.1, value)))
+            }
+            Err(Some(index)) => {
+                let slot = &mut self.slots[index];
+                slot.entry.write((key, value));
+                slot.meta = meta;
+                self.len += 1;
+                Ok(None)
+            }
+            Err(None) => Err(Full),
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let index = self.find(meta_of(key), key).ok()?;
+        Some(self.take(index).1)
+    }
+
+    /// Keeps only the entries for which `keep` returns `true`.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let mut index = 0;
+        while index < N {
+            match self.slots[index].get() {
+                // `take` may shift a later entry into `index`: look at it again.
+                Some((k, v)) if !keep(k, v) => drop(self.take(index)),
+                _ => index += 1,
+            }
+        }
+    }
+
+    /// Moves the entry out of occupied slot `index` and closes the gap by shifting back the
+    /// entries after it whose probe sequences pass through it (backward-shift deletion).
+    fn take(&mut self, index: usize) -> (K, V) {
+        let slot = &mut self.slots[index];
+        slot.meta = 0;
+        // SAFETY: the slot was occupied (caller's contract) and is now marked empty, so the
+        // entry is moved out exactly once.
+        let entry = unsafe { slot.entry.assume_init_read() };
+        self.len -= 1;
+        let mut hole = index;
+        let mut next = (hole + 1) & Self::MASK;
+        while self.slots[next].meta != 0 {
+            let home = Self::home(self.slots[next].meta);
+            // The entry at `next` may fill the hole if the hole lies on its probe path, i.e.
+            // cyclically within [home, next].
+            if (next.wrapping_sub(home) & Self::MASK) >= (next.wrapping_sub(hole) & Self::MASK) {
+                let meta = core::mem::replace(&mut self.slots[next].meta, 0);
+                // SAFETY: `next` was occupied and is now marked empty: its entry moves out once,
+                // into `hole`, which is empty (its entry was moved out before).
+                let moved = unsafe { self.slots[next].entry.assume_init_read() };
+                self.slots[hole].entry.write(moved);
+                self.slots[hole].meta = meta;
+                hole = next;
+            }
+            next = (next + 1) & Self::MASK;
+        }
+        entry
+    }
+}
+
+/// Iterator over the entries of a [`Snapshot`](crate::Snapshot) or a [`Txn`](crate::Txn), in
+/// slot order.
+pub struct Iter<'a, K, V> {
+    slots: core::slice::Iter<'a, Slot<K, V>>,
+    /// Entries not yet yielded, for an exact size hint.
+    remaining: usize,
+}
+
+impl<K, V> Clone for Iter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            slots: self.slots.clone(),
+            remaining: self.remaining,
+        }
+    }
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (k, v) = self.slots.find_map(Slot::get)?;
+        self.remaining -= 1;
+        Some((k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+
+impl<K, V> core::iter::FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V, const N: usize> Drop for Table<K, V, N> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    /// Every entry is reachable: no empty slot between its home and where it sits.
+    fn check_layout<const N: usize>(table: &Table<u32, u32, N>) {
+        let mut occupied = 0;
+        for (index, slot) in table.slots.iter().enumerate() {
+            if slot.meta == 0 {
+                continue;
+            }
+            occupied += 1;
+            let mut probe = Table::<u32, u32, N>::home(slot.meta);
+            while probe != index {
+                assert_ne!(
+                    table.slots[probe].meta, 0,
+                    "hole on the probe path of slot {index}"
+                );
+                probe = (probe + 1) & Table::<u32, u32, N>::MASK;
+            }
+        }
+        assert_eq!(occupied, table.len());
+    }
+
+    fn random_ops<const N: usize>(seed: u64, keys: u32) {
+        let mut table = Table::<u32, u32, N>::new();
+        let mut oracle = BTreeMap::new();
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for step in 0..20_000u32 {
+            let key = (next() % u64::from(keys)) as u32;
+            match next() % 8 {
+                0..=3 => {
+                    let full = oracle.len() == N && !oracle.contains_key(&key);
+                    match table.insert(key, step) {
+                        Ok(old) => assert_eq!(old, oracle.insert(key, step)),
+                        Err(Full) => assert!(full, "Full with room left"),
+                    }
+                }
+                4..=5 => assert_eq!(table.remove(&key), oracle.remove(&key)),
+                6 => {
+                    let odd = next() % 2;
+                    table.retain(|k, _| k % 2 != odd as u32);
+                    oracle.retain(|k, _| k % 2 != odd as u32);
+                }
+                _ => {
+                    let mut copy = Table::<u32, u32, N>::new();
+                    copy.insert(7, 7).ok();
+                    copy.clone_from(&table);
+                    table = copy;
+                }
+            }
+            check_layout(&table);
+            for k in 0..keys {
+                assert_eq!(table.get(&k), oracle.get(&k), "key {k} at step {step}");
+            }
+            let mut seen: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
+            seen.sort_unstable();
+            assert!(seen
+                .iter()
+                .copied()
+                .eq(oracle.iter().map(|(k, v)| (*k, *v))));
+            assert_eq!(table.iter().len(), oracle.len());
+        }
+    }
+
+    #[test]
+    fn matches_a_btreemap_oracle_through_full_and_wrapping_tables() {
+        random_ops::<2>(1, 4);
+        random_ops::<8>(2, 12);
+        random_ops::<16>(3, 40);
+        random_ops::<64>(4, 70);
+    }
+
+    #[test]
+    fn clear_then_reuse() {
+        let mut table = Table::<u32, u32, 4>::new();
+        for k in 0..4 {
+            assert!(table.insert(k, k).is_ok());
+        }
+        assert!(table.insert(9, 9).is_err());
+        table.clear();
+        assert_eq!(table.len(), 0);
+        assert_eq!(table.iter().count(), 0);
+        assert!(table.insert(9, 9).is_ok());
+        assert_eq!(table.get(&9), Some(&9));
+    }
+}
