@@ -83,6 +83,15 @@
 //! panic in a user closure or in `K`/`V`'s `Clone`, `Hash` or `Eq` leaves the published
 //! generations untouched: the writer's private copy is discarded and its slot freed.
 //!
+//! # The table
+//!
+//! Each generation is a flat open-addressing table of `N` slots (a power of two): linear probing,
+//! backward-shift deletion, each entry stored beside 32 bits of its key's hash. A map can hold
+//! `N` entries, but lookups stay short only while it is at most about three-quarters full:
+//! size `N` for the entries you expect, with room. Keys are hashed with Fx, a fast multiply-rotate
+//! hash that is not keyed; keys chosen by an adversary can collide, which costs probe length (at
+//! worst all `N` slots), never memory.
+//!
 //! # Atomics per target
 //!
 //! The words readers touch are only ever loaded and stored, which every supported target does

@@ -13,7 +13,8 @@ use core::hash::Hash;
 
 /// A concurrent map whose readers see consistent snapshots without locks.
 ///
-/// - `N`: capacity of the map, in entries (a power of two, at least 2).
+/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^24). Lookups are
+///   fastest with the map at most about three-quarters full (see the crate docs, "The table").
 /// - `G`: generation slots, each a full copy of the table (at least 2). One is current, one is
 ///   claimed by each writer in flight, and each pin holds one more.
 /// - `R`: reader slots (hazard words), shared by registered [`Reader`]s, one-off reads and the
