@@ -1,7 +1,7 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
 use crate::generation::GenSlot;
-use crate::reader::{ReaderSlot, IDLE, UNCLAIMED};
+use crate::reader::{ReaderSlot, Side, IDLE, UNCLAIMED};
 
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, Stats};
@@ -96,7 +96,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` slots are claimed.
     pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R>, Error> {
-        let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
+        let slot = self
+            .claim_reader_slot(Side::Reader)
+            .ok_or(Error::NoReaderSlot)?;
         Ok(Reader::new(self, slot))
     }
 
@@ -120,7 +122,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` reader slots are claimed.
     pub fn try_snapshot(&self) -> Result<Snapshot<'_, K, V, N>, Error> {
-        let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
+        let slot = self
+            .claim_reader_slot(Side::Reader)
+            .ok_or(Error::NoReaderSlot)?;
         let generation = self.pin(slot);
         Ok(Snapshot::new(
             &self.generations[generation],

@@ -16,6 +16,13 @@ pub(crate) const fn pinning(index: usize) -> usize {
     index + 1
 }
 
+/// Who claims a reader slot: see [`SnapMap::claim_reader_slot`].
+#[derive(Clone, Copy)]
+pub(crate) enum Side {
+    Reader,
+    Writer,
+}
+
 /// One reader's hazard word, alone on its cache line so that readers never write a line another
 /// reader writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
 #[cfg_attr(
@@ -82,12 +89,19 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// stores after the previous owner's final Release store. On a CAS-less target this is the
     /// one place a reader takes a critical section, which is why readers on such targets register
     /// a [`Reader`] up front instead of reading one-off.
-    pub(crate) fn claim_reader_slot(&self) -> Option<usize> {
-        self.readers.iter().position(|slot| {
+    ///
+    /// Readers search from the first slot and writers (for their base pins) from the last, so the
+    /// two rarely contend for the same slot's cache line.
+    pub(crate) fn claim_reader_slot(&self, side: Side) -> Option<usize> {
+        let claim = |slot: &ReaderSlot| {
             // Relaxed pre-check: a claimed slot is skipped without an RMW.
             slot.hazard.load(Ordering::Relaxed) == UNCLAIMED
                 && compare_exchange(&slot.hazard, UNCLAIMED, IDLE).is_ok()
-        })
+        };
+        match side {
+            Side::Reader => self.readers.iter().position(claim),
+            Side::Writer => self.readers.iter().rposition(claim),
+        }
     }
 
     /// Publishes a hazard on the current generation from reader slot `slot` (owned by the

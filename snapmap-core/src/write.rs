@@ -1,7 +1,7 @@
 //! The write path: claim a generation slot, copy, change, publish by compare-and-swap, retire.
 
 use crate::generation::{FREE, IN_USE};
-use crate::reader::{pinning, UNCLAIMED};
+use crate::reader::{pinning, Side, UNCLAIMED};
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -48,7 +48,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     fn base_pin(&self, wait: Wait) -> Result<BasePin<'_, K, V, N, G, R>, Error> {
         let mut spins = 0;
         loop {
-            if let Some(slot) = self.claim_reader_slot() {
+            if let Some(slot) = self.claim_reader_slot(Side::Writer) {
                 return Ok(BasePin { map: self, slot });
             }
             if wait == Wait::No {
