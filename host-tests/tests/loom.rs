@@ -4,7 +4,7 @@
 //! --release --test loom`). Every access to a generation's contents goes through loom's
 //! `UnsafeCell`, so a writer overwriting a slot that a reader still reads is reported as a data
 //! race, and every atomic is explored under the C++20 memory model, within the preemption bound
-//! (`LOOM_MAX_PREEMPTIONS`, 2 unless set).
+//! (`LOOM_MAX_PREEMPTIONS`, 3 unless set by `cargo xtask loom`).
 //!
 //! Loom's SeqCst fence is stronger than C++20's, so a green run is necessary, not sufficient: the
 //! hand argument for the protocol lives beside the fences in `snapmap-core`.
@@ -22,7 +22,7 @@ use snapmap_core::{Error, SnapMap};
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(3);
     }
     builder.check(f);
 }

@@ -28,7 +28,7 @@ Commands:
   build-targets   build snapmap-core for the thumb targets (v6m, v7em, v8m.main), both
                   feature sets, into target/thumb; check the v6m read path takes no critical
                   section
-  loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=2 unless set
+  loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=3 unless set
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
   ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed

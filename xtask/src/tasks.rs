@@ -10,7 +10,7 @@ use crate::toolchain::{cargo_program, host_triple};
 use crate::util::{fail, format_duration, run, workspace_root, Failure, Result};
 
 /// Loom's preemption bound unless `LOOM_MAX_PREEMPTIONS` is set: keeps CI short.
-pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "2";
+pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "3";
 /// Work scale for the stress tests under ThreadSanitizer (5-15x slower) unless set.
 pub const DEFAULT_TSAN_STRESS_SCALE: &str = "0.05";
 
@@ -21,7 +21,7 @@ pub const LOOM_HELP: &str = "\
 cargo xtask loom [ARGS]...
 
 Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom
-into target/loom. LOOM_MAX_PREEMPTIONS defaults to 2 (set it to explore more). ARGS go to cargo
+into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to cargo
 test (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
