@@ -28,6 +28,8 @@ pub enum Artifact {
     Demo,
     /// `tests/on_target`: snapmap-core's tests on the target.
     TargetTests,
+    /// `src/bin/bench_m33`: instruction counts on the emulated dual Cortex-M33.
+    BenchM33,
 }
 
 /// Builds `artifact` for `board` (release profile) and returns the ELF's path.
@@ -38,6 +40,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     let what = match artifact {
         Artifact::Demo => "demo",
         Artifact::TargetTests => "target tests",
+        Artifact::BenchM33 => "M33 benchmark",
     };
     println!("==> building the {what} for {}", board.description);
     println!("    {}", toolchain.describe());
@@ -50,7 +53,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     }
 
     let mut cargo = toolchain.cargo(match artifact {
-        Artifact::Demo => "build",
+        Artifact::Demo | Artifact::BenchM33 => "build",
         Artifact::TargetTests => "test",
     });
     cargo
@@ -60,6 +63,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
         .arg(&target_dir);
     match artifact {
         Artifact::Demo => cargo.args(["--bin", "demo"]),
+        Artifact::BenchM33 => cargo.args(["--bin", "bench_m33"]),
         Artifact::TargetTests => cargo.args([
             "--no-run",
             "--test",
@@ -74,6 +78,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     println!("    built in {}", format_duration(started.elapsed()));
     let elf = match artifact {
         Artifact::Demo => profile_dir.join("demo"),
+        Artifact::BenchM33 => profile_dir.join("bench_m33"),
         Artifact::TargetTests => test_executable(&stdout, "on_target").ok_or_else(|| {
             Failure("cargo built the target tests but named no executable".to_owned())
         })?,

@@ -5,6 +5,7 @@
 
 mod asm_graph;
 mod bench;
+mod bench_m33;
 mod boards;
 mod build_targets;
 mod demo;
@@ -33,6 +34,9 @@ Commands:
                   (nightly)
   ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed
   bench [--quick] run the host benchmarks against peers; write BENCHMARKS.md and plots
+  bench-m33 [--no-page]
+                  instructions per get/insert/batch and per read under concurrent writes on
+                  the emulated dual Cortex-M33 (QEMU -icount); write BENCHMARKS-m33.md
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
@@ -67,6 +71,7 @@ enum Cli {
     Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
     Bench(bench::Options),
+    BenchM33(bench_m33::Options),
     Demo(demo::Options),
     TestTargets(target_tests::Options),
 }
@@ -93,6 +98,7 @@ fn command_help(name: &str) -> Option<&'static str> {
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
+        "bench-m33" => Some(bench_m33::HELP),
         "demo" => Some(demo::HELP),
         "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
@@ -226,6 +232,14 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::Bench)
                 .map_err(|e| usage_error(e, bench::HELP))
         }
+        "bench-m33" => {
+            if rest.iter().any(|a| is_help(a)) {
+                return Ok(Cli::Help(Some(bench_m33::HELP)));
+            }
+            bench_m33::parse(rest)
+                .map(Cli::BenchM33)
+                .map_err(|e| usage_error(e, bench_m33::HELP))
+        }
         "demo" | "test-targets" => {
             let help = command_help(command).unwrap_or(USAGE);
             if rest.iter().any(|a| is_help(a)) {
@@ -276,6 +290,7 @@ fn main() -> ExitCode {
         Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
+        Cli::BenchM33(options) => bench_m33::run(&options),
         // These print their own verdict as the last line, and choose their exit status.
         Cli::Demo(options) => return demo::run(&options),
         Cli::TestTargets(options) => return target_tests::run(&options),
