@@ -430,7 +430,7 @@ fn load() -> Result<Measured> {
 }
 
 /// Single-core figures the page needs (the firmware's `OP` ids).
-const OPS: [&str; 14] = [
+const OPS: [&str; 15] = [
     "calibration-10-nops",
     "get/floor",
     "get/floor-full",
@@ -445,6 +445,7 @@ const OPS: [&str; 14] = [
     "batch8/floor",
     "batch8/mutex",
     "batch8/snapmap",
+    "update-noop/snapmap",
 ];
 
 impl Measured {
@@ -718,6 +719,13 @@ fn render(m: &Measured, level: usize) -> String {
         "insert/floor",
         "insert/mutex",
         "insert/snapmap",
+    );
+    row(
+        &mut w,
+        "snapmap `update` that changes nothing (pin, claim a slot, copy the table, free it)",
+        "",
+        "",
+        "update-noop/snapmap",
     );
     row(
         &mut w,
