@@ -108,6 +108,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// caller) and returns that generation's index, protected until [`ReaderSlot::unpin`].
     ///
     /// Lock-free: it retries only if a writer published between its two loads of `current`.
+    #[inline]
     pub(crate) fn pin(&self, slot: usize) -> usize {
         let hazard = &self.readers[slot].hazard;
         // Relaxed: what this load returns is only a guess, checked by the Acquire load below;
@@ -164,6 +165,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, 
 
     /// Pins the current generation. The snapshot borrows this reader, so a reader holds at most
     /// one pin at a time.
+    #[inline]
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
         let generation = self.map.pin(self.slot);
         Snapshot::new(
@@ -174,6 +176,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, 
     }
 
     /// Clones the value of `key` out of the current generation.
+    #[inline]
     pub fn get<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Hash + Eq + core::borrow::Borrow<Q>,
