@@ -503,9 +503,9 @@ fn method(w: &mut String) {
         "## What is measured\n\n\
          1024 entries of `u64 -> u64` (SplitMix64-scrambled keys) in every map. snapmap is \
          `SnapMap<u64, u64, 2048>` with the defaults G = 4 generations and R = 4 reader slots: \
-         **N = 2048 for 1024 entries, i.e. at most 50% load**, since each generation is a \
-         `heapless::FnvIndexMap` and a full one probes long chains. The heapless peer and floor \
-         use the same capacity.\n\n\
+         **N = 2048 for 1024 entries, i.e. at most 50% load**, since each generation is an \
+         open-addressing table (linear probing) and a full one probes long chains. The heapless \
+         peer and floor use the same capacity.\n\n\
          - **Single thread** (criterion, one run for all maps, median of samples): get of a \
            present key and of an absent one; `insert` of a new key; `remove`; one atomic batch of \
            64 inserts (`update` for snapmap, one write lock, one `rcu` for arc-swap; dashmap and \
@@ -520,8 +520,8 @@ fn method(w: &mut String) {
            (`map.pin().get`) and a guard held across operations (refreshed every 1024 \
            operations in the threaded workloads).\n\
          - **Hashers**: every hash-map peer runs with the std hasher (SipHash) and with Fx \
-           (`rustc-hash`), so the table and not the hash function is compared. heapless tables \
-           (snapmap's and the spin peer's) hash with FNV.\n\
+           (`rustc-hash`), so the table and not the hash function is compared. snapmap hashes \
+           with its own Fx; heapless tables (the spin peer's and the floor) with FNV.\n\
          - **Floors**: an unsynchronized `std::collections::HashMap` with Fx, and an \
            unsynchronized `heapless::FnvIndexMap` at 50% load.\n\
          - **Two threads, 98/1/1** (timed harness): each thread draws a key from a pool of 2048 \
@@ -581,10 +581,10 @@ fn targets(w: &mut String, r: &Results) {
         ),
         reached: held_ratio.map(|x| x <= 1.2),
         why: format!(
-            "the held-snapshot get is a plain `FnvIndexMap` lookup (the heapless floor: {}), \
-             and heapless hashes a `u64` with byte-wise FNV: {} per hash against {} for Fx. \
-             The same heapless table hashed with Fx gets in {} ({} the floor): the hash is \
-             most of the gap, the open-addressing layout (index array, then entry) the rest.",
+            "the held-snapshot get is a lookup in snapmap's own table (Fx hash, linear probing, \
+             each entry beside its hash). For scale, the heapless floor takes {}: it hashes a \
+             `u64` with byte-wise FNV ({} per hash against {} for Fx), and the same heapless \
+             table hashed with Fx still takes {} ({} the floor: index array, then entry).",
             fmt_ns(heapless_get.unwrap_or(f64::NAN)),
             fmt_ns(fnv.unwrap_or(f64::NAN)),
             fmt_ns(fx.unwrap_or(f64::NAN)),
@@ -607,7 +607,7 @@ fn targets(w: &mut String, r: &Results) {
         why: format!(
             "a one-off get claims a reader slot by CAS, pins (store + SeqCst fence + load), looks \
              up, and releases: pin + unpin alone cost {} through a `Reader` and {} one-off (so \
-             the slot claim is about {}), plus the FNV lookup. A registered `Reader` get is {}.",
+             the slot claim is about {}), plus the lookup. A registered `Reader` get is {}.",
             fmt_ns(pin_reader.unwrap_or(f64::NAN)),
             fmt_ns(pin_oneoff.unwrap_or(f64::NAN)),
             fmt_ns(pin_oneoff.unwrap_or(f64::NAN) - pin_reader.unwrap_or(f64::NAN)),
@@ -638,9 +638,9 @@ fn targets(w: &mut String, r: &Results) {
         reached: best_snap.zip(best_peer).map(|(s, p)| s.1 >= p.1),
         why: format!(
             "2% of the operations are writes, and each snapmap write copies the whole table: \
-             an insert costs {} single-threaded, and the `clone_from` of the 2048-entry heapless \
-             table that it makes costs {} timed alone (a `memcpy` of the 32 KiB actually in use: \
-             {}): the copy is nearly all of a write. Readers then miss cache on every freshly \
+             an insert costs {} single-threaded, nearly all of it the slot-by-slot copy of the \
+             2048-slot table (for scale: heapless's `clone_from` of an equal table takes {}, a \
+             `memcpy` of the 32 KiB in use {}). Readers then miss cache on every freshly \
              published copy.",
             fmt_ns(insert.unwrap_or(f64::NAN)),
             fmt_ns(clone_from.unwrap_or(f64::NAN)),
@@ -704,9 +704,8 @@ fn targets(w: &mut String, r: &Results) {
         ),
         reached: snap_flat.zip(peer_flat).map(|(s, p)| s > p.1),
         why: format!(
-            "Memory is fixed (the arena is allocated once; the RSS growth is the writer thread's \
-             stack, touched once by the table-sized temporaries of `clone_from`, see the parts \
-             table). Reader throughput {}: flat out, the writer publishes a new copy every ~{} \
+            "Memory is fixed (the arena is allocated once and copies are made in place; any RSS \
+             growth is the threads' stacks being touched). Reader throughput {}: flat out, the writer publishes a new copy every ~{} \
              ({} publications/s), and each one leaves the reader's cached lines of the table \
              stale; peers that write in place dirty one cache line per write. Reader fraction of \
              its alone throughput: snapmap {}, best peer {}.",
@@ -934,7 +933,7 @@ fn parts(w: &mut String, r: &Results) {
         ),
         (
             "table-clone_from-2048",
-            "`clone_from` of a 2048-entry `FnvIndexMap` holding 1024 entries (what a write does)",
+            "`clone_from` of a 2048-entry `FnvIndexMap` holding 1024 entries (for scale: snapmap copies its own table in place)",
         ),
         (
             "memcpy-live-32k",
