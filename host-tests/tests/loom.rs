@@ -46,6 +46,14 @@ fn stamp_both<const G: usize, const R: usize>(
     }
 }
 
+/// `stamp_both` without waiting: with few slots a writer may find none free, and nothing else.
+fn try_stamp_both<const G: usize, const R: usize>(map: &SnapMap<u32, u64, 2, G, R>) {
+    match stamp_both(map, false) {
+        Ok(()) | Err(Error::NoFreeGeneration) => {}
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
 fn check_stamps<const G: usize, const R: usize>(map: &SnapMap<u32, u64, 2, G, R>) -> Option<u64> {
     let snap = map.try_snapshot().ok()?;
     let version = snap.version();
@@ -71,10 +79,7 @@ fn pin_vs_publish_vs_slot_reuse() {
             let map = map.clone();
             thread::spawn(move || {
                 for _ in 0..2 {
-                    match stamp_both(&map, false) {
-                        Ok(()) | Err(Error::NoFreeGeneration) => {}
-                        Err(e) => panic!("unexpected {e}"),
-                    }
+                    try_stamp_both(&map);
                 }
             })
         };
@@ -118,19 +123,13 @@ fn two_writers_and_a_reader() {
             let map = map.clone();
             thread::spawn(move || {
                 for _ in 0..2 {
-                    match stamp_both(&map, false) {
-                        Ok(()) | Err(Error::NoFreeGeneration) => {}
-                        Err(e) => panic!("unexpected {e}"),
-                    }
+                    try_stamp_both(&map);
                 }
             })
         };
         let once = {
             let map = map.clone();
-            thread::spawn(move || match stamp_both(&map, false) {
-                Ok(()) | Err(Error::NoFreeGeneration) => {}
-                Err(e) => panic!("unexpected {e}"),
-            })
+            thread::spawn(move || try_stamp_both(&map))
         };
         check_stamps(&map);
         twice.join().unwrap();
@@ -152,10 +151,7 @@ fn reader_pinned_while_writer_cycles_slots() {
             let map = map.clone();
             thread::spawn(move || {
                 for _ in 0..3 {
-                    match stamp_both(&map, false) {
-                        Ok(()) | Err(Error::NoFreeGeneration) => {}
-                        Err(e) => panic!("unexpected {e}"),
-                    }
+                    try_stamp_both(&map);
                 }
             })
         };

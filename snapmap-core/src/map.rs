@@ -158,7 +158,6 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     }
 }
 
-#[cfg(not(loom))]
 impl<K, V, const N: usize, const G: usize, const R: usize> Default for SnapMap<K, V, N, G, R> {
     fn default() -> Self {
         Self::new()

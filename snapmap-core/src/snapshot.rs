@@ -57,13 +57,14 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
 
     #[inline]
     fn generation(&self) -> &Generation<K, V, N> {
-        // SAFETY: the pin validated that this slot was `current`, so its contents were published
-        // (the validating Acquire load synchronized with the publishing CAS), and the hazard we
-        // hold until drop keeps every writer from claiming the slot: the generation is immutable
-        // for the lifetime of `&self`, which cannot outlive the snapshot.
-        self.slot
-            .generation
-            .with(|generation| unsafe { &*generation })
+        self.slot.generation.with(|generation| {
+            // SAFETY: the pin validated that this slot was `current`, so its contents were
+            // published (the validating Acquire load synchronized with the publishing CAS), and
+            // the hazard we hold until drop keeps every writer from claiming the slot: the
+            // generation is immutable for the lifetime of `&self`, which cannot outlive the
+            // snapshot.
+            unsafe { &*generation }
+        })
     }
 
     /// The generation's version: strictly greater in every later-published generation.
