@@ -88,6 +88,15 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
             if let Some(index) = self.try_claim(base) {
                 return Ok((base, Claim { map: self, index }));
             }
+            // A scan races other writers: one may retire a slot behind it and claim the one ahead.
+            // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
+            // lost CAS retries, this is progress elsewhere, not a wait). With `current` still,
+            // the slot budget (`G >= R + W + 1`) leaves a candidate free throughout a scan, so a
+            // failed scan then means the slots really are pinned or claimed.
+            // Relaxed: only compared, nothing is read on the strength of it.
+            if self.current.load(Ordering::Relaxed) != base {
+                continue;
+            }
             if wait == Wait::No {
                 return Err(Error::NoFreeGeneration);
             }
