@@ -58,11 +58,9 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
     #[inline]
     fn generation(&self) -> &Generation<K, V, N> {
         self.slot.generation.with(|generation| {
-            // SAFETY: the pin validated that this slot was `current`, so its contents were
-            // published (the validating Acquire load synchronized with the publishing CAS), and
-            // the hazard we hold until drop keeps every writer from claiming the slot: the
-            // generation is immutable for the lifetime of `&self`, which cannot outlive the
-            // snapshot.
+            // SAFETY: the pin validated this slot as `current` (its Acquire load synchronized with
+            // the publishing CAS) and our hazard keeps writers off it until drop: the generation
+            // is published and immutable for the lifetime of `&self`, within the snapshot's.
             unsafe { &*generation }
         })
     }
