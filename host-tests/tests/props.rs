@@ -13,7 +13,7 @@ use host_tests::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use snapmap_core::{Error, Reader, SnapMap, Snapshot, Txn};
+use snapmap_core::{Error, Reader, SnapMap, Snapshot, Stats, Txn};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -272,20 +272,23 @@ struct Held<'m, const N: usize> {
 
 /// The map under test with everything needed to predict it: the oracle's contents, the version
 /// (bumped exactly when a write changed something), and the snapshots and readers held.
-struct Harness<'m, const N: usize, const G: usize, const R: usize> {
-    map: &'m SnapMap<K, V, N, G, R>,
+struct Harness<'m, const N: usize, const G: usize, const R: usize, const L: usize> {
+    map: &'m SnapMap<K, V, N, G, R, L>,
     oracle: Oracle,
     version: u64,
+    /// The counters after the previous step, to tell which kind of copy each write made.
+    stats: Stats,
     held: Vec<Held<'m, N>>,
-    readers: Vec<Reader<'m, K, V, N, G, R>>,
+    readers: Vec<Reader<'m, K, V, N, G, R, L>>,
 }
 
-impl<'m, const N: usize, const G: usize, const R: usize> Harness<'m, N, G, R> {
-    fn new(map: &'m SnapMap<K, V, N, G, R>) -> Self {
+impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness<'m, N, G, R, L> {
+    fn new(map: &'m SnapMap<K, V, N, G, R, L>) -> Self {
         Self {
             map,
             oracle: Oracle::new(),
             version: 0,
+            stats: Stats::default(),
             held: Vec::new(),
             readers: Vec::new(),
         }
@@ -779,6 +782,22 @@ impl<'m, const N: usize, const G: usize, const R: usize> Harness<'m, N, G, R> {
             stats.cas_retries == 0 && stats.slot_waits == 0,
             "single-threaded, yet {stats:?}"
         );
+        // A write that reached its copy (published or not) copied the whole table or patched it.
+        match stats.full_copies - self.stats.full_copies {
+            0 if stats.publishes > self.stats.publishes => hit("write patched its copy"),
+            0 => {}
+            1 => hit("write copied the whole table"),
+            n => return Err(format!("one step made {n} whole-table copies")),
+        }
+        self.stats = stats;
+        // Without logs only the first write patches: its copy and its base are both the empty
+        // version 0, with nothing to copy.
+        if L == 0 {
+            ensure!(
+                stats.full_copies + 1 >= stats.publishes,
+                "L = 0, yet a write patched its copy: {stats:?}"
+            );
+        }
         match self.map.try_snapshot() {
             Ok(snap) => {
                 ensure!(
@@ -807,8 +826,8 @@ impl<'m, const N: usize, const G: usize, const R: usize> Harness<'m, N, G, R> {
 /// generation slots are usable: pin one generation after another while writing, and the write
 /// that needs a slot beyond them fails with `NoFreeGeneration` exactly when they are all busy.
 /// A slot leaked by an earlier error or panic makes this fail. `key()` must be one key.
-fn probe_slots_with<KK, VV, const N: usize, const G: usize, const R: usize>(
-    map: &SnapMap<KK, VV, N, G, R>,
+fn probe_slots_with<KK, VV, const N: usize, const G: usize, const R: usize, const L: usize>(
+    map: &SnapMap<KK, VV, N, G, R, L>,
     key: impl Fn() -> KK,
     value: impl Fn(u32) -> VV,
 ) -> Result<(), String>
@@ -878,22 +897,22 @@ where
     Ok(())
 }
 
-fn probe_slots<const N: usize, const G: usize, const R: usize>(
-    map: &SnapMap<K, V, N, G, R>,
+fn probe_slots<const N: usize, const G: usize, const R: usize, const L: usize>(
+    map: &SnapMap<K, V, N, G, R, L>,
 ) -> Result<(), String> {
     probe_slots_with(map, || k(0), v)
 }
 
 /// Runs one random case: every op against the model, a full check after each, then the slot
 /// probe, then drop accounting.
-fn run_case<const N: usize, const G: usize, const R: usize>(
+fn run_case<const N: usize, const G: usize, const R: usize, const L: usize>(
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     silence_injected_panics();
     let _serial = tracking_lock();
     let before = drop_counts();
     {
-        let map: SnapMap<K, V, N, G, R> = SnapMap::new();
+        let map: SnapMap<K, V, N, G, R, L> = SnapMap::new();
         let mut harness = Harness::new(&map);
         for (step, op) in ops.iter().enumerate() {
             harness
@@ -919,7 +938,7 @@ fn run_case<const N: usize, const G: usize, const R: usize>(
 /// Runs `cases` random cases on a map of `N` entries, `G` generation slots and `R` reader slots,
 /// then checks that the outcomes in `must_hit` each happened at least once (a random test that
 /// never reached an error path tested nothing there) and those in `must_not_hit` never did.
-fn run_random<const N: usize, const G: usize, const R: usize>(
+fn run_random<const N: usize, const G: usize, const R: usize, const L: usize>(
     name: &'static str,
     cases: u32,
     must_hit: &[&str],
@@ -940,7 +959,7 @@ fn run_random<const N: usize, const G: usize, const R: usize>(
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
-        run_case::<N, G, R>(&ops)
+        run_case::<N, G, R, L>(&ops)
     });
     if let Err(e) = result {
         panic!("{name}: {e}");
@@ -980,20 +999,34 @@ const COMMON: &[&str] = &[
     "reader(): NoReaderSlot",
     "try_get: NoReaderSlot",
     "write: NoReaderSlot",
+    "write copied the whole table",
 ];
 
-/// Default slots (G = 4, R = 4), N = 8: a full map, and exhaustion of both kinds of slot.
+/// Default slots (G = 4, R = 4, L = 32), N = 8: a full map, and exhaustion of both kinds of
+/// slot.
 #[test]
 fn random_ops_match_oracle_n8_g4_r4() {
     let must: Vec<&str> = COMMON
         .iter()
         .copied()
-        .chain(["insert: Full", "update: Full", "write: NoFreeGeneration"])
+        .chain([
+            "insert: Full",
+            "update: Full",
+            "write: NoFreeGeneration",
+            "write patched its copy",
+        ])
         .collect();
-    run_random::<8, 4, 4>("random_ops_match_oracle_n8_g4_r4", 1_000, &must, &[]);
+    run_random::<8, 4, 4, 32>("random_ops_match_oracle_n8_g4_r4", 1_000, &must, &[]);
 }
 
-/// The minimum (G = 2, R = 2), N = 4: one held snapshot of an old version blocks every write.
+/// No change logs (L = 0): every write copies the whole table.
+#[test]
+fn random_ops_match_oracle_n8_g4_r4_l0() {
+    run_random::<8, 4, 4, 0>("random_ops_match_oracle_n8_g4_r4_l0", 300, COMMON, &[]);
+}
+
+/// The minimum (G = 2, R = 2), N = 4, with a 2-change log that transactions overflow: one held
+/// snapshot of an old version blocks every write.
 #[test]
 fn random_ops_match_oracle_n4_g2_r2() {
     let must: Vec<&str> = COMMON
@@ -1004,19 +1037,26 @@ fn random_ops_match_oracle_n4_g2_r2() {
             "get_or_insert: Full",
             "write: NoFreeGeneration",
             "update: NoFreeGeneration",
+            "write patched its copy",
         ])
         .collect();
-    run_random::<4, 2, 2>("random_ops_match_oracle_n4_g2_r2", 1_000, &must, &[]);
+    run_random::<4, 2, 2, 2>("random_ops_match_oracle_n4_g2_r2", 1_000, &must, &[]);
 }
 
 /// G = 6 > R + 1 + 1: a single writer can never lack a generation slot, however many
-/// snapshots are held, and 16 entries never fill up with 12 keys.
+/// snapshots are held, and 16 entries never fill up with 12 keys. With a 5-change log, held
+/// snapshots send writers to slots several versions old.
 #[test]
 fn random_ops_match_oracle_n16_g6_r3() {
-    run_random::<16, 6, 3>(
+    let must: Vec<&str> = COMMON
+        .iter()
+        .copied()
+        .chain(["write patched its copy"])
+        .collect();
+    run_random::<16, 6, 3, 5>(
         "random_ops_match_oracle_n16_g6_r3",
         1_000,
-        COMMON,
+        &must,
         &[
             "write: NoFreeGeneration",
             "update: NoFreeGeneration",

@@ -1,5 +1,6 @@
 //! Generation slots: the static arena that snapshots point into.
 
+use crate::changes::{Change, ChangeLog};
 use crate::sync::{AtomicUsize, UnsafeCell};
 use crate::table::Table;
 
@@ -17,17 +18,22 @@ pub(crate) const IN_USE: usize = 1;
 
 /// One immutable-once-published copy of the map.
 pub(crate) struct Generation<K, V, const N: usize> {
-    /// Strictly increasing along the sequence of published generations.
+    /// Strictly increasing along the sequence of published generations. In a copy that is not
+    /// (or no longer) published, the version it was built on: it equals that version except in
+    /// the slots its log lists with a later one.
     pub(crate) version: u64,
     pub(crate) table: Table<K, V, N>,
 }
 
-pub(crate) struct GenSlot<K, V, const N: usize> {
+pub(crate) struct GenSlot<K, V, const N: usize, const L: usize> {
     /// FREE / IN_USE. Never read by readers: only writers claim and retire slots.
     pub(crate) state: AtomicUsize,
     /// Written only by the writer that claimed the slot (IN_USE, unpublished, no hazard on it); read by
     /// anyone whose pin on this slot validated.
     pub(crate) generation: UnsafeCell<Generation<K, V, N>>,
+    /// The slots recent versions wrote (see `changes`). Written like `generation`; read only by
+    /// writers: the next claimer of this slot, and writers whose base this is.
+    pub(crate) log: UnsafeCell<ChangeLog<[Change; L]>>,
 }
 
 macro_rules! gen_slot_new {
@@ -36,14 +42,47 @@ macro_rules! gen_slot_new {
             Self {
                 state: AtomicUsize::new(FREE),
                 generation: UnsafeCell::new(Generation { version: 0, table: Table::new() }),
+                log: UnsafeCell::new(ChangeLog::new()),
             }
         }
     };
 }
 
-impl<K, V, const N: usize> GenSlot<K, V, N> {
+impl<K, V, const N: usize, const L: usize> GenSlot<K, V, N, L> {
     #[cfg(not(loom))]
     gen_slot_new!(const);
     #[cfg(loom)]
     gen_slot_new!();
+}
+
+impl<K: Clone, V: Clone, const N: usize> Generation<K, V, N> {
+    /// Makes this unpublished copy (with its `log`) equal to `base` (with `base_log`), ready for
+    /// the changes of version `base.version + 1`. Copies only the slots that differ when both
+    /// logs cover this copy's version, the whole table otherwise; returns whether it copied the
+    /// whole table. Panic-safe: if a clone panics, the log is left covering nothing.
+    pub(crate) fn catch_up(
+        &mut self,
+        log: &mut ChangeLog,
+        base: &Self,
+        base_log: &ChangeLog,
+        horizon: u64,
+    ) -> bool {
+        let mine = self.version;
+        let patch = mine <= base.version && log.covers(mine) && base_log.covers(mine);
+        log.invalidate();
+        if patch {
+            // This copy differs from version `mine` in the slots its own log lists after it (a
+            // change it was given and did not publish), and `base` differs from `mine` in the
+            // slots `base_log` lists after it: copying both sets from `base` makes them equal.
+            for slot in log.slots_after(mine).chain(base_log.slots_after(mine)) {
+                self.table.copy_slot(&base.table, slot);
+            }
+            debug_assert_eq!(self.table.len(), base.table.len());
+        } else {
+            self.table.clone_from(&base.table);
+        }
+        self.version = base.version;
+        log.inherit(base_log, base.version, horizon);
+        !patch
+    }
 }

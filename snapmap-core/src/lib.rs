@@ -112,6 +112,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod changes;
 mod error;
 mod generation;
 mod hash;

@@ -19,16 +19,32 @@ use core::hash::Hash;
 ///   claimed by each writer in flight, and each pin holds one more.
 /// - `R`: reader slots (hazard words), shared by registered [`Reader`]s, one-off reads and the
 ///   writers' base pins (a writer holds one while it writes).
+/// - `L`: table slots each generation remembers writing (8 bytes each), so that a writer can
+///   bring an older copy up to date by copying only the slots written since, instead of the
+///   whole table. A transaction that writes more slots than `L` makes the next write copy the
+///   whole table once ([`Stats::full_copies`](crate::Stats::full_copies) counts those). `L = 0`
+///   copies the whole table on every write: the least memory, and the choice for small `N`.
 ///
 /// With `G >= R + W + 1` for `W` concurrent writers a writer never waits for a slot; with fewer,
 /// a writer can find every slot pinned or claimed, and then the `try_` forms return
 /// [`Error::NoFreeGeneration`] and the blocking forms spin until a pin is dropped.
 ///
 /// See the [crate documentation](crate) for the protocol.
-pub struct SnapMap<K, V, const N: usize, const G: usize = 4, const R: usize = 4> {
+pub struct SnapMap<
+    K,
+    V,
+    const N: usize,
+    const G: usize = 4,
+    const R: usize = 4,
+    const L: usize = 32,
+> {
     /// Index of the published generation. Loaded by readers, CASed by writers, never stored.
     pub(crate) current: AtomicUsize,
-    pub(crate) generations: [GenSlot<K, V, N>; G],
+    pub(crate) generations: [GenSlot<K, V, N, L>; G],
+    /// The generation slot retired last, where a writer looks first for a slot to claim: it holds
+    /// the version before `current`, the cheapest to bring up to date. Only a hint, read and
+    /// written by writers with Relaxed; claiming is decided by the slot's state.
+    pub(crate) retired: AtomicUsize,
     pub(crate) readers: [ReaderSlot; R],
     pub(crate) stats: Counters,
 }
@@ -38,12 +54,20 @@ pub struct SnapMap<K, V, const N: usize, const G: usize = 4, const R: usize = 4>
 // mutation of the arena goes through the protocol documented on the crate: a generation is
 // written only by the writer that claimed it, while no pin can be on it, and is immutable once
 // published until it is retired and no hazard is left on it.
-unsafe impl<K: Send + Sync, V: Send + Sync, const N: usize, const G: usize, const R: usize> Sync
-    for SnapMap<K, V, N, G, R>
+unsafe impl<
+        K: Send + Sync,
+        V: Send + Sync,
+        const N: usize,
+        const G: usize,
+        const R: usize,
+        const L: usize,
+    > Sync for SnapMap<K, V, N, G, R, L>
 {
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
+    SnapMap<K, V, N, G, R, L>
+{
     const PARAMETERS_OK: () = {
         assert!(G >= 2, "SnapMap needs at least 2 generation slots (G)");
         assert!(G < IDLE, "too many generation slots");
@@ -64,6 +88,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         Self {
             current: AtomicUsize::new(0),
             generations: [const { GenSlot::new() }; G],
+            retired: AtomicUsize::new(0),
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
         }
@@ -76,6 +101,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         Self {
             current: AtomicUsize::new(0),
             generations: core::array::from_fn(|_| GenSlot::new()),
+            retired: AtomicUsize::new(0),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
         }
@@ -95,7 +121,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     ///
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` slots are claimed.
-    pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R>, Error> {
+    pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R, L>, Error> {
         let slot = self
             .claim_reader_slot(Side::Reader)
             .ok_or(Error::NoReaderSlot)?;
@@ -127,7 +153,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
             .ok_or(Error::NoReaderSlot)?;
         let generation = self.pin(slot);
         Ok(Snapshot::new(
-            &self.generations[generation],
+            &self.generations[generation].generation,
             &self.readers[slot],
             UNCLAIMED,
         ))
@@ -158,13 +184,17 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> Default for SnapMap<K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Default
+    for SnapMap<K, V, N, G, R, L>
+{
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> fmt::Debug for SnapMap<K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> fmt::Debug
+    for SnapMap<K, V, N, G, R, L>
+{
     /// Shows the shape and the counters; print a [`snapshot`](Self::snapshot) for the entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SnapMap")

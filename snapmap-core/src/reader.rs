@@ -84,7 +84,9 @@ impl ReaderSlot {
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
+    SnapMap<K, V, N, G, R, L>
+{
     /// Claims a free reader slot, UNCLAIMED -> IDLE. Acquire on success orders this owner's later
     /// stores after the previous owner's final Release store. On a CAS-less target this is the
     /// one place a reader takes a critical section, which is why readers on such targets register
@@ -153,13 +155,23 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
 /// let snap = reader.snapshot();
 /// assert_eq!(snap.len(), 1);
 /// ```
-pub struct Reader<'m, K, V, const N: usize, const G: usize, const R: usize> {
-    map: &'m SnapMap<K, V, N, G, R>,
+pub struct Reader<
+    'm,
+    K,
+    V,
+    const N: usize,
+    const G: usize = 4,
+    const R: usize = 4,
+    const L: usize = 32,
+> {
+    map: &'m SnapMap<K, V, N, G, R, L>,
     slot: usize,
 }
 
-impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, N, G, R> {
-    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R>, slot: usize) -> Self {
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
+    Reader<'m, K, V, N, G, R, L>
+{
+    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, L>, slot: usize) -> Self {
         Self { map, slot }
     }
 
@@ -169,7 +181,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, 
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
         let generation = self.map.pin(self.slot);
         Snapshot::new(
-            &self.map.generations[generation],
+            &self.map.generations[generation].generation,
             &self.map.readers[self.slot],
             IDLE,
         )
@@ -187,15 +199,17 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize> Reader<'m, K, V, 
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Reader<'_, K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
+    for Reader<'_, K, V, N, G, R, L>
+{
     fn drop(&mut self) {
         // Any snapshot borrowed from this reader is gone, so the hazard is IDLE: hand the slot back.
         self.map.readers[self.slot].unpin(UNCLAIMED);
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> core::fmt::Debug
-    for Reader<'_, K, V, N, G, R>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> core::fmt::Debug
+    for Reader<'_, K, V, N, G, R, L>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader").field("slot", &self.slot).finish()

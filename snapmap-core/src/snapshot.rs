@@ -1,7 +1,8 @@
 //! [`Snapshot`]: a pinned, immutable generation.
 
-use crate::generation::{GenSlot, Generation};
+use crate::generation::Generation;
 use crate::reader::ReaderSlot;
+use crate::sync::UnsafeCell;
 use crate::table::Iter;
 use core::borrow::Borrow;
 use core::fmt;
@@ -29,7 +30,7 @@ use core::hash::Hash;
 /// assert!(map.snapshot().version() > before.version());
 /// ```
 pub struct Snapshot<'a, K, V, const N: usize> {
-    slot: &'a GenSlot<K, V, N>,
+    generation: &'a UnsafeCell<Generation<K, V, N>>,
     reader: &'a ReaderSlot,
     /// What the hazard becomes on drop: IDLE for a registered reader, UNCLAIMED for a one-off.
     release_to: usize,
@@ -44,12 +45,12 @@ unsafe impl<K: Sync, V: Sync, const N: usize> Sync for Snapshot<'_, K, V, N> {}
 impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
     /// `slot` must have been pinned through `reader` (validated), and stays pinned until drop.
     pub(crate) fn new(
-        slot: &'a GenSlot<K, V, N>,
+        generation: &'a UnsafeCell<Generation<K, V, N>>,
         reader: &'a ReaderSlot,
         release_to: usize,
     ) -> Self {
         Self {
-            slot,
+            generation,
             reader,
             release_to,
         }
@@ -57,7 +58,7 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
 
     #[inline]
     fn generation(&self) -> &Generation<K, V, N> {
-        self.slot.generation.with(|generation| {
+        self.generation.with(|generation| {
             // SAFETY: the pin validated this slot as `current` (its Acquire load synchronized with
             // the publishing CAS) and our hazard keeps writers off it until drop: the generation
             // is published and immutable for the lifetime of `&self`, within the snapshot's.

@@ -14,12 +14,17 @@ pub struct Stats {
     pub cas_retries: usize,
     /// Times a blocking writer found no free generation (or reader) slot and waited.
     pub slot_waits: usize,
+    /// Writes that copied the whole table, because the slot they claimed held a version older
+    /// than the change logs reach (see `L` on [`SnapMap`](crate::SnapMap)); every other write
+    /// copied only the slots written since.
+    pub full_copies: usize,
 }
 
 pub(crate) struct Counters {
     pub(crate) publishes: Counter,
     pub(crate) cas_retries: Counter,
     pub(crate) slot_waits: Counter,
+    pub(crate) full_copies: Counter,
 }
 
 impl Counters {
@@ -28,6 +33,7 @@ impl Counters {
             publishes: Counter::new(),
             cas_retries: Counter::new(),
             slot_waits: Counter::new(),
+            full_copies: Counter::new(),
         }
     }
 
@@ -36,6 +42,7 @@ impl Counters {
             publishes: self.publishes.get(),
             cas_retries: self.cas_retries.get(),
             slot_waits: self.slot_waits.get(),
+            full_copies: self.full_copies.get(),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! entry's key hash (0 = empty), so a probe reads one place, compares the key only when the metas
 //! match, and deletion finds each entry's home slot without re-hashing. An empty table is all
 //! zero bytes. Copying one table over another ([`Table::clone_from`]) works in place, slot by
-//! slot, and leaves the copy with the source's exact layout.
+//! slot, and leaves the copy with the source's exact layout; so does copying just the slots that
+//! differ ([`Table::copy_slot`]). To know which those are, every method that changes the table
+//! reports each slot it writes to a `wrote` callback (the writer's change log).
 
 use crate::hash::meta_of;
 use core::borrow::Borrow;
@@ -76,10 +78,11 @@ impl<K, V, const N: usize> Table<K, V, N> {
     }
 
     /// Removes every entry.
-    pub(crate) fn clear(&mut self) {
-        for slot in &mut self.slots {
+    pub(crate) fn clear(&mut self, wrote: &mut impl FnMut(usize)) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             if Self::vacate(slot) {
                 self.len -= 1;
+                wrote(index);
             }
         }
     }
@@ -109,6 +112,21 @@ impl<K: Clone, V: Clone, const N: usize> Table<K, V, N> {
                 slot.meta = from.meta;
                 self.len += 1;
             }
+        }
+    }
+
+    /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe like
+    /// `clone_from`.
+    pub(crate) fn copy_slot(&mut self, source: &Self, index: usize) {
+        let slot = &mut self.slots[index];
+        if Self::vacate(slot) {
+            self.len -= 1;
+        }
+        let from = &source.slots[index];
+        if let Some(entry) = from.get() {
+            slot.entry.write(entry.clone());
+            slot.meta = from.meta;
+            self.len += 1;
         }
     }
 }
@@ -151,26 +169,34 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         self.slots[index].get().map(|(_, v)| v)
     }
 
-    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q, wrote: &mut impl FnMut(usize)) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let index = self.find(meta_of(key), key).ok()?;
+        wrote(index);
         // SAFETY: `find` returned an occupied slot, whose entry is initialized.
         Some(unsafe { &mut self.slots[index].entry.assume_init_mut().1 })
     }
 
     /// Inserts or replaces `key`, returning the replaced value.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Full> {
+    pub(crate) fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        wrote: &mut impl FnMut(usize),
+    ) -> Result<Option<V>, Full> {
         let meta = meta_of(&key);
         match self.find(meta, &key) {
             Ok(index) => {
+                wrote(index);
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
                 let entry = unsafe { self.slots[index].entry.assume_init_mut() };
                 Ok(Some(core::mem::replace(&mut entry.1, value)))
             }
             Err(Some(index)) => {
+                wrote(index);
                 let slot = &mut self.slots[index];
                 slot.entry.write((key, value));
                 slot.meta = meta;
@@ -182,22 +208,26 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
     }
 
     /// Removes `key`, returning its value.
-    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    pub(crate) fn remove<Q>(&mut self, key: &Q, wrote: &mut impl FnMut(usize)) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let index = self.find(meta_of(key), key).ok()?;
-        Some(self.take(index).1)
+        Some(self.take(index, wrote).1)
     }
 
     /// Keeps only the entries for which `keep` returns `true`.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+    pub(crate) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&K, &V) -> bool,
+        wrote: &mut impl FnMut(usize),
+    ) {
         let mut index = 0;
         while index < N {
             match self.slots[index].get() {
                 // `take` may shift a later entry into `index`: look at it again.
-                Some((k, v)) if !keep(k, v) => drop(self.take(index)),
+                Some((k, v)) if !keep(k, v) => drop(self.take(index, wrote)),
                 _ => index += 1,
             }
         }
@@ -205,7 +235,8 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
 
     /// Moves the entry out of occupied slot `index` and closes the gap by shifting back the
     /// entries after it whose probe sequences pass through it (backward-shift deletion).
-    fn take(&mut self, index: usize) -> (K, V) {
+    fn take(&mut self, index: usize, wrote: &mut impl FnMut(usize)) -> (K, V) {
+        wrote(index);
         let slot = &mut self.slots[index];
         slot.meta = 0;
         // SAFETY: the slot was occupied (caller's contract) and is now marked empty, so the
@@ -219,6 +250,7 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
             // The entry at `next` may fill the hole if the hole lies on its probe path, i.e.
             // cyclically within [home, next].
             if (next.wrapping_sub(home) & Self::MASK) >= (next.wrapping_sub(hole) & Self::MASK) {
+                wrote(next);
                 let meta = core::mem::replace(&mut self.slots[next].meta, 0);
                 // SAFETY: `next` was occupied and is now marked empty: its entry moves out once,
                 // into `hole`, which is empty (its entry was moved out before).
@@ -274,7 +306,7 @@ impl<K, V> core::iter::FusedIterator for Iter<'_, K, V> {}
 
 impl<K, V, const N: usize> Drop for Table<K, V, N> {
     fn drop(&mut self) {
-        self.clear();
+        self.clear(&mut |_| {});
     }
 }
 
@@ -305,8 +337,22 @@ mod tests {
         assert_eq!(occupied, table.len());
     }
 
+    /// `copy` has `table`'s exact layout: the same entry in the same slot, slot for slot.
+    fn check_same_layout<const N: usize>(copy: &Table<u32, u32, N>, table: &Table<u32, u32, N>) {
+        for (index, (a, b)) in copy.slots.iter().zip(&table.slots).enumerate() {
+            assert_eq!(a.meta, b.meta, "meta of slot {index}");
+            assert_eq!(a.get(), b.get(), "entry of slot {index}");
+        }
+        assert_eq!(copy.len(), table.len());
+    }
+
+    /// Random operations against a `BTreeMap`, with the layout checked after each. A lagging copy
+    /// is brought up to date now and then by copying only the slots the operations reported
+    /// writing, which must reproduce the table exactly.
     fn random_ops<const N: usize>(seed: u64, keys: u32) {
         let mut table = Table::<u32, u32, N>::new();
+        let mut lagging = Table::<u32, u32, N>::new();
+        let mut written = Vec::new();
         let mut oracle = BTreeMap::new();
         let mut state = seed;
         let mut next = move || {
@@ -320,21 +366,35 @@ mod tests {
             match next() % 8 {
                 0..=3 => {
                     let full = oracle.len() == N && !oracle.contains_key(&key);
-                    match table.insert(key, step) {
+                    match table.insert(key, step, &mut |slot| written.push(slot)) {
                         Ok(old) => assert_eq!(old, oracle.insert(key, step)),
                         Err(Full) => assert!(full, "Full with room left"),
                     }
                 }
-                4..=5 => assert_eq!(table.remove(&key), oracle.remove(&key)),
+                4 => assert_eq!(
+                    table.remove(&key, &mut |slot| written.push(slot)),
+                    oracle.remove(&key)
+                ),
+                5 => {
+                    if let Some(value) = table.get_mut(&key, &mut |slot| written.push(slot)) {
+                        *value = step;
+                        oracle.insert(key, step);
+                    }
+                }
                 6 => {
                     let odd = next() % 2;
-                    table.retain(|k, _| k % 2 != odd as u32);
+                    table.retain(|k, _| k % 2 != odd as u32, &mut |slot| written.push(slot));
                     oracle.retain(|k, _| k % 2 != odd as u32);
                 }
                 _ => {
+                    for slot in written.drain(..) {
+                        lagging.copy_slot(&table, slot);
+                    }
+                    check_same_layout(&lagging, &table);
                     let mut copy = Table::<u32, u32, N>::new();
-                    copy.insert(7, 7).ok();
+                    copy.insert(7, 7, &mut |_| {}).ok();
                     copy.clone_from(&table);
+                    check_same_layout(&copy, &table);
                     table = copy;
                 }
             }
@@ -363,14 +423,17 @@ mod tests {
     #[test]
     fn clear_then_reuse() {
         let mut table = Table::<u32, u32, 4>::new();
+        let mut written = Vec::new();
         for k in 0..4 {
-            assert!(table.insert(k, k).is_ok());
+            assert!(table.insert(k, k, &mut |_| {}).is_ok());
         }
-        assert!(table.insert(9, 9).is_err());
-        table.clear();
+        assert!(table.insert(9, 9, &mut |_| {}).is_err());
+        table.clear(&mut |slot| written.push(slot));
+        written.sort_unstable();
+        assert_eq!(written, [0, 1, 2, 3]);
         assert_eq!(table.len(), 0);
         assert_eq!(table.iter().count(), 0);
-        assert!(table.insert(9, 9).is_ok());
+        assert!(table.insert(9, 9, &mut |_| {}).is_ok());
         assert_eq!(table.get(&9), Some(&9));
     }
 }

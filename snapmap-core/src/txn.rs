@@ -1,5 +1,6 @@
 //! [`Txn`]: the private copy a writer changes before publishing it.
 
+use crate::changes::Journal;
 use crate::table::{Iter, Table};
 use crate::Error;
 use core::borrow::Borrow;
@@ -14,20 +15,17 @@ use core::hash::Hash;
 /// generation, so it must be re-runnable (`FnMut`) and should have no side effects beyond `self`.
 pub struct Txn<'a, K, V, const N: usize> {
     table: &'a mut Table<K, V, N>,
-    changed: bool,
+    journal: Journal<'a>,
 }
 
 impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
-    pub(crate) fn new(table: &'a mut Table<K, V, N>) -> Self {
-        Self {
-            table,
-            changed: false,
-        }
+    pub(crate) fn new(table: &'a mut Table<K, V, N>, journal: Journal<'a>) -> Self {
+        Self { table, journal }
     }
 
     /// Whether anything was changed: a transaction that changed nothing publishes nothing.
     pub(crate) fn changed(&self) -> bool {
-        self.changed
+        self.journal.wrote()
     }
 
     /// Number of entries in the copy.
@@ -47,8 +45,7 @@ impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        self.changed |= self.table.len() != 0;
-        self.table.clear();
+        self.table.clear(&mut |slot| self.journal.record(slot));
     }
 }
 
@@ -77,9 +74,8 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let value = self.table.get_mut(key);
-        self.changed |= value.is_some();
-        value
+        self.table
+            .get_mut(key, &mut |slot| self.journal.record(slot))
     }
 
     /// Inserts or replaces `key`, returning the value it replaced.
@@ -88,9 +84,9 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
     /// [`Error::Full`] if `key` is new and the copy already holds `N` entries; the copy is
     /// unchanged and `key` and `value` are dropped.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        let old = self.table.insert(key, value).map_err(|_| Error::Full)?;
-        self.changed = true;
-        Ok(old)
+        self.table
+            .insert(key, value, &mut |slot| self.journal.record(slot))
+            .map_err(|_| Error::Full)
     }
 
     /// Removes `key`, returning its value.
@@ -99,15 +95,13 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let old = self.table.remove(key);
-        self.changed |= old.is_some();
-        old
+        self.table
+            .remove(key, &mut |slot| self.journal.record(slot))
     }
 
     /// Keeps only the entries for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let before = self.table.len();
-        self.table.retain(&mut keep);
-        self.changed |= self.table.len() != before;
+        self.table
+            .retain(&mut keep, &mut |slot| self.journal.record(slot));
     }
 }

@@ -1,5 +1,6 @@
 //! The write path: claim a generation slot, copy, change, publish by compare-and-swap, retire.
 
+use crate::changes::{ChangeLog, Journal};
 use crate::generation::{FREE, IN_USE};
 use crate::reader::{pinning, Side, UNCLAIMED};
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
@@ -16,12 +17,14 @@ enum Wait {
 
 /// The writer's base pin: a reader slot it owns for the whole write. Dropping it (on success,
 /// error or unwind) gives the slot back.
-struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize> {
-    map: &'m SnapMap<K, V, N, G, R>,
+struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize> {
+    map: &'m SnapMap<K, V, N, G, R, L>,
     slot: usize,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> Drop for BasePin<'_, K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
+    for BasePin<'_, K, V, N, G, R, L>
+{
     fn drop(&mut self) {
         self.map.readers[self.slot].unpin(UNCLAIMED);
     }
@@ -29,12 +32,14 @@ impl<K, V, const N: usize, const G: usize, const R: usize> Drop for BasePin<'_, 
 
 /// A generation slot claimed (FREE -> IN_USE) by this writer and not published. Dropping it (on
 /// error, a change that changed nothing, or unwind) frees the slot; publishing forgets it.
-struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize> {
-    map: &'m SnapMap<K, V, N, G, R>,
+struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize> {
+    map: &'m SnapMap<K, V, N, G, R, L>,
     index: usize,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Claim<'_, K, V, N, G, R> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
+    for Claim<'_, K, V, N, G, R, L>
+{
     fn drop(&mut self) {
         // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
         // Acquire CAS, so its overwrite does not race them.
@@ -44,8 +49,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize> Drop for Claim<'_, K,
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R> {
-    fn base_pin(&self, wait: Wait) -> Result<BasePin<'_, K, V, N, G, R>, Error> {
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
+    SnapMap<K, V, N, G, R, L>
+{
+    fn base_pin(&self, wait: Wait) -> Result<BasePin<'_, K, V, N, G, R, L>, Error> {
         let mut spins = 0;
         loop {
             if let Some(slot) = self.claim_reader_slot(Side::Writer) {
@@ -78,9 +85,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
     /// Returns the base's index with the claim.
     fn claim_generation<'m>(
         &'m self,
-        pin: &BasePin<'m, K, V, N, G, R>,
+        pin: &BasePin<'m, K, V, N, G, R, L>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R>), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, L>), Error> {
         let mut spins = 0;
         loop {
             // Re-pinned on every attempt, so a waiting writer never holds an old generation.
@@ -107,13 +114,26 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands. Candidates are taken in order
-    /// after `base`: with one writer, slots are retired in that same order, so the first
-    /// candidate is the least recently retired, the one least likely to still be pinned.
+    /// Claims a FREE generation slot on which no hazard stands. The first candidate is the slot
+    /// retired last: it usually holds the version just before `base`, so catching it up copies
+    /// only `base`'s own changes. A reader slow to leave it can still pin it; then the others
+    /// follow in order after `base`, least recently retired first (with one writer, slots are
+    /// retired in that order), the ones least likely to be pinned.
     /// Never `base` itself: it is current or pinned by us, and this exclusion is also what lets
     /// slot 0 start FREE while current (see `generation::FREE`).
     fn try_claim(&self, base: usize) -> Option<usize> {
-        (1..G).map(|step| (base + step) % G).find(|&index| {
+        // Relaxed: only a hint; the CAS on the slot's state decides.
+        let retired = self.retired.load(Ordering::Relaxed);
+        let others = (1..G)
+            .map(|step| (base + step) % G)
+            .filter(move |&index| index != retired);
+        let mut candidates = core::iter::once(retired).chain(others);
+        candidates.find(|&index| index != base && self.try_claim_slot(index))
+    }
+
+    /// Claims generation slot `index` if it is FREE and no hazard stands on it.
+    fn try_claim_slot(&self, index: usize) -> bool {
+        {
             let state = &self.generations[index].state;
             // Relaxed pre-check: skip busy slots without an RMW.
             if state.load(Ordering::Relaxed) != FREE {
@@ -146,15 +166,22 @@ impl<K, V, const N: usize, const G: usize, const R: usize> SnapMap<K, V, N, G, R
                 state.store(FREE, Ordering::Release);
             }
             !pinned
-        })
+        }
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: usize>
-    SnapMap<K, V, N, G, R>
+impl<
+        K: Hash + Eq + Clone,
+        V: Clone,
+        const N: usize,
+        const G: usize,
+        const R: usize,
+        const L: usize,
+    > SnapMap<K, V, N, G, R, L>
 {
-    /// The whole write protocol: copy the current generation, let `change` edit the copy, and
-    /// publish it by CAS, re-copying and re-applying after each lost race.
+    /// The whole write protocol: bring the claimed copy up to date with the current generation,
+    /// let `change` edit it, and publish it by CAS, catching up and re-applying after each lost
+    /// race.
     fn publish<T>(
         &self,
         wait: Wait,
@@ -168,21 +195,33 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
         let target = &self.generations[claim.index];
         loop {
             let source = &self.generations[base];
-            let (result, changed) = target.generation.with_mut(|target| {
-                // SAFETY: the target slot is ours: we claimed it FREE -> IN_USE, it is not
-                // `current`, and no hazard was on it after our fence, so no reader can validate a
-                // pin on it until we publish it (see `try_claim`). `base` != `claim.index`.
-                let target = unsafe { &mut *target };
-                source.generation.with(|source| {
-                    // SAFETY: `base` was validated as current through our own hazard, which still
-                    // stands, so it is published and immutable while we copy it.
-                    let source = unsafe { &*source };
-                    target.table.clone_from(&source.table);
-                    target.version = source.version.wrapping_add(1);
-                });
-                let mut txn = Txn::new(&mut target.table);
-                let result = change(&mut txn);
-                (result, txn.changed())
+            let (result, changed) = target.generation.with_mut(|copy| {
+                target.log.with_mut(|log| {
+                    // SAFETY: the target slot (its generation and its log) is ours: we claimed it
+                    // FREE -> IN_USE, it is not `current`, and no hazard was on it after our
+                    // fence, so no reader can validate a pin on it, and no writer use it as a
+                    // base, until we publish it (see `try_claim_slot`). `base` != `claim.index`.
+                    let (copy, log): (_, &mut ChangeLog) = unsafe { (&mut *copy, &mut *log) };
+                    let full = source.generation.with(|base| {
+                        source.log.with(|base_log| {
+                            // SAFETY: `base` was validated as current through our own hazard,
+                            // which still stands, so it is published and immutable while we
+                            // read it; its log was written before its publication.
+                            let (base, base_log) = unsafe { (&*base, &*base_log) };
+                            copy.catch_up(log, base, base_log, G as u64)
+                        })
+                    });
+                    if full {
+                        self.stats.full_copies.bump();
+                    }
+                    let mut txn = Txn::new(&mut copy.table, Journal::new(log, copy.version + 1));
+                    let result = change(&mut txn);
+                    let changed = txn.changed();
+                    if changed && result.is_ok() {
+                        copy.version += 1; // the version it will publish as
+                    }
+                    (result, changed)
+                })
             });
             // An error, or a change that changed nothing, publishes nothing: dropping the claim
             // frees the slot and dropping the pin releases the base. A no-op linearizes at the
@@ -200,12 +239,20 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, const G: usize, const R: us
                     // Only the writer whose CAS replaced `base` retires it. Release: our copy of
                     // it happens-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
+                    // Relaxed: a hint (see `try_claim`).
+                    self.retired.store(base, Ordering::Relaxed);
                     self.stats.publishes.bump();
                     return Ok(result);
                 }
                 Err(_) => {
                     // Another writer published first: rebase on the new current and re-apply.
                     // The target stays ours; it was never published, so no pin can be on it.
+                    // It holds the base it was built on plus our changes, which its log lists
+                    // after that base's version: say so, and the catch-up undoes them.
+                    target.generation.with_mut(|copy| {
+                        // SAFETY: still ours and unpublished, as above.
+                        unsafe { (*copy).version -= 1 };
+                    });
                     self.stats.cas_retries.bump();
                     base = self.pin_base(pin.slot);
                 }

@@ -1,0 +1,179 @@
+//! [`ChangeLog`]: which table slots recent publications wrote, so that a writer can bring an
+//! older copy up to date by copying only those slots (a *catch-up*) instead of the whole table.
+//!
+//! Every generation carries a log of `(table slot, version that wrote it)` for the publications
+//! of the last few versions, oldest first. The log of a generation at version `v` promises: for
+//! every version `u` with `since <= u <= v`, the table of version `u` differs from this one only
+//! in slots listed with a version after `u`. A writer whose claimed slot holds a copy of such a
+//! `u` copies just those slots from its base; otherwise it copies the whole table.
+//!
+//! Each log keeps at most `L` changes and only the last `G` versions (the *horizon*: a claimed
+//! slot rarely holds anything older). A transaction that writes more than `L` slots leaves a log
+//! that covers nothing older than itself, so the next writer copies the whole table once.
+//!
+//! Versions are stored as their low 32 bits and compared in serial-number arithmetic (RFC 1982):
+//! every comparison is between versions at most a horizon apart, far below 2^31.
+
+/// One slot written by one publication.
+#[derive(Clone, Copy)]
+pub(crate) struct Change {
+    slot: u32,
+    /// Low 32 bits of the version that wrote the slot.
+    version: u32,
+}
+
+impl Change {
+    const NONE: Self = Self {
+        slot: 0,
+        version: 0,
+    };
+}
+
+/// A change log; `C` is `[Change; L]` where it is stored, and `[Change]` where it is used, so the
+/// code that reads and writes logs does not depend on `L`.
+pub(crate) struct ChangeLog<C: ?Sized = [Change]> {
+    /// The oldest version this log can bring up to date (see the module docs). `u64::MAX` while
+    /// the copy it belongs to is being overwritten: it covers nothing.
+    since: u64,
+    len: usize,
+    changes: C,
+}
+
+/// Whether version `a` (low bits) comes after `b`.
+#[inline]
+fn after(a: u32, b: u64) -> bool {
+    (a.wrapping_sub(b as u32) as i32) > 0
+}
+
+/// The full version whose low bits are `low`, at or before `reference`.
+#[inline]
+fn widen(low: u32, reference: u64) -> u64 {
+    reference - u64::from((reference as u32).wrapping_sub(low))
+}
+
+impl<const L: usize> ChangeLog<[Change; L]> {
+    /// The log of a copy that equals version 0 (the empty table): all zeros.
+    pub(crate) const fn new() -> Self {
+        Self {
+            since: 0,
+            len: 0,
+            changes: [Change::NONE; L],
+        }
+    }
+}
+
+impl ChangeLog {
+    /// Whether a copy of version `u` can be brought up to date with this log's changes.
+    pub(crate) fn covers(&self, u: u64) -> bool {
+        self.since <= u
+    }
+
+    /// Marks the log as covering nothing, before its copy is overwritten: if that is cut short
+    /// (a panicking `clone`), the next writer copies the whole table.
+    pub(crate) fn invalidate(&mut self) {
+        self.since = u64::MAX;
+    }
+
+    /// The slots written by versions after `u`, possibly with repeats.
+    pub(crate) fn slots_after(&self, u: u64) -> impl Iterator<Item = usize> + '_ {
+        self.changes[..self.len]
+            .iter()
+            .filter(move |change| after(change.version, u))
+            .map(|change| change.slot as usize)
+    }
+
+    /// Makes this the log of a copy of `base` (at version `version`) about to be changed by
+    /// version `version + 1`: `base`'s changes within the last `horizon` versions.
+    pub(crate) fn inherit(&mut self, base: &Self, version: u64, horizon: u64) {
+        let mut since = base.since.max((version + 1).saturating_sub(horizon));
+        let mut kept = base.changes_after(since);
+        // Keep the newest that fit. Ordered by version, so a dropped change takes every older
+        // one with it: only copies from its version on are still covered.
+        if let Some(dropped) = kept.len().checked_sub(self.changes.len() + 1) {
+            since = since.max(widen(kept[dropped].version, version));
+            kept = &kept[dropped + 1..];
+        }
+        self.changes[..kept.len()].copy_from_slice(kept);
+        self.len = kept.len();
+        self.since = since;
+    }
+
+    fn changes_after(&self, u: u64) -> &[Change] {
+        let changes = &self.changes[..self.len];
+        // Ordered by version, so the changes after `u` are a suffix.
+        let first = changes
+            .iter()
+            .position(|change| after(change.version, u))
+            .unwrap_or(changes.len());
+        &changes[first..]
+    }
+
+    /// Records that version `version` (the one being built) wrote `slot`. When the log is full,
+    /// the oldest versions' changes give way; if this version alone fills it, the log gives up
+    /// listing and covers only `version` itself.
+    pub(crate) fn record(&mut self, slot: usize, version: u64) {
+        if self.since >= version {
+            return; // already covers nothing older than `version`
+        }
+        if self.len == self.changes.len() {
+            self.drop_oldest_version(version);
+            if self.len == self.changes.len() {
+                self.since = version;
+                self.len = 0;
+                return;
+            }
+        }
+        self.changes[self.len] = Change {
+            slot: slot as u32,
+            version: version as u32,
+        };
+        self.len += 1;
+    }
+
+    /// Drops the changes of the oldest version listed, unless that is `version` itself.
+    fn drop_oldest_version(&mut self, version: u64) {
+        let Some(oldest) = self.changes[..self.len].first().map(|c| c.version) else {
+            return;
+        };
+        if oldest == version as u32 {
+            return;
+        }
+        let end = self.changes[..self.len]
+            .iter()
+            .position(|change| change.version != oldest)
+            .unwrap_or(self.len);
+        self.changes.copy_within(end..self.len, 0);
+        self.len -= end;
+        // Every change of `oldest` is gone: only copies from `oldest` on are still covered.
+        self.since = self.since.max(widen(oldest, version));
+    }
+}
+
+/// What a transaction writes to its copy's log: every slot it writes, tagged with the version it
+/// will publish as.
+pub(crate) struct Journal<'a> {
+    log: &'a mut ChangeLog,
+    version: u64,
+    wrote: bool,
+}
+
+impl<'a> Journal<'a> {
+    pub(crate) fn new(log: &'a mut ChangeLog, version: u64) -> Self {
+        Self {
+            log,
+            version,
+            wrote: false,
+        }
+    }
+
+    /// Whether any slot was written: a transaction that wrote none publishes nothing.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote
+    }
+
+    #[inline]
+    pub(crate) fn record(&mut self, slot: usize) {
+        self.wrote = true;
+        self.log.record(slot, self.version);
+    }
+}
