@@ -7,14 +7,16 @@ use crate::table::Table;
 /// Slot states. A slot moves FREE -> IN_USE when one writer claims it (compare-and-swap), stays
 /// IN_USE while that writer fills it and once it is published, and returns to FREE when the writer
 /// that replaced it as `current` retires it, or when its claimer gives it up unpublished.
-/// Only the slot's owner stores to its state; every other writer only CASes it from FREE.
+/// Only the slot's owner stores to its state; every other writer only CASes it to IN_USE.
 ///
-/// Every slot starts FREE, slot 0 included, although slot 0 holds the initial current generation:
-/// until the first publish retires it, every writer's base is slot 0 and a writer never claims
-/// its own base (see `try_claim`). So a new map is all zero bytes and a `static` one lands in
-/// `.bss`, costing no flash.
-pub(crate) const FREE: usize = 0;
+/// Every slot starts UNUSED, so a new map is all zero bytes and a `static` one lands in `.bss`,
+/// costing no flash. An UNUSED slot is claimable like a FREE one, except slot 0: it holds the
+/// initial current generation, which no writer claimed, and becomes claimable only when the first
+/// publisher retires it to FREE. (Were it claimable before, a writer could claim it between that
+/// publication and the retiring store, which would then free it under its new owner.)
+pub(crate) const UNUSED: usize = 0;
 pub(crate) const IN_USE: usize = 1;
+pub(crate) const FREE: usize = 2;
 
 /// One immutable-once-published copy of the map.
 pub(crate) struct Generation<K, V, const N: usize> {
@@ -26,7 +28,7 @@ pub(crate) struct Generation<K, V, const N: usize> {
 }
 
 pub(crate) struct GenSlot<K, V, const N: usize, const L: usize> {
-    /// FREE / IN_USE. Never read by readers: only writers claim and retire slots.
+    /// UNUSED / IN_USE / FREE. Never read by readers: only writers claim and retire slots.
     pub(crate) state: AtomicUsize,
     /// Written only by the writer that claimed the slot (IN_USE, unpublished, no hazard on it); read by
     /// anyone whose pin on this slot validated.
@@ -40,7 +42,7 @@ macro_rules! gen_slot_new {
     ($($const:ident)?) => {
         pub(crate) $($const)? fn new() -> Self {
             Self {
-                state: AtomicUsize::new(FREE),
+                state: AtomicUsize::new(UNUSED),
                 generation: UnsafeCell::new(Generation { version: 0, table: Table::new() }),
                 log: UnsafeCell::new(ChangeLog::new()),
             }

@@ -34,10 +34,18 @@
 //! if a writer published inside its window of a few instructions (lock-free, not wait-free).
 //!
 //! **Writers** pin the current generation as their *base* exactly as readers do, claim a free
-//! slot, copy the base into it, apply their change (one key, or a whole [`Txn`] closure), and
-//! publish the copy with a compare-and-swap of `current` from the base to the copy. A writer that
-//! loses the race to another writer re-pins the new current generation, copies it, re-applies its
-//! change and tries again, so no update is ever lost. The base pin is what makes this plain
+//! slot, bring the older copy it holds up to date with the base, apply their change (one key, or
+//! a whole [`Txn`] closure), and publish the copy with a compare-and-swap of `current` from the
+//! base to the copy. A writer that loses the race to another writer re-pins the new current
+//! generation, catches up with it, re-applies its change and tries again, so no update is ever
+//! lost.
+//!
+//! **Catching up** copies only the table slots written since the copy's version: each generation
+//! logs the slots its last few versions wrote (up to `L` of them). A writer tries first the slot
+//! retired last, which holds the version just before its base, so a one-key write usually copies
+//! one or two slots, not the table. When the log does not reach back far enough (a transaction
+//! wrote more than `L` slots, or the copy is older than the last `G` versions), the writer copies
+//! the whole table, as `L = 0` always does. The base pin is what makes this plain
 //! index CAS safe from ABA: a pinned generation cannot be retired *and* reused underneath it.
 //!
 //! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free).
@@ -49,20 +57,22 @@
 //! (`W` concurrent writers) that cannot happen. Otherwise the `try_` forms return
 //! [`Error::NoFreeGeneration`] and the blocking forms spin.
 //!
-//! A retired generation keeps its entries until its slot is reused (the next claim overwrites
-//! the copy, dropping them) or the map is dropped: a removed value is dropped exactly once, but
-//! late. Keep values whose drop matters (handles, leases) small and release them yourself.
+//! A retired generation keeps its entries until its slot is reused and catches up (which
+//! overwrites, and so drops, what changed since) or the map is dropped: a removed value is
+//! dropped exactly once, but late. Keep values whose drop matters (handles, leases) small and release them yourself.
 //!
-//! **Memory** is `G` tables plus `R` cache-line-sized hazard words and a few counters, fixed at
-//! compile time; there is no allocator and no `alloc`.
+//! **Memory** is `G` tables with their change logs (`8 * L` bytes each), plus `R`
+//! cache-line-sized hazard words and a few counters, fixed at compile time; there is no
+//! allocator and no `alloc`.
 //!
 //! # Reading
 //!
 //! - [`SnapMap::reader`] registers a [`Reader`] that owns a reader slot; [`Reader::snapshot`]
 //!   pins. This is the path for real-time readers and interrupt handlers.
-//! - [`SnapMap::snapshot`] and [`SnapMap::get`] borrow any free reader slot for one read. Claiming
-//!   the slot is a compare-and-swap; on targets without one (Cortex-M0/M0+) it takes a critical
-//!   section, so readers there that must never take one register a `Reader`.
+//! - [`SnapMap::snapshot`] and [`SnapMap::get`] borrow any free reader slot for one read: one
+//!   compare-and-swap both claims the slot and announces the pin. On targets without CAS
+//!   (Cortex-M0/M0+) it takes a critical section, so readers there that must never take one
+//!   register a `Reader`.
 //!
 //! # Writing
 //!

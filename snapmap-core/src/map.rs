@@ -5,7 +5,7 @@ use crate::reader::{ReaderSlot, Side, IDLE, UNCLAIMED};
 
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, Stats};
-use crate::sync::{spin_wait, AtomicUsize};
+use crate::sync::{spin_wait, AtomicUsize, Hint};
 use crate::{Error, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -42,9 +42,9 @@ pub struct SnapMap<
     pub(crate) current: AtomicUsize,
     pub(crate) generations: [GenSlot<K, V, N, L>; G],
     /// The generation slot retired last, where a writer looks first for a slot to claim: it holds
-    /// the version before `current`, the cheapest to bring up to date. Only a hint, read and
-    /// written by writers with Relaxed; claiming is decided by the slot's state.
-    pub(crate) retired: AtomicUsize,
+    /// the version before `current`, the cheapest to bring up to date. Only a hint, used by
+    /// writers; claiming is decided by the slot's state.
+    pub(crate) retired: Hint,
     pub(crate) readers: [ReaderSlot; R],
     pub(crate) stats: Counters,
 }
@@ -84,11 +84,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         let () = Self::PARAMETERS_OK;
-        // All zeros (see `generation::FREE`): the empty generation 0 is current.
+        // All zeros (see `generation::UNUSED`): the empty generation 0 is current.
         Self {
             current: AtomicUsize::new(0),
             generations: [const { GenSlot::new() }; G],
-            retired: AtomicUsize::new(0),
+            retired: Hint::new(0),
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
         }
@@ -101,7 +101,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         Self {
             current: AtomicUsize::new(0),
             generations: core::array::from_fn(|_| GenSlot::new()),
-            retired: AtomicUsize::new(0),
+            retired: Hint::new(0),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
         }
@@ -148,10 +148,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` reader slots are claimed.
     pub fn try_snapshot(&self) -> Result<Snapshot<'_, K, V, N>, Error> {
-        let slot = self
-            .claim_reader_slot(Side::Reader)
-            .ok_or(Error::NoReaderSlot)?;
-        let generation = self.pin(slot);
+        let (slot, generation) = self.claim_and_pin().ok_or(Error::NoReaderSlot)?;
         Ok(Snapshot::new(
             &self.generations[generation].generation,
             &self.readers[slot],

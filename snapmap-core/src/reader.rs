@@ -1,7 +1,7 @@
 //! Reader slots (hazard words), the pin protocol, and the registered [`Reader`] handle.
 
 use crate::snapshot::Snapshot;
-use crate::sync::{compare_exchange, fence, AtomicUsize, Ordering};
+use crate::sync::{announce, claim_and_announce, compare_exchange, AtomicUsize, Ordering};
 use crate::SnapMap;
 use core::hash::Hash;
 
@@ -88,9 +88,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     SnapMap<K, V, N, G, R, L>
 {
     /// Claims a free reader slot, UNCLAIMED -> IDLE. Acquire on success orders this owner's later
-    /// stores after the previous owner's final Release store. On a CAS-less target this is the
-    /// one place a reader takes a critical section, which is why readers on such targets register
-    /// a [`Reader`] up front instead of reading one-off.
+    /// stores after the previous owner's final Release store. On a CAS-less target a claim (this
+    /// one, or a one-off read's in `claim_and_pin`) is the one place a reader takes a critical
+    /// section, which is why readers on such targets register a [`Reader`] up front.
     ///
     /// Readers search from the first slot and writers (for their base pins) from the last, so the
     /// two rarely contend for the same slot's cache line.
@@ -112,27 +112,60 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// Lock-free: it retries only if a writer published between its two loads of `current`.
     #[inline]
     pub(crate) fn pin(&self, slot: usize) -> usize {
-        let hazard = &self.readers[slot].hazard;
-        // Relaxed: what this load returns is only a guess, checked by the Acquire load below;
-        // no data is read on the strength of it.
+        // Relaxed: what this load returns is only a guess, validated below; no data is read on
+        // the strength of it.
         let mut seen = self.current.load(Ordering::Relaxed);
         loop {
-            // Release, not Relaxed: a writer's Acquire scan that reads this store (or any later
-            // one by this owner) must also see every read this owner made under its previous
-            // pin; a Relaxed store would leave those reads unordered with the writer's reuse.
-            hazard.store(pinning(seen), Ordering::Release);
-            // The reader half of the Dekker pair with the writer's fence in `try_claim`: in the
-            // single total order of SeqCst fences, either the writer's fence comes later and its
-            // scan sees this hazard, or it came earlier and the load below sees `current` moved
-            // off a slot before that slot could be claimed (so validation fails).
-            fence(Ordering::SeqCst);
-            // Acquire: synchronizes with the CAS that published what we are about to read.
-            let now = self.current.load(Ordering::Acquire);
-            if now == seen {
-                return seen;
+            // Release (inside `announce`), not Relaxed: a writer's Acquire scan that reads this
+            // store (or any later one by this owner) must also see every read this owner made
+            // under its previous pin; a Relaxed store would leave those reads unordered with the
+            // writer's reuse.
+            announce(&self.readers[slot].hazard, pinning(seen));
+            match self.validate(seen) {
+                Ok(generation) => return generation,
+                Err(now) => seen = now,
             }
-            seen = now;
         }
+    }
+
+    /// Checks that `current` still is `seen`, after the caller announced a hazard on it.
+    ///
+    /// The reader half of the Dekker pair with the writer's fence in `try_claim_slot`: in the
+    /// single total order of SeqCst operations, either the writer's fence comes after the
+    /// announcement and its scan sees the hazard, or it came before and this load sees `current`
+    /// moved off a slot before that slot could be claimed (so validation fails). SeqCst for that
+    /// order, and Acquire within it: synchronizes with the CAS that published what the caller
+    /// is about to read.
+    #[inline(always)]
+    fn validate(&self, seen: usize) -> Result<usize, usize> {
+        let now = self.current.load(Ordering::SeqCst);
+        if now == seen {
+            Ok(seen)
+        } else {
+            Err(now)
+        }
+    }
+
+    /// Claims a free reader slot and pins the current generation through it (a one-off read):
+    /// the claim is the announcement, one RMW for both. Returns the slot and the generation.
+    ///
+    /// Claiming is a compare-and-swap, which on a CAS-less target takes a critical section: why
+    /// readers there register a [`Reader`] instead.
+    #[inline]
+    pub(crate) fn claim_and_pin(&self) -> Option<(usize, usize)> {
+        // Relaxed: a guess, as in `pin`.
+        let seen = self.current.load(Ordering::Relaxed);
+        let slot = self.readers.iter().position(|reader| {
+            // Relaxed pre-check: a claimed slot is skipped without an RMW.
+            reader.hazard.load(Ordering::Relaxed) == UNCLAIMED
+                && claim_and_announce(&reader.hazard, UNCLAIMED, pinning(seen))
+        })?;
+        let generation = match self.validate(seen) {
+            Ok(generation) => generation,
+            // A publication raced the claim: the slot is ours now, pin through it.
+            Err(_) => self.pin(slot),
+        };
+        Some((slot, generation))
     }
 }
 

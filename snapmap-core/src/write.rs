@@ -1,7 +1,8 @@
-//! The write path: claim a generation slot, copy, change, publish by compare-and-swap, retire.
+//! The write path: claim a generation slot, catch it up, change it, publish it by
+//! compare-and-swap, retire its base.
 
 use crate::changes::{ChangeLog, Journal};
-use crate::generation::{FREE, IN_USE};
+use crate::generation::{FREE, IN_USE, UNUSED};
 use crate::reader::{pinning, Side, UNCLAIMED};
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
 use crate::{Error, SnapMap, Txn};
@@ -119,11 +120,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// only `base`'s own changes. A reader slow to leave it can still pin it; then the others
     /// follow in order after `base`, least recently retired first (with one writer, slots are
     /// retired in that order), the ones least likely to be pinned.
-    /// Never `base` itself: it is current or pinned by us, and this exclusion is also what lets
-    /// slot 0 start FREE while current (see `generation::FREE`).
+    /// Never `base` itself: it is current or pinned by us.
     fn try_claim(&self, base: usize) -> Option<usize> {
-        // Relaxed: only a hint; the CAS on the slot's state decides.
-        let retired = self.retired.load(Ordering::Relaxed);
+        let retired = self.retired.get();
         let others = (1..G)
             .map(|step| (base + step) % G)
             .filter(move |&index| index != retired);
@@ -131,42 +130,43 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         candidates.find(|&index| index != base && self.try_claim_slot(index))
     }
 
-    /// Claims generation slot `index` if it is FREE and no hazard stands on it.
+    /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
+    /// hazard stands on it.
     fn try_claim_slot(&self, index: usize) -> bool {
-        {
-            let state = &self.generations[index].state;
-            // Relaxed pre-check: skip busy slots without an RMW.
-            if state.load(Ordering::Relaxed) != FREE {
-                return false;
-            }
-            // Acquire on success: synchronizes with the Release store that freed the slot, so
-            // every access by its last writer and by the writer that retired it happens-before
-            // our overwrite.
-            if compare_exchange(state, FREE, IN_USE).is_err() {
-                return false;
-            }
-            // The writer half of the Dekker pair with the fence in `pin`. Either a reader's fence
-            // precedes this one, and the scan below sees its hazard (or a later Release store of
-            // that reader, which carries its reads along); or this one comes first, and since
-            // `current` had moved off `index` before it (the retiring CAS happens-before the
-            // FREE store we just acquired), the reader's validating load sees that and it never
-            // reads the slot. A pin that validates on `index` later is on a re-published copy,
-            // written before its publishing CAS: harmless.
-            #[cfg(not(snapmap_mutant = "no_writer_fence"))]
-            fence(Ordering::SeqCst);
-            // Acquire: a hazard seen cleared (or moved) orders that reader's reads of this slot
-            // before our writes to it.
-            let pinned = self
-                .readers
-                .iter()
-                .any(|reader| reader.hazard.load(Ordering::Acquire) == pinning(index));
-            if pinned {
-                // Release: hands the Acquire we took from the retiring writer on to the next
-                // claimer (a plain store does not extend a release sequence).
-                state.store(FREE, Ordering::Release);
-            }
-            !pinned
+        let state = &self.generations[index].state;
+        // Relaxed pre-check: skip busy slots without an RMW.
+        let seen = state.load(Ordering::Relaxed);
+        if !(seen == FREE || seen == UNUSED && index != 0) {
+            return false;
         }
+        // Acquire on success: synchronizes with the Release store that freed the slot, so every
+        // access by its last writer and by the writer that retired it happens-before our
+        // overwrite.
+        if compare_exchange(state, seen, IN_USE).is_err() {
+            return false;
+        }
+        // The writer half of the Dekker pair with a reader's announcement and validation in
+        // `pin`. In the single total order of SeqCst operations, either the announcement
+        // precedes this fence, and the scan below sees the hazard (or a later Release store of
+        // that reader, which carries its reads along); or this fence comes first, and since
+        // `current` had moved off `index` before it (the retiring CAS happens-before the FREE
+        // store we just acquired), the reader's validating load sees that and it never reads the
+        // slot. A pin that validates on `index` later is on a re-published copy, written before
+        // its publishing CAS: harmless.
+        #[cfg(not(snapmap_mutant = "no_writer_fence"))]
+        fence(Ordering::SeqCst);
+        // Acquire: a hazard seen cleared (or moved) orders that reader's reads of this slot
+        // before our writes to it.
+        let pinned = self
+            .readers
+            .iter()
+            .any(|reader| reader.hazard.load(Ordering::Acquire) == pinning(index));
+        if pinned {
+            // Release: hands the Acquire we took from the retiring writer on to the next
+            // claimer (a plain store does not extend a release sequence).
+            state.store(FREE, Ordering::Release);
+        }
+        !pinned
     }
 }
 
@@ -239,8 +239,7 @@ impl<
                     // Only the writer whose CAS replaced `base` retires it. Release: our copy of
                     // it happens-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
-                    // Relaxed: a hint (see `try_claim`).
-                    self.retired.store(base, Ordering::Relaxed);
+                    self.retired.set(base);
                     self.stats.publishes.bump();
                     return Ok(result);
                 }

@@ -21,14 +21,18 @@ use snapmap_core::{Reader, SnapMap};
 /// Entries in every map of the 1024-entry workloads.
 pub const ENTRIES: usize = 1024;
 /// Capacity of the fixed-capacity tables (snapmap's generations, heapless): 2 x ENTRIES, so that
-/// they run at <= 50% load. A full heapless table probes long chains (29 ns per get against
-/// 4.7 ns at half load, issue 4), and snapmap's generations are heapless tables today.
+/// they run at <= 50% load. Both are open-addressing tables, and a full one probes long chains
+/// (a full heapless table: 29 ns per get against 4.7 ns at half load, issue 4).
 pub const CAPACITY: usize = 2 * ENTRIES;
+/// snapmap's change-log length: room for a 64-key batch and for the 64 removals (with their
+/// backward shifts) that the single-thread benchmark makes between two timed batches, so that
+/// writes patch their copy (the default, 32, would copy the whole table after each batch).
+pub const LOG: usize = 128;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), and the defaults G = 4, R = 4.
-pub type Snap = SnapMap<u64, u64, CAPACITY>;
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 4, and `L` = 128.
+pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 4, LOG>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;
 pub type StdHash = std::hash::RandomState;
@@ -145,14 +149,14 @@ fn boxed_snap(keys: &[u64]) -> Box<Snap> {
 fn snap_notes(map: &Snap) -> String {
     let stats = map.stats();
     format!(
-        "publishes={} cas_retries={} slot_waits={}",
-        stats.publishes, stats.cas_retries, stats.slot_waits
+        "publishes={} cas_retries={} slot_waits={} full_copies={}",
+        stats.publishes, stats.cas_retries, stats.slot_waits, stats.full_copies
     )
 }
 
 /// snapmap read through a registered [`Reader`]: one pin (and unpin) per get.
 pub struct SnapReader(pub Box<Snap>);
-/// snapmap read one-off: `map.get(&k)` claims a reader slot, pins, looks up, unpins, releases.
+/// snapmap read one-off: `map.get(&k)` claims a reader slot and pins (one CAS), looks up, releases.
 pub struct SnapOneOff(pub Box<Snap>);
 
 macro_rules! snap_writes {
@@ -191,7 +195,7 @@ macro_rules! snap_writes {
 
 impl Shared for SnapReader {
     const ID: &'static str = "snapmap-reader";
-    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 4>;
+    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 4, LOG>;
     fn with_keys(keys: &[u64]) -> Box<Self> {
         Box::new(Self(boxed_snap(keys)))
     }
