@@ -122,9 +122,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` slots are claimed.
     pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R, L>, Error> {
-        let slot = self
-            .claim_reader_slot(Side::Reader)
-            .ok_or(Error::NoReaderSlot)?;
+        let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
         Ok(Reader::new(self, slot))
     }
 
@@ -148,7 +146,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` reader slots are claimed.
     pub fn try_snapshot(&self) -> Result<Snapshot<'_, K, V, N>, Error> {
-        let (slot, generation) = self.claim_and_pin().ok_or(Error::NoReaderSlot)?;
+        let (slot, generation) = self
+            .claim_and_pin(Side::Reader)
+            .ok_or(Error::NoReaderSlot)?;
         Ok(Snapshot::new(
             &self.generations[generation].generation,
             &self.readers[slot],

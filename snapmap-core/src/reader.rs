@@ -16,7 +16,8 @@ pub(crate) const fn pinning(index: usize) -> usize {
     index + 1
 }
 
-/// Who claims a reader slot: see [`SnapMap::claim_reader_slot`].
+/// Who claims a reader slot. Readers search from the first slot and writers (for their base pins)
+/// from the last, so the two rarely contend for the same slot's cache line.
 #[derive(Clone, Copy)]
 pub(crate) enum Side {
     Reader,
@@ -87,23 +88,17 @@ impl ReaderSlot {
 impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     SnapMap<K, V, N, G, R, L>
 {
-    /// Claims a free reader slot, UNCLAIMED -> IDLE. Acquire on success orders this owner's later
-    /// stores after the previous owner's final Release store. On a CAS-less target a claim (this
-    /// one, or a one-off read's in `claim_and_pin`) is the one place a reader takes a critical
-    /// section, which is why readers on such targets register a [`Reader`] up front.
-    ///
-    /// Readers search from the first slot and writers (for their base pins) from the last, so the
-    /// two rarely contend for the same slot's cache line.
-    pub(crate) fn claim_reader_slot(&self, side: Side) -> Option<usize> {
-        let claim = |slot: &ReaderSlot| {
+    /// Claims a free reader slot for a registered [`Reader`], UNCLAIMED -> IDLE. Acquire on
+    /// success orders this owner's later stores after the previous owner's final Release store.
+    /// On a CAS-less target a claim (this one, or a one-off read's in `claim_and_pin`) is the one
+    /// place a reader takes a critical section, which is why readers on such targets register a
+    /// `Reader` up front.
+    pub(crate) fn claim_reader_slot(&self) -> Option<usize> {
+        self.readers.iter().position(|slot| {
             // Relaxed pre-check: a claimed slot is skipped without an RMW.
             slot.hazard.load(Ordering::Relaxed) == UNCLAIMED
                 && compare_exchange(&slot.hazard, UNCLAIMED, IDLE).is_ok()
-        };
-        match side {
-            Side::Reader => self.readers.iter().position(claim),
-            Side::Writer => self.readers.iter().rposition(claim),
-        }
+        })
     }
 
     /// Publishes a hazard on the current generation from reader slot `slot` (owned by the
@@ -146,20 +141,25 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         }
     }
 
-    /// Claims a free reader slot and pins the current generation through it (a one-off read):
-    /// the claim is the announcement, one RMW for both. Returns the slot and the generation.
+    /// Claims a free reader slot and pins the current generation through it (a one-off read, or
+    /// a writer's base): the claim is the announcement, one RMW for both. Returns the slot and
+    /// the generation. Acquire semantics on the claim, as in `claim_reader_slot`.
     ///
     /// Claiming is a compare-and-swap, which on a CAS-less target takes a critical section: why
     /// readers there register a [`Reader`] instead.
     #[inline]
-    pub(crate) fn claim_and_pin(&self) -> Option<(usize, usize)> {
+    pub(crate) fn claim_and_pin(&self, side: Side) -> Option<(usize, usize)> {
         // Relaxed: a guess, as in `pin`.
         let seen = self.current.load(Ordering::Relaxed);
-        let slot = self.readers.iter().position(|reader| {
+        let claim = |reader: &ReaderSlot| {
             // Relaxed pre-check: a claimed slot is skipped without an RMW.
             reader.hazard.load(Ordering::Relaxed) == UNCLAIMED
                 && claim_and_announce(&reader.hazard, UNCLAIMED, pinning(seen))
-        })?;
+        };
+        let slot = match side {
+            Side::Reader => self.readers.iter().position(claim),
+            Side::Writer => self.readers.iter().rposition(claim),
+        }?;
         let generation = match self.validate(seen) {
             Ok(generation) => generation,
             // A publication raced the claim: the slot is ours now, pin through it.

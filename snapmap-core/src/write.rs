@@ -53,11 +53,17 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
 impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     SnapMap<K, V, N, G, R, L>
 {
-    fn base_pin(&self, wait: Wait) -> Result<BasePin<'_, K, V, N, G, R, L>, Error> {
+    /// Claims a reader slot and pins the current generation through it as the writer's base.
+    /// Returns the pin and the base's index.
+    fn base_pin(&self, wait: Wait) -> Result<(BasePin<'_, K, V, N, G, R, L>, usize), Error> {
         let mut spins = 0;
         loop {
-            if let Some(slot) = self.claim_reader_slot(Side::Writer) {
-                return Ok(BasePin { map: self, slot });
+            if let Some((slot, base)) = self.claim_and_pin(Side::Writer) {
+                // The `no_base_pin` mutant (loom runs only) drops the hazard at once, to show
+                // that the models catch the lost updates that follow (see `pin_base`).
+                #[cfg(snapmap_mutant = "no_base_pin")]
+                self.readers[slot].unpin(crate::reader::IDLE);
+                return Ok((BasePin { map: self, slot }, base));
             }
             if wait == Wait::No {
                 return Err(Error::NoReaderSlot);
@@ -69,10 +75,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         }
     }
 
-    /// Pins the current generation as a writer's base, through the writer's own reader slot.
+    /// Pins the current generation as a writer's new base, through the writer's own reader slot.
     fn pin_base(&self, slot: usize) -> usize {
-        // The `no_base_pin` mutant (loom runs only) reads `current` without a hazard, to show that
-        // the models catch the lost updates that follow.
+        // The `no_base_pin` mutant (loom runs only) reads `current` without a hazard.
         #[cfg(snapmap_mutant = "no_base_pin")]
         return {
             let _ = slot;
@@ -82,17 +87,16 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         self.pin(slot)
     }
 
-    /// Pins the current generation as the base and claims a free slot to copy it into.
-    /// Returns the base's index with the claim.
+    /// Claims a free slot to bring up to date with the pinned `base`, re-pinning the current
+    /// generation as the base after each failed attempt. Returns the base's index with the claim.
     fn claim_generation<'m>(
         &'m self,
         pin: &BasePin<'m, K, V, N, G, R, L>,
+        mut base: usize,
         wait: Wait,
     ) -> Result<(usize, Claim<'m, K, V, N, G, R, L>), Error> {
         let mut spins = 0;
         loop {
-            // Re-pinned on every attempt, so a waiting writer never holds an old generation.
-            let base = self.pin_base(pin.slot);
             if let Some(index) = self.try_claim(base) {
                 return Ok((base, Claim { map: self, index }));
             }
@@ -102,16 +106,17 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
             // the slot budget (`G >= R + W + 1`) leaves a candidate free throughout a scan, so a
             // failed scan then means the slots really are pinned or claimed.
             // Relaxed: only compared, nothing is read on the strength of it.
-            if self.current.load(Ordering::Relaxed) != base {
-                continue;
+            if self.current.load(Ordering::Relaxed) == base {
+                if wait == Wait::No {
+                    return Err(Error::NoFreeGeneration);
+                }
+                if spins == 0 {
+                    self.stats.slot_waits.bump();
+                }
+                spin_wait(&mut spins);
             }
-            if wait == Wait::No {
-                return Err(Error::NoFreeGeneration);
-            }
-            if spins == 0 {
-                self.stats.slot_waits.bump();
-            }
-            spin_wait(&mut spins);
+            // Re-pinned on every attempt, so a waiting writer never holds an old generation.
+            base = self.pin_base(pin.slot);
         }
     }
 
@@ -190,8 +195,8 @@ impl<
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
-        let pin = self.base_pin(wait)?;
-        let (mut base, claim) = self.claim_generation(&pin, wait)?;
+        let (pin, base) = self.base_pin(wait)?;
+        let (mut base, claim) = self.claim_generation(&pin, base, wait)?;
         let target = &self.generations[claim.index];
         loop {
             let source = &self.generations[base];
