@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
+use snapmap_core::SnapMap;
 
 const CHUNK: usize = 64;
 
@@ -313,29 +314,31 @@ fn parts(c: &mut Criterion, keys: &Keys) {
             fx_table.get(&black_box(key)).copied()
         })
     });
-    // The copy a write makes: the core does `target.clone_from(&source)` on 2048-entry tables
-    // holding 1024 entries.
-    let mut source: Box<Heapless> = Box::default();
-    for &k in &keys.hit {
-        source.insert(k, k).expect("capacity");
-    }
-    let mut target: Box<Heapless> = Box::default();
-    g.bench_function("table-clone_from-2048", |b| {
-        b.iter(|| target.clone_from(black_box(&source)))
-    });
-    // What a copy of only the live bytes costs: 1024 entries of 24 bytes plus 2048 4-byte
-    // indices (32 KiB), and a memcpy of the whole 57 KB table.
-    let live = vec![1u8; ENTRIES * 24 + CAPACITY * 4];
-    let mut live_to = vec![0u8; live.len()];
-    g.bench_function("memcpy-live-32k", |b| {
-        b.iter(|| live_to.copy_from_slice(black_box(&live)))
-    });
-    let whole = vec![1u8; std::mem::size_of::<Heapless>()];
-    let mut whole_to = vec![0u8; whole.len()];
-    g.bench_function("memcpy-table-57k", |b| {
-        b.iter(|| whole_to.copy_from_slice(black_box(&whole)))
-    });
+    // A write with and without change logs: replacing a present key, so that every call
+    // publishes, with L = 256 (the benchmark's map: the copy is patched) and with L = 0 (the
+    // whole table is copied, as every write did before change logs).
+    replace_inserts::<LOG>(&mut g, "insert-replace-patch", &keys.hit);
+    replace_inserts::<0>(&mut g, "insert-replace-whole-copy", &keys.hit);
     g.finish();
+}
+
+fn replace_inserts<const L: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, keys: &[u64]) {
+    let map: Box<SnapMap<u64, u64, CAPACITY, 4, 4, L>> = Box::default();
+    map.update(|tx| {
+        for &k in keys {
+            tx.insert(k, k)?;
+        }
+        Ok(())
+    })
+    .expect("fill");
+    let mut i = 0usize;
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            let key = keys[i & (ENTRIES - 1)];
+            i = i.wrapping_add(1);
+            map.insert(black_box(key), i as u64)
+        })
+    });
 }
 
 const WORKLOADS: [&str; 6] = ["get_hit", "get_miss", "insert", "remove", "batch64", "iter"];
