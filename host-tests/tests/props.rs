@@ -169,6 +169,7 @@ enum Op {
     DropSnapshot(usize),
     RegisterReader,
     DropReader(usize),
+    UnpinReader(usize),
     ReaderRead {
         reader: usize,
         key: u8,
@@ -210,6 +211,7 @@ fn plain_op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::DropSnapshot),
         1 => Just(Op::RegisterReader),
         1 => any::<usize>().prop_map(Op::DropReader),
+        1 => any::<usize>().prop_map(Op::UnpinReader),
         2 => (any::<usize>(), key).prop_map(|(reader, key)| Op::ReaderRead { reader, key }),
     ]
 }
@@ -270,6 +272,13 @@ struct Held<'m, const N: usize> {
     version: u64,
 }
 
+/// A registered reader, and the version its pin keeps from reuse between reads (the version
+/// it read last, until it is unpinned).
+struct Registered<'m, const N: usize, const G: usize, const R: usize, const L: usize> {
+    reader: Reader<'m, K, V, N, G, R, L>,
+    pinned: Option<u64>,
+}
+
 /// The map under test with everything needed to predict it: the oracle's contents, the version
 /// (bumped exactly when a write changed something), and the snapshots and readers held.
 struct Harness<'m, const N: usize, const G: usize, const R: usize, const L: usize> {
@@ -279,7 +288,7 @@ struct Harness<'m, const N: usize, const G: usize, const R: usize, const L: usiz
     /// The counters after the previous step, to tell which kind of copy each write made.
     stats: Stats,
     held: Vec<Held<'m, N>>,
-    readers: Vec<Reader<'m, K, V, N, G, R, L>>,
+    readers: Vec<Registered<'m, N, G, R, L>>,
 }
 
 impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness<'m, N, G, R, L> {
@@ -299,12 +308,14 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
         self.held.len() + self.readers.len() < R
     }
 
-    /// A generation slot is free: the busy ones are the current one and each distinct one pinned.
+    /// A generation slot is free: the busy ones are the current one and each distinct one pinned
+    /// (by a held snapshot, or by a registered reader since its last read).
     fn free_generation(&self) -> bool {
         let busy: BTreeSet<u64> = self
             .held
             .iter()
             .map(|h| h.version)
+            .chain(self.readers.iter().filter_map(|r| r.pinned))
             .chain([self.version])
             .collect();
         busy.len() < G
@@ -549,7 +560,10 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 match map.reader() {
                     Ok(reader) => {
                         ensure!(free, "reader() succeeded with every reader slot taken");
-                        self.readers.push(reader);
+                        self.readers.push(Registered {
+                            reader,
+                            pinned: None,
+                        });
                     }
                     Err(e) => {
                         ensure!(
@@ -566,12 +580,27 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     self.readers.remove(i);
                 }
             }
+            &Op::UnpinReader(i) => {
+                if !self.readers.is_empty() {
+                    let i = i % self.readers.len();
+                    let registered = &mut self.readers[i];
+                    registered.reader.unpin();
+                    if registered.pinned.take().is_some() {
+                        hit("reader unpinned");
+                    }
+                }
+            }
             &Op::ReaderRead { reader, key } => {
                 if self.readers.is_empty() {
                     return Ok(());
                 }
                 let i = reader % self.readers.len();
-                let reader = &mut self.readers[i];
+                let registered = &mut self.readers[i];
+                if registered.pinned == Some(self.version) {
+                    hit("reader read a generation it still pinned");
+                }
+                registered.pinned = Some(self.version);
+                let reader = &mut registered.reader;
                 check_view(&reader.snapshot(), &self.oracle, self.version)
                     .map_err(|e| format!("reader snapshot: {e}"))?;
                 let got = reader.get(&key).map(|x| x.value());
@@ -812,8 +841,9 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     !self.free_reader() && e == Error::NoReaderSlot,
                     "try_snapshot: {e:?}"
                 );
-                if let Some(reader) = self.readers.first_mut() {
-                    check_view(&reader.snapshot(), &self.oracle, self.version)
+                if let Some(registered) = self.readers.first_mut() {
+                    registered.pinned = Some(self.version);
+                    check_view(&registered.reader.snapshot(), &self.oracle, self.version)
                         .map_err(|e| format!("current: {e}"))?;
                 }
             }
@@ -995,6 +1025,8 @@ const COMMON: &[&str] = &[
     "get_or_insert: present",
     "two or more snapshots held",
     "read through a registered Reader",
+    "reader read a generation it still pinned",
+    "reader unpinned",
     "try_snapshot: NoReaderSlot",
     "reader(): NoReaderSlot",
     "try_get: NoReaderSlot",

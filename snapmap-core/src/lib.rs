@@ -68,7 +68,9 @@
 //! # Reading
 //!
 //! - [`SnapMap::reader`] registers a [`Reader`] that owns a reader slot; [`Reader::snapshot`]
-//!   pins. This is the path for real-time readers and interrupt handlers.
+//!   pins. The pin stays until the reader reads again, so a read of a map that nobody changed
+//!   since announces nothing: one load of `current`, then the lookup. This is the path for
+//!   real-time readers and interrupt handlers.
 //! - [`SnapMap::snapshot`] and [`SnapMap::get`] borrow any free reader slot for one read: one
 //!   compare-and-swap both claims the slot and announces the pin. On targets without CAS
 //!   (Cortex-M0/M0+) it takes a critical section, so readers there that must never take one

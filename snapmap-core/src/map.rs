@@ -1,7 +1,7 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
 use crate::generation::GenSlot;
-use crate::reader::{ReaderSlot, Side, IDLE, UNCLAIMED};
+use crate::reader::{ReaderSlot, Side, IDLE};
 
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, Stats};
@@ -151,8 +151,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
             .ok_or(Error::NoReaderSlot)?;
         Ok(Snapshot::new(
             &self.generations[generation].generation,
-            &self.readers[slot],
-            UNCLAIMED,
+            Some(&self.readers[slot]),
         ))
     }
 

@@ -109,7 +109,28 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     pub(crate) fn pin(&self, slot: usize) -> usize {
         // Relaxed: what this load returns is only a guess, validated below; no data is read on
         // the strength of it.
-        let mut seen = self.current.load(Ordering::Relaxed);
+        self.pin_from(slot, self.current.load(Ordering::Relaxed))
+    }
+
+    /// A registered reader's pin: its hazard still announces `pinned`, the generation of its
+    /// last read, if any (a *sticky* pin). While that is current there is nothing to announce:
+    /// the hazard has kept it from reuse since its pin validated, so it is the same published
+    /// generation, and that validation ordered this reader after its publication.
+    #[inline]
+    pub(crate) fn repin(&self, slot: usize, pinned: Option<usize>) -> usize {
+        // Relaxed: only compared with `pinned`. Coherence still makes it no older than any
+        // value of `current` this thread has written or synchronized with, so a reader sees its
+        // own thread's writes and whatever happened-before them.
+        let now = self.current.load(Ordering::Relaxed);
+        if Some(now) == pinned {
+            return now;
+        }
+        self.pin_from(slot, now)
+    }
+
+    /// [`pin`](Self::pin), starting from the guess `seen`.
+    #[inline]
+    fn pin_from(&self, slot: usize, mut seen: usize) -> usize {
         loop {
             // Release (inside `announce`), not Relaxed: a writer's Acquire scan that reads this
             // store (or any later one by this owner) must also see every read this owner made
@@ -177,6 +198,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
 /// without compare-and-swap (Cortex-M0/M0+), where the one-off [`SnapMap::snapshot`] needs a
 /// critical section to claim a slot.
 ///
+/// A `Reader` keeps the generation it read last pinned until it reads again: if no writer has
+/// published since, the next read announces nothing and costs one load of `current` besides
+/// the lookup; after a publication it pins the new generation. So an idle `Reader` keeps one
+/// generation slot from reuse, which the budget `G >= R + W + 1` already counts (one per reader
+/// slot). With a smaller `G`, [`unpin`](Self::unpin) a `Reader` that will be idle for long, or
+/// writers may have to wait for it.
+///
 /// ```
 /// use snapmap_core::SnapMap;
 ///
@@ -199,25 +227,36 @@ pub struct Reader<
 > {
     map: &'m SnapMap<K, V, N, G, R, L>,
     slot: usize,
+    /// The generation this reader's hazard pins, kept between reads.
+    pinned: Option<usize>,
 }
 
 impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     Reader<'m, K, V, N, G, R, L>
 {
     pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, L>, slot: usize) -> Self {
-        Self { map, slot }
+        Self {
+            map,
+            slot,
+            pinned: None,
+        }
     }
 
-    /// Pins the current generation. The snapshot borrows this reader, so a reader holds at most
-    /// one pin at a time.
+    /// Pins the current generation (or finds it still pinned). The snapshot borrows this
+    /// reader, so a reader holds at most one pin at a time.
     #[inline]
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
-        let generation = self.map.pin(self.slot);
-        Snapshot::new(
-            &self.map.generations[generation].generation,
-            &self.map.readers[self.slot],
-            IDLE,
-        )
+        let generation = self.map.repin(self.slot, self.pinned);
+        self.pinned = Some(generation);
+        Snapshot::new(&self.map.generations[generation].generation, None)
+    }
+
+    /// Stops pinning the generation this reader read last, so that writers may reuse its slot
+    /// while the reader is idle. The next read pins again.
+    pub fn unpin(&mut self) {
+        if self.pinned.take().is_some() {
+            self.map.readers[self.slot].unpin(IDLE);
+        }
     }
 
     /// Clones the value of `key` out of the current generation.
@@ -236,7 +275,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
     for Reader<'_, K, V, N, G, R, L>
 {
     fn drop(&mut self) {
-        // Any snapshot borrowed from this reader is gone, so the hazard is IDLE: hand the slot back.
+        // Any snapshot borrowed from this reader is gone: hand the slot back, pin and all.
         self.map.readers[self.slot].unpin(UNCLAIMED);
     }
 }

@@ -1,7 +1,7 @@
 //! [`Snapshot`]: a pinned, immutable generation.
 
 use crate::generation::Generation;
-use crate::reader::ReaderSlot;
+use crate::reader::{ReaderSlot, UNCLAIMED};
 use crate::sync::UnsafeCell;
 use crate::table::Iter;
 use core::borrow::Borrow;
@@ -31,9 +31,9 @@ use core::hash::Hash;
 /// ```
 pub struct Snapshot<'a, K, V, const N: usize> {
     generation: &'a UnsafeCell<Generation<K, V, N>>,
-    reader: &'a ReaderSlot,
-    /// What the hazard becomes on drop: IDLE for a registered reader, UNCLAIMED for a one-off.
-    release_to: usize,
+    /// The reader slot a one-off snapshot gives back on drop; `None` for a registered reader's,
+    /// whose pin outlives it (see [`Reader`](crate::Reader)).
+    release: Option<&'a ReaderSlot>,
 }
 
 // SAFETY: a snapshot hands out only shared references to K and V (so K, V: Sync suffice to send
@@ -43,24 +43,24 @@ unsafe impl<K: Sync, V: Sync, const N: usize> Send for Snapshot<'_, K, V, N> {}
 unsafe impl<K: Sync, V: Sync, const N: usize> Sync for Snapshot<'_, K, V, N> {}
 
 impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
-    /// `slot` must have been pinned through `reader` (validated), and stays pinned until drop.
+    /// `generation` must be pinned by a validated hazard that stands until the snapshot drops:
+    /// `release`'s, or a registered reader's that the snapshot borrows.
     pub(crate) fn new(
         generation: &'a UnsafeCell<Generation<K, V, N>>,
-        reader: &'a ReaderSlot,
-        release_to: usize,
+        release: Option<&'a ReaderSlot>,
     ) -> Self {
         Self {
             generation,
-            reader,
-            release_to,
+            release,
         }
     }
 
     #[inline]
     fn generation(&self) -> &Generation<K, V, N> {
         self.generation.with(|generation| {
-            // SAFETY: the pin validated this slot as `current` (its Acquire load synchronized with
-            // the publishing CAS) and our hazard keeps writers off it until drop: the generation
+            // SAFETY: a pin validated this slot as `current` (its load synchronized with the
+            // publishing CAS), and the hazard announced then still stands (a one-off's until
+            // drop; a registered reader's, which we borrow, until its next pin): the generation
             // is published and immutable for the lifetime of `&self`, within the snapshot's.
             unsafe { &*generation }
         })
@@ -114,7 +114,9 @@ impl<K: Hash + Eq, V, const N: usize> Snapshot<'_, K, V, N> {
 
 impl<K, V, const N: usize> Drop for Snapshot<'_, K, V, N> {
     fn drop(&mut self) {
-        self.reader.unpin(self.release_to);
+        if let Some(reader) = self.release {
+            reader.unpin(UNCLAIMED);
+        }
     }
 }
 
