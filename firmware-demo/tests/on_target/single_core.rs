@@ -128,8 +128,14 @@ pub fn errors_leave_the_map_intact() {
     drop(old);
     assert_eq!(
         MAP.try_insert(2, 300),
+        Err(Error::NoFreeGeneration),
+        "a Reader's pin outlives its snapshot"
+    );
+    first.unpin();
+    assert_eq!(
+        MAP.try_insert(2, 300),
         Ok(Some(2)),
-        "the dropped pin freed a slot"
+        "the unpinned reader freed a slot"
     );
     drop(newer);
     let now = MAP.snapshot();
