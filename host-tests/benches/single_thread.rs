@@ -315,7 +315,7 @@ fn parts(c: &mut Criterion, keys: &Keys) {
         })
     });
     // A write with and without change logs: replacing a present key, so that every call
-    // publishes, with L = 256 (the benchmark's map: the copy is patched) and with L = 0 (the
+    // publishes, with L = 512 (the benchmark's map: the copy is patched) and with L = 0 (the
     // whole table is copied, as every write did before change logs).
     replace_inserts::<LOG>(&mut g, "insert-replace-patch", &keys.hit);
     replace_inserts::<0>(&mut g, "insert-replace-whole-copy", &keys.hit);

@@ -11,8 +11,10 @@
 //!
 //! The models have teeth: built with `--cfg snapmap_mutant="no_writer_fence"` (the writer's
 //! SeqCst fence removed) or `--cfg snapmap_mutant="no_base_pin"` (writers read their base without
-//! a hazard), `two_writers_and_a_reader` must fail, and is marked `should_panic` there;
-//! `cargo xtask loom` runs both mutants after the real protocol.
+//! a hazard), `two_writers_and_a_reader` must fail; built with `"no_sticky_pin"` (a registered
+//! reader's pin ends with its snapshot, yet its next read trusts it),
+//! `reader_rereads_through_its_sticky_pin` must fail. Each is marked `should_panic` there, and
+//! `cargo xtask loom` runs every mutant after the real protocol.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -140,36 +142,54 @@ fn two_writers_and_a_reader() {
     });
 }
 
-/// A registered reader reads twice while a writer publishes twice. Between its reads the
-/// reader's pin stays on the generation it read (a sticky pin), so its second read either finds
-/// that generation still current and announces nothing, or pins the new one; both reads see
-/// consistent stamps, and the writer never overwrites the generation the reader's pin holds.
+/// A map with 3 generation slots and 2 reader slots, stamped once, and a thread that then tries
+/// `writes` more stamps (a reader's pins may leave it without a slot: that write is skipped).
+fn stamped_map_and_writer(
+    writes: usize,
+) -> (Arc<SnapMap<u32, u64, 2, 3, 2>>, thread::JoinHandle<()>) {
+    let map = Arc::new(SnapMap::<u32, u64, 2, 3, 2>::new());
+    stamp_both(&map, true).unwrap();
+    let writer = {
+        let map = map.clone();
+        thread::spawn(move || {
+            for _ in 0..writes {
+                try_stamp_both(&map);
+            }
+        })
+    };
+    (map, writer)
+}
+
+/// A registered reader reads twice while a writer publishes three times (enough to cycle
+/// through every slot). Between its reads the reader's pin stays on the generation it read (a
+/// sticky pin), so its second read either finds that generation still current and announces
+/// nothing, or pins the new one. Both reads see consistent stamps, and the second stays the same
+/// across a yield: the writer never overwrites the generation the reader's pin holds.
 #[test]
+#[cfg_attr(
+    snapmap_mutant = "no_sticky_pin",
+    should_panic(expected = "Causality violation")
+)]
 fn reader_rereads_through_its_sticky_pin() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 2>::new());
-        stamp_both(&map, true).unwrap();
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    try_stamp_both(&map);
-                }
-            })
-        };
+        let (map, writer) = stamped_map_and_writer(3);
         let mut reader = map.reader().unwrap();
-        let mut last = 0;
-        for _ in 0..2 {
-            let snap = reader.snapshot();
-            let version = snap.version();
-            assert_eq!(snap.get(&0).copied(), Some(version));
-            assert_eq!(snap.get(&1).copied(), Some(version));
-            assert!(
-                version >= last,
-                "version went back from {last} to {version}"
-            );
-            last = version;
-        }
+        let first = reader.snapshot().version();
+        let snap = reader.snapshot();
+        let seen = (snap.version(), snap.get(&0).copied(), snap.get(&1).copied());
+        assert!(
+            seen.0 >= first,
+            "version went back from {first} to {}",
+            seen.0
+        );
+        assert_eq!(seen.1, Some(seen.0));
+        assert_eq!(seen.2, Some(seen.0));
+        thread::yield_now();
+        assert_eq!(
+            seen,
+            (snap.version(), snap.get(&0).copied(), snap.get(&1).copied())
+        );
+        drop(snap);
         writer.join().unwrap();
         drop(reader);
         let last = check_stamps(&map).unwrap();
@@ -182,16 +202,7 @@ fn reader_rereads_through_its_sticky_pin() {
 #[test]
 fn reader_pinned_while_writer_cycles_slots() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 2>::new());
-        stamp_both(&map, true).unwrap();
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                for _ in 0..3 {
-                    try_stamp_both(&map);
-                }
-            })
-        };
+        let (map, writer) = stamped_map_and_writer(3);
         let mut reader = map.reader().unwrap();
         let snap = reader.snapshot();
         let seen = (snap.version(), snap.get(&0).copied(), snap.get(&1).copied());

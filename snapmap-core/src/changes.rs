@@ -7,8 +7,9 @@
 //! in slots listed with a version after `u`. A writer whose claimed slot holds a copy of such a
 //! `u` copies just those slots from its base; otherwise it copies the whole table.
 //!
-//! Each log keeps at most `L` changes and only the last `G` versions (the *horizon*: a claimed
-//! slot rarely holds anything older). A transaction that writes more than `L` slots leaves a log
+//! Each log keeps at most `L` changes and only the last `2 * G` versions (the *horizon*: slots
+//! are reused in rotation, so a claimed slot is usually `G - 1` versions old, and older only when
+//! a pin kept it from reuse). A transaction that writes more than `L` slots leaves a log
 //! that covers nothing older than itself, so the next writer copies the whole table once.
 //!
 //! Versions are stored as their low 32 bits and compared in serial-number arithmetic (RFC 1982):
@@ -76,9 +77,8 @@ impl ChangeLog {
 
     /// The slots written by versions after `u`, possibly with repeats.
     pub(crate) fn slots_after(&self, u: u64) -> impl Iterator<Item = usize> + '_ {
-        self.changes[..self.len]
+        self.changes_after(u)
             .iter()
-            .filter(move |change| after(change.version, u))
             .map(|change| change.slot as usize)
     }
 
@@ -100,11 +100,12 @@ impl ChangeLog {
 
     fn changes_after(&self, u: u64) -> &[Change] {
         let changes = &self.changes[..self.len];
-        // Ordered by version, so the changes after `u` are a suffix.
+        // Ordered by version, so the changes after `u` are a suffix: found from the end, where
+        // it is short (often empty, in a published copy's own log).
         let first = changes
             .iter()
-            .position(|change| after(change.version, u))
-            .unwrap_or(changes.len());
+            .rposition(|change| !after(change.version, u))
+            .map_or(0, |last_before| last_before + 1);
         &changes[first..]
     }
 

@@ -38,15 +38,17 @@
 //! a whole [`Txn`] closure), and publish the copy with a compare-and-swap of `current` from the
 //! base to the copy. A writer that loses the race to another writer re-pins the new current
 //! generation, catches up with it, re-applies its change and tries again, so no update is ever
-//! lost.
+//! lost. The base pin is what makes this plain index CAS safe from ABA: a pinned generation
+//! cannot be retired *and* reused underneath it.
 //!
 //! **Catching up** copies only the table slots written since the copy's version: each generation
-//! logs the slots its last few versions wrote (up to `L` of them). A writer tries first the slot
-//! retired last, which holds the version just before its base, so a one-key write usually copies
-//! one or two slots, not the table. When the log does not reach back far enough (a transaction
-//! wrote more than `L` slots, or the copy is older than the last `G` versions), the writer copies
-//! the whole table, as `L = 0` always does. The base pin is what makes this plain
-//! index CAS safe from ABA: a pinned generation cannot be retired *and* reused underneath it.
+//! logs the slots its last `2 * G` versions wrote (up to `L` of them). Writers reuse slots in
+//! rotation, least recently retired first, so the copy a writer claims is usually `G - 1`
+//! versions old and a one-key write copies a few slots, not the table. (Rotation also keeps
+//! every slot's copy recent, and a claim rarely meets the pin of a reader that has not yet moved
+//! on.) When the log does not reach back far enough (transactions wrote more than `L` slots, or
+//! a long-held pin kept the copy from reuse for more than `2 * G` versions), the writer copies
+//! the whole table, as `L = 0` always does.
 //!
 //! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free).
 //! A writer claiming a free slot then scans every hazard word and gives the slot back if any
@@ -97,8 +99,10 @@
 //!
 //! # The table
 //!
-//! Each generation is a flat open-addressing table of `N` slots (a power of two): linear probing,
-//! backward-shift deletion, each entry stored beside 32 bits of its key's hash. A map can hold
+//! Each generation is a flat open-addressing table of `N` slots (a power of two): linear probing
+//! with Robin Hood insertion (which keeps every entry close to its home slot, and so the slowest
+//! lookup close to the typical one), backward-shift deletion, each entry stored beside 32 bits of
+//! its key's hash. A map can hold
 //! `N` entries, but lookups stay short only while it is at most about three-quarters full:
 //! size `N` for the entries you expect, with room. Keys are hashed with Fx, a fast multiply-rotate
 //! hash that is not keyed; keys chosen by an adversary can collide, which costs probe length (at

@@ -5,7 +5,7 @@ use crate::reader::{ReaderSlot, Side, IDLE};
 
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, Stats};
-use crate::sync::{spin_wait, AtomicUsize, Hint};
+use crate::sync::{spin_wait, AtomicUsize};
 use crate::{Error, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -18,7 +18,8 @@ use core::hash::Hash;
 /// - `G`: generation slots, each a full copy of the table (at least 2). One is current, one is
 ///   claimed by each writer in flight, and each pin holds one more.
 /// - `R`: reader slots (hazard words), shared by registered [`Reader`]s, one-off reads and the
-///   writers' base pins (a writer holds one while it writes).
+///   writers' base pins (a writer holds one while it writes). A registered `Reader` keeps the
+///   generation it read last pinned until it reads again or [`unpin`](Reader::unpin)s.
 /// - `L`: table slots each generation remembers writing (8 bytes each), so that a writer can
 ///   bring an older copy up to date by copying only the slots written since, instead of the
 ///   whole table. A transaction that writes more slots than `L` makes the next write copy the
@@ -27,7 +28,8 @@ use core::hash::Hash;
 ///
 /// With `G >= R + W + 1` for `W` concurrent writers a writer never waits for a slot; with fewer,
 /// a writer can find every slot pinned or claimed, and then the `try_` forms return
-/// [`Error::NoFreeGeneration`] and the blocking forms spin until a pin is dropped.
+/// [`Error::NoFreeGeneration`] and the blocking forms spin until a pin is dropped (or an idle
+/// `Reader` reads again or unpins).
 ///
 /// See the [crate documentation](crate) for the protocol.
 pub struct SnapMap<
@@ -41,10 +43,6 @@ pub struct SnapMap<
     /// Index of the published generation. Loaded by readers, CASed by writers, never stored.
     pub(crate) current: AtomicUsize,
     pub(crate) generations: [GenSlot<K, V, N, L>; G],
-    /// The generation slot retired last, where a writer looks first for a slot to claim: it holds
-    /// the version before `current`, the cheapest to bring up to date. Only a hint, used by
-    /// writers; claiming is decided by the slot's state.
-    pub(crate) retired: Hint,
     pub(crate) readers: [ReaderSlot; R],
     pub(crate) stats: Counters,
 }
@@ -88,7 +86,6 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         Self {
             current: AtomicUsize::new(0),
             generations: [const { GenSlot::new() }; G],
-            retired: Hint::new(0),
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
         }
@@ -101,7 +98,6 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         Self {
             current: AtomicUsize::new(0),
             generations: core::array::from_fn(|_| GenSlot::new()),
-            retired: Hint::new(0),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
         }

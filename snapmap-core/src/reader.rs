@@ -246,6 +246,12 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// reader, so a reader holds at most one pin at a time.
     #[inline]
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
+        // The `no_sticky_pin` mutant (loom runs only) ends the pin with the previous snapshot
+        // yet still trusts it, to show that the models catch a read of a reused generation.
+        #[cfg(snapmap_mutant = "no_sticky_pin")]
+        if self.pinned.is_some() {
+            self.map.readers[self.slot].unpin(IDLE);
+        }
         let generation = self.map.repin(self.slot, self.pinned);
         self.pinned = Some(generation);
         Snapshot::new(&self.map.generations[generation].generation, None)

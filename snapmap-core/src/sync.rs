@@ -139,37 +139,6 @@ impl Counter {
     }
 }
 
-/// A writers' hint (which slot to try first): any value is safe to read, so it is ordered by
-/// nothing. Under loom it is a plain core atomic, like [`Counter`]: the protocol must hold
-/// whatever the hint says, and modelling it would only grow the state space.
-pub(crate) struct Hint {
-    #[cfg(loom)]
-    word: core::sync::atomic::AtomicUsize,
-    #[cfg(not(loom))]
-    word: AtomicUsize,
-}
-
-impl Hint {
-    pub(crate) const fn new(value: usize) -> Self {
-        Self {
-            #[cfg(loom)]
-            word: core::sync::atomic::AtomicUsize::new(value),
-            #[cfg(not(loom))]
-            word: AtomicUsize::new(value),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get(&self) -> usize {
-        self.word.load(Ordering::Relaxed)
-    }
-
-    #[inline]
-    pub(crate) fn set(&self, value: usize) {
-        self.word.store(value, Ordering::Relaxed);
-    }
-}
-
 /// `UnsafeCell` with loom's closure API, so loom can check every access to a generation's
 /// contents for races; outside loom it compiles to plain pointer accesses.
 #[cfg(loom)]

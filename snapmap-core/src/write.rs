@@ -120,19 +120,16 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands. The first candidate is the slot
-    /// retired last: it usually holds the version just before `base`, so catching it up copies
-    /// only `base`'s own changes. A reader slow to leave it can still pin it; then the others
-    /// follow in order after `base`, least recently retired first (with one writer, slots are
-    /// retired in that order), the ones least likely to be pinned.
+    /// Claims a FREE generation slot on which no hazard stands. Candidates are taken in order
+    /// after `base`: with one writer, slots are retired in that same order, so the first
+    /// candidate is the least recently retired, the one least likely to still be pinned (a
+    /// reader's pin stays on the generation it read last), and slots are reused in rotation,
+    /// which keeps every slot's copy within reach of the change logs (see `changes`).
     /// Never `base` itself: it is current or pinned by us.
     fn try_claim(&self, base: usize) -> Option<usize> {
-        let retired = self.retired.get();
-        let others = (1..G)
+        (1..G)
             .map(|step| (base + step) % G)
-            .filter(move |&index| index != retired);
-        let mut candidates = core::iter::once(retired).chain(others);
-        candidates.find(|&index| index != base && self.try_claim_slot(index))
+            .find(|&index| self.try_claim_slot(index))
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
@@ -213,7 +210,7 @@ impl<
                             // which still stands, so it is published and immutable while we
                             // read it; its log was written before its publication.
                             let (base, base_log) = unsafe { (&*base, &*base_log) };
-                            copy.catch_up(log, base, base_log, G as u64)
+                            copy.catch_up(log, base, base_log, 2 * G as u64)
                         })
                     });
                     if full {
@@ -244,7 +241,6 @@ impl<
                     // Only the writer whose CAS replaced `base` retires it. Release: our copy of
                     // it happens-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
-                    self.retired.set(base);
                     self.stats.publishes.bump();
                     return Ok(result);
                 }

@@ -502,11 +502,11 @@ fn method(w: &mut String) {
         w,
         "## What is measured\n\n\
          1024 entries of `u64 -> u64` (SplitMix64-scrambled keys) in every map. snapmap is \
-         `SnapMap<u64, u64, 2048, 4, 4, 256>`: the defaults G = 4 generations and R = 4 reader \
+         `SnapMap<u64, u64, 2048, 4, 4, 512>`: the defaults G = 4 generations and R = 4 reader \
          slots; **N = 2048 for 1024 entries, i.e. at most 50% load**, since each generation is \
          an open-addressing table (linear probing) and a full one probes long chains; and \
-         change logs of L = 256 slots, enough for the slots written by a 64-key batch insert or \
-         removal, so that every write patches its copy rather than copying the table. The \
+         change logs of L = 512 slots, enough for the slots written by the last three 64-key \
+         batch inserts or removals (a claimed slot is usually three versions old), so that every write patches its copy rather than copying the table. The \
          heapless peer and floor use the same capacity.\n\n\
          - **Single thread** (criterion, one run for all maps, median of samples): get of a \
            present key and of an absent one; `insert` of a new key; `remove`; one atomic batch of \
@@ -956,7 +956,7 @@ fn parts(w: &mut String, r: &Results) {
         ),
         (
             "insert-replace-patch",
-            "`map.insert` of a present key, L = 256: the copy is patched (catch-up of the previous write's slot)",
+            "`map.insert` of a present key, L = 512: the copy is patched (catch-up of the previous write's slot)",
         ),
         (
             "insert-replace-whole-copy",

@@ -25,15 +25,17 @@ into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). A
 test (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_writer_fence\" and \"no_base_pin\", into target/loom-mutant) it runs
+(--cfg snapmap_mutant=\"no_writer_fence\", \"no_base_pin\" and \"no_sticky_pin\", into
+target/loom-mutant) it runs
 the model that must catch it, which passes only if loom reports the race (`should_panic`).
 ";
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the loom model that must fail
 /// under each.
-const LOOM_MUTANTS: [(&str, &str); 2] = [
+const LOOM_MUTANTS: [(&str, &str); 3] = [
     ("no_writer_fence", "two_writers_and_a_reader"),
     ("no_base_pin", "two_writers_and_a_reader"),
+    ("no_sticky_pin", "reader_rereads_through_its_sticky_pin"),
 ];
 
 pub const TSAN_HELP: &str = "\

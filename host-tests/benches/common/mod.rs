@@ -24,15 +24,16 @@ pub const ENTRIES: usize = 1024;
 /// they run at <= 50% load. Both are open-addressing tables, and a full one probes long chains
 /// (a full heapless table: 29 ns per get against 4.7 ns at half load, issue 4).
 pub const CAPACITY: usize = 2 * ENTRIES;
-/// snapmap's change-log length `L`: room for the slots written by a 64-key batch and by the
-/// 64-key batch removal (about 150 slots with its backward shifts) that the single-thread
-/// benchmark makes between two timed batches, so that writes patch their copy. With the default,
-/// 32, each batch overflows the log and the next write copies the whole table.
-pub const LOG: usize = 256;
+/// snapmap's change-log length `L`: a claimed slot is usually `G - 1` = 3 versions old, and the
+/// single-thread benchmark alternates 64-key batch inserts with 64-key batch removals (about 150
+/// slots with their backward shifts): 512 lets a write patch its copy across three such
+/// versions. With the default, 32, each batch overflows the log and the next write copies the
+/// whole table.
+pub const LOG: usize = 512;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 4, and `L` = 256.
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 4, and `L` = 512.
 pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 4, LOG>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;

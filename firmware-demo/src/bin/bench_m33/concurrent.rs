@@ -171,10 +171,11 @@ pub fn run(board: &mut Board) {
     }
     let s = SNAP.stats();
     out!(
-        "STATS at=end map=snapmap publishes={} cas_retries={} slot_waits={}",
+        "STATS at=end map=snapmap publishes={} cas_retries={} slot_waits={} full_copies={}",
         s.publishes,
         s.cas_retries,
-        s.slot_waits
+        s.slot_waits,
+        s.full_copies
     );
 }
 
