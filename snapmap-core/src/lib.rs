@@ -31,7 +31,9 @@
 //! then on, until the [`Snapshot`] drops, the generation cannot be reused, so every lookup and
 //! every iteration through the snapshot reads that one generation. A pin takes no lock and no
 //! critical section, masks no interrupt, and stores only to the reader's own word; it retries only
-//! if a writer published inside its window of a few instructions (lock-free, not wait-free).
+//! if a writer published inside its window of a few instructions (lock-free, not wait-free). A
+//! registered [`Reader`] keeps its pin after the snapshot drops, until it reads again: if
+//! `current` has not moved by then, the new snapshot needs no announcement at all.
 //!
 //! **Writers** pin the current generation as their *base* exactly as readers do, claim a free
 //! slot, bring the older copy it holds up to date with the base, apply their change (one key, or
