@@ -3,8 +3,9 @@
 //!
 //! One `board-*` feature selects the [`board`]; what every firmware here needs beyond it is
 //! board-independent: critical sections that count themselves per core ([`cs`]), the calling
-//! core's SysTick as a periodic interrupt ([`tick`]), and counters with a single writer that
-//! need no read-modify-write ([`counter`]).
+//! core's SysTick as a periodic interrupt ([`tick`]), counters with a single writer that need
+//! no read-modify-write ([`counter`]), and a mailbox through which core 0 hands core 1
+//! numbered jobs ([`mailbox`]).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -12,4 +13,5 @@
 pub mod board;
 pub mod counter;
 pub mod cs;
+pub mod mailbox;
 pub mod tick;

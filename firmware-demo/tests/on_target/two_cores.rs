@@ -6,19 +6,17 @@
 
 use crate::note;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use firmware_demo::board::{self, Board};
 use firmware_demo::counter::SoloCounter;
 use firmware_demo::cs;
+use firmware_demo::mailbox::Mailbox;
 use snapmap_core::{Error, SnapMap};
 
-/// The job core 1 runs next (a `fn(usize)`); written by core 0 only.
+/// The job core 1 runs next (a `fn(usize)`); written by core 0 only, before it posts a round.
 static JOB: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
-/// Which job round core 0 has posted; written by core 0 only.
-static POSTED: AtomicU32 = AtomicU32::new(0);
-/// The last round core 1 started / finished; written by core 1 only.
-static STARTED: AtomicU32 = AtomicU32::new(0);
-static FINISHED: AtomicU32 = AtomicU32::new(0);
+/// The job rounds: core 0 posts each, core 1 publishes it started and finished.
+static ROUNDS: Mailbox = Mailbox::new();
 
 /// Starts core 1's job loop.
 pub fn start(board: &mut Board) {
@@ -26,40 +24,26 @@ pub fn start(board: &mut Board) {
 }
 
 fn core1_jobs() -> ! {
-    let mut done = 0;
-    loop {
-        // Acquire: pairs with core 0's Release store of POSTED, so the job pointer and whatever
-        // core 0 prepared for the job are visible.
-        let posted = POSTED.load(Ordering::Acquire);
-        if posted == done {
-            // `sev` after each post sets the event register, so a post between the load above
-            // and this `wfe` is not missed.
-            cortex_m::asm::wfe();
-            continue;
-        }
+    ROUNDS.serve(|_round| {
+        // Relaxed: the mailbox's Acquire load of the round pairs with core 0's Release post, so
+        // the pointer stored before it is visible.
         let job = JOB.load(Ordering::Relaxed);
         // SAFETY: core 0 only ever stores `fn(usize)` pointers in JOB before posting a round.
         let job = unsafe { core::mem::transmute::<*mut (), fn(usize)>(job) };
-        STARTED.store(posted, Ordering::Release);
         job(1);
-        done = posted;
-        // Release: everything the job did happens-before core 0's Acquire load.
-        FINISHED.store(done, Ordering::Release);
-        cortex_m::asm::sev();
-    }
+    })
 }
 
 /// Runs `job` on both cores, starting together, and returns when both have finished.
 fn on_both_cores(job: fn(usize)) {
     assert_eq!(board::core_id(), 0);
-    let round = POSTED.load(Ordering::Relaxed) + 1;
+    // Relaxed: the post's Release store orders it before the round core 1 acquires.
     JOB.store(job as *mut (), Ordering::Relaxed);
-    POSTED.store(round, Ordering::Release);
-    cortex_m::asm::sev();
+    let round = ROUNDS.post();
     // Start together: core 1 has picked the job up.
-    while STARTED.load(Ordering::Acquire) != round {}
+    while !ROUNDS.started(round) {}
     job(0);
-    while FINISHED.load(Ordering::Acquire) != round {}
+    while !ROUNDS.finished(round) {}
 }
 
 /// Counters with one writer per core.
