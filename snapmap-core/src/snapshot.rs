@@ -58,10 +58,11 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
     #[inline]
     fn generation(&self) -> &Generation<K, V, N> {
         self.generation.with(|generation| {
-            // SAFETY: a pin validated this slot as `current` (its load synchronized with the
-            // publishing CAS), and the hazard announced then still stands (a one-off's until
-            // drop; a registered reader's, which we borrow, until its next pin): the generation
-            // is published and immutable for the lifetime of `&self`, within the snapshot's.
+            // A pin validated this slot as `current` (its load synchronized with the publishing
+            // CAS), and the hazard announced then still stands (a one-off's until drop; a
+            // registered reader's, which we borrow, until its next pin).
+            // SAFETY: so the generation is published and immutable for the lifetime of `&self`,
+            // within the snapshot's.
             unsafe { &*generation }
         })
     }

@@ -199,10 +199,12 @@ impl<
             let source = &self.generations[base];
             let (result, changed) = target.generation.with_mut(|copy| {
                 target.log.with_mut(|log| {
-                    // SAFETY: the target slot (its generation and its log) is ours: we claimed it
+                    // The target slot (its generation and its log) is ours: we claimed it
                     // FREE -> IN_USE, it is not `current`, and no hazard was on it after our
                     // fence, so no reader can validate a pin on it, and no writer use it as a
-                    // base, until we publish it (see `try_claim_slot`). `base` != `claim.index`.
+                    // base, until we publish it (see `try_claim_slot`).
+                    // SAFETY: so these are the only references to the target's generation and
+                    // log; `base` != `claim.index`, so they alias nothing read below.
                     let (copy, log): (_, &mut ChangeLog) = unsafe { (&mut *copy, &mut *log) };
                     let full = source.generation.with(|base| {
                         source.log.with(|base_log| {
