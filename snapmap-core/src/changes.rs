@@ -100,35 +100,46 @@ impl ChangeLog {
 
     fn changes_after(&self, u: u64) -> &[Change] {
         let changes = &self.changes[..self.len];
-        // Ordered by version, so the changes after `u` are a suffix: found from the end, where
-        // it is short (often empty, in a published copy's own log).
-        let first = changes
-            .iter()
-            .rposition(|change| !after(change.version, u))
-            .map_or(0, |last_before| last_before + 1);
-        &changes[first..]
+        // Ordered by version, so the changes after `u` are a suffix. It is often empty (in a
+        // published copy's own log): the last change tells at once; otherwise a binary search
+        // finds it, as it may be most of a long log.
+        match changes.last() {
+            Some(last) if after(last.version, u) => {
+                &changes[changes.partition_point(|change| !after(change.version, u))..]
+            }
+            _ => &[],
+        }
     }
 
     /// Records that version `version` (the one being built) wrote `slot`. When the log is full,
     /// the oldest versions' changes give way; if this version alone fills it, the log gives up
     /// listing and covers only `version` itself.
+    #[inline]
     pub(crate) fn record(&mut self, slot: usize, version: u64) {
         if self.since >= version {
             return; // already covers nothing older than `version`
         }
-        if self.len == self.changes.len() {
-            self.drop_oldest_version(version);
-            if self.len == self.changes.len() {
-                self.since = version;
-                self.len = 0;
-                return;
-            }
+        if self.len == self.changes.len() && !self.make_room(version) {
+            return;
         }
         self.changes[self.len] = Change {
             slot: slot as u32,
             version: version as u32,
         };
         self.len += 1;
+    }
+
+    /// Frees room in a full log for a change of `version`; returns `false` if that would take
+    /// dropping `version`'s own changes, and makes the log give up listing instead.
+    #[cold]
+    fn make_room(&mut self, version: u64) -> bool {
+        self.drop_oldest_version(version);
+        if self.len == self.changes.len() {
+            self.since = version;
+            self.len = 0;
+            return false;
+        }
+        true
     }
 
     /// Drops the changes of the oldest version listed, unless that is `version` itself.

@@ -76,7 +76,10 @@ impl<K: Clone, V: Clone, const N: usize> Generation<K, V, N> {
             // This copy differs from version `mine` in the slots its own log lists after it (a
             // change it was given and did not publish), and `base` differs from `mine` in the
             // slots `base_log` lists after it: copying both sets from `base` makes them equal.
-            for slot in log.slots_after(mine).chain(base_log.slots_after(mine)) {
+            for slot in log.slots_after(mine) {
+                self.table.copy_slot(&base.table, slot);
+            }
+            for slot in base_log.slots_after(mine) {
                 self.table.copy_slot(&base.table, slot);
             }
             debug_assert_eq!(self.table.len(), base.table.len());
