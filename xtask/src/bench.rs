@@ -588,7 +588,12 @@ fn targets(w: &mut String, r: &Results) {
              each entry beside its hash). Robin Hood insertion, kept because it bounds the \
              worst-case read on the M33, leaves fewer of these 1024 keys in their home slot (645 \
              against 752 with plain linear probing), so the lookup's exit branch mispredicts \
-             more often. For scale, the heapless floor takes {}: it hashes a \
+             more often. A branch-free lookup comparing four slots' hashes at once (hashbrown's \
+             group probe, in portable code over a separate hash array) was tried and dropped: \
+             in a same-process A/B it took 1.5× the floor against 1.1–1.2× for this one, \
+             executing more than the mispredictions cost. What would close the gap: SIMD group \
+             probing per target, or plain linear probing (0.99× here) at the cost of the M33's \
+             bounded worst-case read. For scale, the heapless floor takes {}: it hashes a \
              `u64` with byte-wise FNV ({} per hash against {} for Fx), and the same heapless \
              table hashed with Fx still takes {} ({} the floor: index array, then entry).",
             fmt_ns(heapless_get.unwrap_or(f64::NAN)),
@@ -751,7 +756,12 @@ fn targets(w: &mut String, r: &Results) {
         why: format!(
             "{}a batch pays for one publication (pin, slot claim, CAS) whatever it holds, and \
              then, per key, its insert and the catch-up copy of the slots the previous writes \
-             changed: {} per key in the batch against {} for a lone insert. When every write \
+             changed: {} per key in the batch against {} for a lone insert. The catch-up is \
+             most of it: a writer's copy is the one published `G` - 1 versions before (slots \
+             are reused in rotation), so a batch re-copies the slots of the three batches \
+             before it too, about 360 slot copies (counted with callgrind). At 3× a lone insert \
+             a batch would have 4 ns per key, less than any hash-table insert takes; the target \
+             presumed inserts that copy the table. When every write \
              copied the whole table (`L` = 0), the copy dominated and a batch cost about 2× an \
              insert, but that insert cost {} (replacing a key).",
             if batch_ratio.is_some_and(|x| x > 3.0) {
