@@ -760,8 +760,8 @@ fn targets(w: &mut String, r: &Results) {
              most of it: a writer's copy is the one published `G` - 1 versions before (slots \
              are reused in rotation), so a batch re-copies the slots of the three batches \
              before it too, about 360 slot copies (counted with callgrind). At 3× a lone insert \
-             a batch would have 4 ns per key, less than any hash-table insert takes; the target \
-             presumed inserts that copy the table. When every write \
+             a batch would have {} per key, where the unsynchronized floor's own batch of 64 \
+             takes {} per key: the target presumed inserts that copy the table. When every write \
              copied the whole table (`L` = 0), the copy dominated and a batch cost about 2× an \
              insert, but that insert cost {} (replacing a key).",
             if batch_ratio.is_some_and(|x| x > 3.0) {
@@ -771,6 +771,8 @@ fn targets(w: &mut String, r: &Results) {
             },
             fmt_ns(batch.unwrap_or(f64::NAN) / 64.0),
             fmt_ns(insert.unwrap_or(f64::NAN)),
+            fmt_ns(insert.unwrap_or(f64::NAN) * 3.0 / 64.0),
+            fmt_ns(r.ns("batch64", "floor-hashmap-fx").unwrap_or(f64::NAN) / 64.0),
             fmt_ns(whole_insert.unwrap_or(f64::NAN))
         ),
     });
