@@ -189,3 +189,79 @@ impl<'a> Journal<'a> {
         self.log.record(slot, self.version);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn slots_after(log: &ChangeLog, u: u64) -> Vec<usize> {
+        log.slots_after(u).collect()
+    }
+
+    /// Versions are kept as their low 32 bits: the suffix search must still order them across
+    /// the point where those bits wrap to zero.
+    #[test]
+    fn finds_the_changes_after_a_version_across_the_32_bit_wrap() {
+        let v = (1u64 << 32) - 2;
+        let mut stored = ChangeLog::<[Change; 8]>::new();
+        let log: &mut ChangeLog = &mut stored;
+        for (slot, version) in [(10, v), (11, v + 1), (12, v + 2), (13, v + 3), (14, v + 3)] {
+            log.record(slot, version);
+        }
+        assert_eq!(slots_after(log, v - 1), [10, 11, 12, 13, 14]);
+        assert_eq!(slots_after(log, v), [11, 12, 13, 14]);
+        assert_eq!(slots_after(log, v + 1), [12, 13, 14]);
+        assert_eq!(slots_after(log, v + 2), [13, 14]);
+        assert!(slots_after(log, v + 3).is_empty());
+        assert!(log.covers(0));
+    }
+
+    /// A full log drops its oldest version's changes and stops covering copies older than that
+    /// version; a version that alone overflows the log leaves it covering only itself.
+    #[test]
+    fn a_full_log_gives_up_its_oldest_versions_first() {
+        let v = 100;
+        let mut stored = ChangeLog::<[Change; 4]>::new();
+        let log: &mut ChangeLog = &mut stored;
+        for (slot, version) in [(1, v), (2, v), (3, v + 1), (4, v + 2), (5, v + 3)] {
+            log.record(slot, version);
+        }
+        assert!(!log.covers(v - 1));
+        assert!(log.covers(v));
+        assert_eq!(slots_after(log, v), [3, 4, 5]);
+
+        for slot in 6..=10 {
+            log.record(slot, v + 4);
+        }
+        assert!(!log.covers(v + 3));
+        assert!(log.covers(v + 4));
+        assert!(slots_after(log, v + 4).is_empty());
+    }
+
+    /// A copy inherits only its base's changes within the horizon, and only as many as fit: it
+    /// covers no copy older than what it kept.
+    #[test]
+    fn inherit_keeps_the_horizon() {
+        let v = 100;
+        let mut stored = ChangeLog::<[Change; 8]>::new();
+        let base: &mut ChangeLog = &mut stored;
+        for (slot, version) in [(1, v), (2, v + 1), (3, v + 2), (4, v + 3)] {
+            base.record(slot, version);
+        }
+        let mut stored = ChangeLog::<[Change; 8]>::new();
+        let copy: &mut ChangeLog = &mut stored;
+        copy.inherit(base, v + 3, 2);
+        assert!(!copy.covers(v + 1));
+        assert!(copy.covers(v + 2));
+        assert_eq!(slots_after(copy, v + 2), [4]);
+
+        let mut stored = ChangeLog::<[Change; 1]>::new();
+        let small: &mut ChangeLog = &mut stored;
+        small.inherit(base, v + 3, 8);
+        assert!(!small.covers(v + 1));
+        assert!(small.covers(v + 2));
+        assert_eq!(slots_after(small, v + 2), [4]);
+    }
+}
