@@ -584,16 +584,15 @@ fn targets(w: &mut String, r: &Results) {
         ),
         reached: held_ratio.map(|x| x <= 1.2),
         why: format!(
-            "the held-snapshot get is a lookup in snapmap's own table (Fx hash, linear probing, \
-             each entry beside its hash). Robin Hood insertion, kept because it bounds the \
-             worst-case read on the M33, leaves fewer of these 1024 keys in their home slot (645 \
-             against 752 with plain linear probing), so the lookup's exit branch mispredicts \
-             more often. A branch-free lookup comparing four slots' hashes at once (hashbrown's \
-             group probe, in portable code over a separate hash array) was tried and dropped: \
-             in a same-process A/B it took 1.5× the floor against 1.1–1.2× for this one, \
-             executing more than the mispredictions cost. What would close the gap: SIMD group \
-             probing per target, or plain linear probing (0.99× here) at the cost of the M33's \
-             bounded worst-case read. For scale, the heapless floor takes {}: it hashes a \
+            "the held-snapshot get is a lookup in snapmap's own table (Fx hash, linear probing \
+             with Robin Hood insertion, each entry beside its hash). It first checks the key's \
+             home slot or the next one, chosen without a branch, and probes on only if the key \
+             is not there. Robin Hood insertion, kept because it bounds the worst-case read on \
+             the M33, leaves 645 of these 1024 keys at home (752 with plain linear probing), so \
+             a plain probe loop's exit mispredicted for a third of the gets: 1.46× the floor \
+             before the two-slot check. A branch-free group probe comparing four slots' hashes \
+             at once (hashbrown's, in portable code) was tried and dropped: it executed more \
+             than the mispredictions cost. For scale, the heapless floor takes {}: it hashes a \
              `u64` with byte-wise FNV ({} per hash against {} for Fx), and the same heapless \
              table hashed with Fx still takes {} ({} the floor: index array, then entry).",
             fmt_ns(heapless_get.unwrap_or(f64::NAN)),
