@@ -100,6 +100,8 @@ pub fn bench(options: &Options) -> Result {
     let criterion = paths.out.join("criterion");
     let started = Instant::now();
     let load_before = load_average();
+    // Before measuring: the run rewrites BENCHMARKS-m33.md, which would mark the tree dirty.
+    let commit = command_output("git", &["describe", "--always", "--dirty"]);
 
     let cargo_bench = |bench: &str| {
         let mut cmd = Command::new(cargo_program());
@@ -135,9 +137,8 @@ pub fn bench(options: &Options) -> Result {
     let info_path = paths.out.join("run.tsv");
     if !options.report_only {
         let info = format!(
-            "date\t{}\ncommit\t{}\nload_before\t{load_before}\nload_after\t{}\ntook\t{}\n",
+            "date\t{}\ncommit\t{commit}\nload_before\t{load_before}\nload_after\t{}\ntook\t{}\n",
             command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-            command_output("git", &["describe", "--always", "--dirty"]),
             load_average(),
             format_duration(started.elapsed())
         );
