@@ -200,6 +200,14 @@ mod tests {
         log.slots_after(u).collect()
     }
 
+    /// `log` can bring up to date a copy of `oldest` (which then needs `slots`), and nothing
+    /// older.
+    fn assert_covers_from(log: &ChangeLog, oldest: u64, slots: &[usize]) {
+        assert!(!log.covers(oldest - 1), "covers {}", oldest - 1);
+        assert!(log.covers(oldest), "does not cover {oldest}");
+        assert_eq!(slots_after(log, oldest), slots);
+    }
+
     /// Versions are kept as their low 32 bits: the suffix search must still order them across
     /// the point where those bits wrap to zero.
     #[test]
@@ -228,16 +236,12 @@ mod tests {
         for (slot, version) in [(1, v), (2, v), (3, v + 1), (4, v + 2), (5, v + 3)] {
             log.record(slot, version);
         }
-        assert!(!log.covers(v - 1));
-        assert!(log.covers(v));
-        assert_eq!(slots_after(log, v), [3, 4, 5]);
+        assert_covers_from(log, v, &[3, 4, 5]);
 
         for slot in 6..=10 {
             log.record(slot, v + 4);
         }
-        assert!(!log.covers(v + 3));
-        assert!(log.covers(v + 4));
-        assert!(slots_after(log, v + 4).is_empty());
+        assert_covers_from(log, v + 4, &[]);
     }
 
     /// A copy inherits only its base's changes within the horizon, and only as many as fit: it
@@ -253,15 +257,11 @@ mod tests {
         let mut stored = ChangeLog::<[Change; 8]>::new();
         let copy: &mut ChangeLog = &mut stored;
         copy.inherit(base, v + 3, 2);
-        assert!(!copy.covers(v + 1));
-        assert!(copy.covers(v + 2));
-        assert_eq!(slots_after(copy, v + 2), [4]);
+        assert_covers_from(copy, v + 2, &[4]);
 
         let mut stored = ChangeLog::<[Change; 1]>::new();
         let small: &mut ChangeLog = &mut stored;
         small.inherit(base, v + 3, 8);
-        assert!(!small.covers(v + 1));
-        assert!(small.covers(v + 2));
-        assert_eq!(slots_after(small, v + 2), [4]);
+        assert_covers_from(small, v + 2, &[4]);
     }
 }
