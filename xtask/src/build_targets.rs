@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::read_path::{self, ReadPathReport};
-use crate::toolchain::TargetToolchain;
 use crate::util::{fail, format_duration, run, workspace_root, Result};
 
 /// The thumb build matrix: Cortex-M0/M0+ (RP2040; no compare-and-swap), Cortex-M4F/M7F,
@@ -77,7 +76,7 @@ pub fn build_targets(opts: &Options) -> Result {
     println!("==> toolchains");
     let mut toolchains = Vec::new();
     for triple in &opts.targets {
-        let tc = TargetToolchain::detect(triple)?;
+        let tc = crate::host_tools::target_toolchain(triple)?;
         println!("    {}", tc.describe());
         toolchains.push(tc);
     }

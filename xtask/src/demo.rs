@@ -1,5 +1,5 @@
-//! `cargo xtask demo`: snapmap's dual-core demo (`firmware-demo/`), built and run on QEMU
-//! `mps2-an521`, or built (and run through a debug probe) for the RP2040.
+//! `cargo xtask demo`: snapmap's dual-core demo (`firmware-demo/`) for the RP2040, run on a
+//! Pico through a debug probe or on the emulated RP2040; or built and run on QEMU `mps2-an521`.
 //!
 //! The firmware logs with defmt and ends with a line `SUMMARY PASS|FAIL key=value...`. This
 //! command checks that line itself (the run completed, `violations=0`, `reader_cs=0`) and
@@ -27,22 +27,28 @@ Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table a
 single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
 interrupt, checks every snapshot, and counts the critical sections it takes while reading.
 
-  --board mps2-an521  (default; also `an521`) QEMU's two Cortex-M33, both cores in parallel.
-                      Runs it (qemu-system-arm, log decoded by defmt-print; both are installed
-                      if missing), and ends with the summary line:
-                      PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=..
-                      cas_retries=.. violations=.. reader_cs=.. ...
-                      Exit status 0 only for PASS: the run completed, violations=0, reader_cs=0.
-  --board rp2040      (also `pico`) The Raspberry Pi Pico: writes the ELF and a UF2, checks that
-                      boot2 sits at 0x10000000, reports sizes, and runs it with
-                      `probe-rs run --chip RP2040` when probe-rs and a debug probe are present
-                      (otherwise says what is missing, and exits 1).
+  --board rp2040      (default; also `pico`) The Raspberry Pi Pico: writes the ELF and a UF2,
+                      checks that boot2 sits at 0x10000000, reports sizes, and runs that ELF
+                      with `probe-rs run --chip RP2040` when probe-rs is installed and
+                      `probe-rs list` shows a probe; otherwise on the emulated RP2040
+                      (targets/rp2040/runner: rp2040-emu, both M0+ cores, cycle-counted; the
+                      defmt log is read from RTT in emulated RAM and decoded as it comes).
+  --board mps2-an521  (also `an521`) QEMU's two Cortex-M33, both cores in parallel (qemu-system-arm,
+                      log decoded by defmt-print; both are installed if missing).
   --build-only        build (and for rp2040 write the UF2), do not run.
+
+Every run ends with the summary line:
+  PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=.. cas_retries=..
+  violations=.. reader_cs=.. ...
+Exit status 0 only for PASS: the firmware stopped on its own saying PASS, the run completed,
+violations=0, reader_cs=0.
 
 Toolchain: the installed `core` for the target if rustup has it, else Debian's /usr/bin/rustc with
 -Zbuild-std (see `cargo xtask toolchain`); the first such build takes 1-2.5 minutes.
 ";
 
+/// How many cycles the emulated RP2040 may run the demo for: 5 s at 125 MHz (it runs 3 s).
+const RP2040_BUDGET_CYCLES: u64 = 5 * 125_000_000;
 /// How long QEMU may run the demo (it runs about 3 seconds).
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
 /// How long probe-rs may flash and run it.
@@ -71,7 +77,7 @@ pub struct Options {
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     let choices: &[&'static Board] = &[&AN521, &RP2040];
     let mut options = Options {
-        board: &AN521,
+        board: &RP2040,
         build_only: false,
     };
     let mut it = args.iter();
@@ -217,30 +223,9 @@ fn rp2040(build_only: bool) -> Result<Verdict> {
         return Ok(Verdict::Built);
     }
 
-    let Some(probe_rs) = host_tools::probe_rs() else {
-        return fail(format!(
-            "not run: probe-rs is not installed. To run the demo on a Pico with a debug probe \
-             (a Raspberry Pi Debug Probe or a second Pico running debugprobe, wired to SWD):\n  \
-             apt-get install libudev-dev pkg-config && cargo install probe-rs-tools --locked\n  \
-             cargo xtask demo --board rp2040\n\
-             The firmware is built: ELF {} , UF2 {}\n\
-             (the UF2 runs without a probe too, but its defmt log goes out over RTT, which only a \
-             probe reads)",
-            elf_path.display(),
-            uf2_path.display()
-        ));
+    let Some(probe_rs) = host_tools::probe_rs().filter(|p| probe_attached(p)) else {
+        return rp2040_emulated(&elf_path);
     };
-    let probes = Command::new(&probe_rs).arg("list").output()?;
-    let listing = String::from_utf8_lossy(&probes.stdout);
-    if !probes.status.success() || listing.contains("No debug probes") || listing.trim().is_empty()
-    {
-        return fail(format!(
-            "not run: probe-rs found no debug probe (`probe-rs list`). Connect one to the \
-             Pico's SWD pins and retry.\nThe firmware is built: ELF {} , UF2 {}",
-            elf_path.display(),
-            uf2_path.display()
-        ));
-    }
 
     println!("==> running it on the Pico through {}", probe_rs.display());
     let mut cmd = Command::new(host_tools::timeout()?);
@@ -274,6 +259,42 @@ fn rp2040(build_only: bool) -> Result<Verdict> {
         summary
             .problems
             .push(format!("probe-rs run failed ({status})"));
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// Whether `probe-rs list` lists a debug probe.
+fn probe_attached(probe_rs: &Path) -> bool {
+    let Ok(out) = Command::new(probe_rs).arg("list").output() else {
+        return false;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && !listing.contains("No debug probes") && !listing.trim().is_empty()
+}
+
+/// No Pico attached: the same ELF on the emulated RP2040 (targets/rp2040/runner), whose log
+/// lines are echoed as they come. The runner's exit status is the firmware's own verdict (0: it
+/// stopped at its BKPT, 1: a fault or panic, 124: still running when the budget ran out).
+fn rp2040_emulated(elf_path: &Path) -> Result<Verdict> {
+    println!(
+        "==> no debug probe (probe-rs not installed or no probe listed): running it on the \
+         emulated RP2040 (rp2040-emu, both Cortex-M0+ cores)"
+    );
+    let mut runner = emulator::rp2040_command(elf_path, RP2040_BUDGET_CYCLES);
+    println!("$ {}", display_command(&runner));
+    let mut child = runner
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start the RP2040 runner: {e}")))?;
+    let log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    let status = child.wait()?;
+    let mut summary = Summary::from_log(&log);
+    if let Some(problem) = emulator::explain_rp2040_exit(status.code()) {
+        summary.problems.push(problem);
     }
     Ok(Verdict::Ran(summary))
 }
@@ -442,9 +463,13 @@ mod tests {
         assert_eq!(
             parse(&[]),
             Ok(Options {
-                board: &AN521,
+                board: &RP2040,
                 build_only: false
             })
+        );
+        assert_eq!(
+            parse(&args("--board mps2-an521")).map(|o| o.board),
+            Ok(&AN521)
         );
         assert_eq!(
             parse(&args("--board rp2040 --build-only")),

@@ -1,25 +1,8 @@
-//! Just enough of ELF32 (little-endian, as every Cortex-M image is) to report section sizes,
-//! check where sections landed, and turn load segments into a UF2 image.
+//! What xtask needs from a firmware ELF, read with the `object` crate: section sizes (as `size`
+//! prints them), where a section landed, and the load segments a UF2 image is made of.
 
-use std::fmt;
-
-/// `sh_type` of a section that takes no space in the file (`.bss`).
-const SHT_NOBITS: u32 = 8;
-/// `sh_flags` bits.
-const SHF_WRITE: u32 = 0x1;
-const SHF_ALLOC: u32 = 0x2;
-/// `p_type` of a loadable segment.
-const PT_LOAD: u32 = 1;
-
-/// A section header, with its name resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section {
-    pub name: String,
-    pub kind: u32,
-    pub flags: u32,
-    pub addr: u32,
-    pub size: u32,
-}
+use object::read::elf::{ElfFile32, ProgramHeader};
+use object::{Endianness, Object, ObjectSection, SectionFlags, SectionKind};
 
 /// A loadable segment's bytes and where they go in the target's memory (its physical, i.e. load,
 /// address: for `.data` that is flash, not RAM).
@@ -29,27 +12,11 @@ pub struct Segment<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A parsed image, borrowing the file's bytes.
-pub struct Elf<'a> {
-    data: &'a [u8],
-    pub sections: Vec<Section>,
-    pub segments: Vec<Segment<'a>>,
-}
-
-/// Why a file is not an image we can read.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ElfError(String);
-
-impl fmt::Display for ElfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a usable ELF32 image: {}", self.0)
-    }
-}
-
-impl std::error::Error for ElfError {}
-
-fn bad(what: impl Into<String>) -> ElfError {
-    ElfError(what.into())
+/// A section's address and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    pub addr: u32,
+    pub size: u32,
 }
 
 /// Berkeley-style sizes, as `size` prints them.
@@ -63,75 +30,51 @@ pub struct Sizes {
     pub bss: u32,
 }
 
+/// Why a file is not an image we can read.
+#[derive(Debug)]
+pub struct ElfError(String);
+
+impl std::fmt::Display for ElfError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a usable ELF32 image: {}", self.0)
+    }
+}
+
+impl std::error::Error for ElfError {}
+
+/// A parsed 32-bit ELF image (every Cortex-M image is one), borrowing the file's bytes.
+pub struct Elf<'a> {
+    file: ElfFile32<'a, Endianness>,
+    pub segments: Vec<Segment<'a>>,
+}
+
 impl<'a> Elf<'a> {
     pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
-        if data.get(..4) != Some(b"\x7fELF".as_slice()) {
-            return Err(bad("no ELF magic"));
-        }
-        if data.get(4) != Some(&1) || data.get(5) != Some(&1) {
-            return Err(bad("not 32-bit little-endian"));
-        }
-        let elf = Elf {
-            data,
-            sections: Vec::new(),
-            segments: Vec::new(),
-        };
-        let (phoff, shoff) = (elf.u32(0x1C)?, elf.u32(0x20)?);
-        let (phentsize, phnum) = (elf.u16(0x2A)?, elf.u16(0x2C)?);
-        let (shentsize, shnum, shstrndx) = (elf.u16(0x2E)?, elf.u16(0x30)?, elf.u16(0x32)?);
-
+        let file = ElfFile32::<Endianness>::parse(data).map_err(|e| ElfError(e.to_string()))?;
+        let endian = file.endian();
         let mut segments = Vec::new();
-        for i in 0..phnum {
-            let at = offset(phoff, i, phentsize)?;
-            if elf.u32(at)? != PT_LOAD {
+        for header in file.elf_program_headers() {
+            if header.p_type(endian) != object::elf::PT_LOAD || header.p_filesz(endian) == 0 {
                 continue;
             }
-            let (file_offset, paddr, filesz) =
-                (elf.u32(at + 4)?, elf.u32(at + 12)?, elf.u32(at + 16)?);
-            if filesz == 0 {
-                continue;
-            }
-            let bytes = elf.bytes(file_offset, filesz)?;
+            let bytes = header
+                .data(endian, data)
+                .map_err(|()| ElfError("a load segment lies outside the file".to_owned()))?;
             segments.push(Segment {
-                load_addr: paddr,
+                load_addr: header.p_paddr(endian),
                 bytes,
             });
         }
-
-        let mut raw = Vec::new();
-        for i in 0..shnum {
-            let at = offset(shoff, i, shentsize)?;
-            raw.push((
-                elf.u32(at)?,
-                Section {
-                    name: String::new(),
-                    kind: elf.u32(at + 4)?,
-                    flags: elf.u32(at + 8)?,
-                    addr: elf.u32(at + 12)?,
-                    size: elf.u32(at + 20)?,
-                },
-                elf.u32(at + 16)?,
-            ));
-        }
-        let names_at = raw
-            .get(usize::from(shstrndx))
-            .map(|(_, _, file_offset)| *file_offset)
-            .ok_or_else(|| bad("no section name table"))?;
-        let mut sections = Vec::new();
-        for (name_offset, mut section, _) in raw {
-            section.name = elf.c_str(names_at.saturating_add(name_offset))?;
-            sections.push(section);
-        }
-        Ok(Elf {
-            data,
-            sections,
-            segments,
-        })
+        Ok(Self { file, segments })
     }
 
     /// The section called `name`.
-    pub fn section(&self, name: &str) -> Option<&Section> {
-        self.sections.iter().find(|s| s.name == name)
+    pub fn section(&self, name: &str) -> Option<Section> {
+        let section = self.file.section_by_name(name)?;
+        Some(Section {
+            addr: section.address() as u32,
+            size: section.size() as u32,
+        })
     }
 
     /// `len` bytes of the image at load address `addr`, if one segment holds them all.
@@ -144,75 +87,47 @@ impl<'a> Elf<'a> {
 
     pub fn sizes(&self) -> Sizes {
         let mut sizes = Sizes::default();
-        for s in self.sections.iter().filter(|s| s.flags & SHF_ALLOC != 0) {
-            if s.kind == SHT_NOBITS {
-                sizes.bss += s.size;
-            } else if s.flags & SHF_WRITE != 0 {
-                sizes.data += s.size;
+        for section in self.file.sections() {
+            let SectionFlags::Elf { sh_flags } = section.flags() else {
+                continue;
+            };
+            if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
+                continue;
+            }
+            let size = section.size() as u32;
+            if section.kind() == SectionKind::UninitializedData {
+                sizes.bss += size;
+            } else if sh_flags & u64::from(object::elf::SHF_WRITE) != 0 {
+                sizes.data += size;
             } else {
-                sizes.text += s.size;
+                sizes.text += size;
             }
         }
         sizes
     }
-
-    fn bytes(&self, at: u32, len: u32) -> Result<&'a [u8], ElfError> {
-        let start = at as usize;
-        let end = start
-            .checked_add(len as usize)
-            .ok_or_else(|| bad("offset overflow"))?;
-        self.data
-            .get(start..end)
-            .ok_or_else(|| bad(format!("truncated at {start:#x}..{end:#x}")))
-    }
-
-    fn u16(&self, at: u32) -> Result<u16, ElfError> {
-        let b = self.bytes(at, 2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&self, at: u32) -> Result<u32, ElfError> {
-        let b = self.bytes(at, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn c_str(&self, at: u32) -> Result<String, ElfError> {
-        let rest = self
-            .data
-            .get(at as usize..)
-            .ok_or_else(|| bad("section name out of bounds"))?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| bad("unterminated section name"))?;
-        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-    }
-}
-
-/// File offset of table entry `index`.
-fn offset(table: u32, index: u16, entry_size: u16) -> Result<u32, ElfError> {
-    u32::from(index)
-        .checked_mul(u32::from(entry_size))
-        .and_then(|o| o.checked_add(table))
-        .ok_or_else(|| bad("table offset overflow"))
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::firmware::FIRMWARE_TARGET_DIR;
+    use crate::util::workspace_root;
 
-    /// A minimal ELF32 image: one PT_LOAD segment with `payload` at `load_addr`, and sections
-    /// `.text` (alloc, at `load_addr`), `.data` (alloc+write, 8 bytes), `.bss` (nobits, 16 bytes)
-    /// and the name table.
-    pub(crate) fn image(load_addr: u32, payload: &[u8]) -> Vec<u8> {
+    const SHT_NOBITS: u32 = 8;
+    const SHF_WRITE: u32 = 0x1;
+    const SHF_ALLOC: u32 = 0x2;
+    const PT_LOAD: u32 = 1;
+
+    fn image(load_addr: u32, payload: &[u8]) -> Vec<u8> {
         let names = b"\0.text\0.data\0.bss\0.shstrtab\0";
         let payload_at = 0x34 + 0x20;
         let names_at = payload_at + payload.len();
         let shoff = (names_at + names.len()).next_multiple_of(4);
         let mut f = vec![0u8; shoff + 5 * 40];
         f[..4].copy_from_slice(b"\x7fELF");
-        f[4] = 1;
-        f[5] = 1;
+        f[4] = 1; // ELFCLASS32
+        f[5] = 1; // little-endian
+        f[6] = 1; // EV_CURRENT
         let put =
             |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
         let put16 =
@@ -265,8 +180,11 @@ pub(crate) mod tests {
         let file = image(0x1000_0000, &[1, 2, 3, 4, 5]);
         let elf = Elf::parse(&file).unwrap();
         assert_eq!(
-            elf.section(".text").map(|s| (s.addr, s.size)),
-            Some((0x1000_0000, 5))
+            elf.section(".text"),
+            Some(Section {
+                addr: 0x1000_0000,
+                size: 5
+            })
         );
         assert_eq!(
             elf.sizes(),
@@ -292,11 +210,26 @@ pub(crate) mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(Elf::parse(b"").is_err());
         assert!(Elf::parse(b"\x7fELF\x02\x01").is_err());
-        let mut file = image(0, &[0; 4]);
-        file.truncate(0x40);
-        assert!(Elf::parse(&file).is_err());
-        let mut file = image(0, &[0; 4]);
-        file[0x20] = 0xFF; // section table offset out of the file
-        assert!(Elf::parse(&file).is_err());
+        assert!(Elf::parse(&[0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0]).is_err());
+    }
+
+    /// On a real image, when one has been built (`cargo xtask demo --board rp2040 --build-only`).
+    #[test]
+    fn reads_the_rp2040_demo_when_built() {
+        let path = workspace_root()
+            .join(FIRMWARE_TARGET_DIR)
+            .join("thumbv6m-none-eabi/release/demo");
+        let Ok(bytes) = std::fs::read(&path) else {
+            println!("skipped: {} not built", path.display());
+            return;
+        };
+        let elf = Elf::parse(&bytes).unwrap();
+        let boot2 = elf.section(".boot2").unwrap();
+        assert_eq!((boot2.addr, boot2.size), (0x1000_0000, 256));
+        assert_eq!(elf.read(0x1000_0000, 256).map(<[u8]>::len), Some(256));
+        assert!(elf.read(0x0FFF_FFFF, 1).is_none());
+        let sizes = elf.sizes();
+        assert!(sizes.text > 1024 && sizes.bss > 0, "{sizes:?}");
+        assert!(elf.segments.iter().all(|s| s.load_addr >= 0x1000_0000));
     }
 }

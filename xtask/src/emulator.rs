@@ -1,5 +1,6 @@
-//! Running firmware under QEMU: the command line from `targets/<board>/qemu-args`, bounded by
-//! coreutils' `timeout`, and what its exit status means.
+//! Running firmware on emulators: under QEMU (the command line from `targets/<board>/qemu-args`,
+//! bounded by coreutils' `timeout`), or on the emulated RP2040 (`targets/rp2040/runner`, bounded
+//! by a cycle budget); and what their exit statuses mean.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use crate::boards::{Board, Runner};
 use crate::host_tools;
-use crate::util::{fail, Result};
+use crate::toolchain::cargo_program;
+use crate::util::{fail, workspace_root, Result};
 
 /// The status `timeout` exits with when it had to stop the program.
 pub const TIMED_OUT: i32 = 124;
@@ -41,5 +43,29 @@ pub fn explain_exit(code: Option<i32>, limit: Duration) -> Option<String> {
         )),
         Some(code) => Some(format!("QEMU exited with status {code}")),
         None => Some("QEMU was killed by a signal".to_owned()),
+    }
+}
+
+/// `cargo run -p rp2040-runner -- --cycles <budget> <elf>`: the emulated RP2040 (the first run
+/// compiles the emulator, about a minute); stdio left to the caller.
+pub fn rp2040_command(elf: &Path, budget_cycles: u64) -> Command {
+    let mut cmd = Command::new(cargo_program());
+    cmd.current_dir(workspace_root())
+        .args(["run", "--locked", "-p", "rp2040-runner", "--", "--cycles"])
+        .arg(budget_cycles.to_string())
+        .arg(elf);
+    cmd
+}
+
+/// What an exit status of `rp2040-runner` means, for messages; `None` for success.
+pub fn explain_rp2040_exit(code: Option<i32>) -> Option<String> {
+    match code {
+        Some(0) => None,
+        Some(1) => Some("the firmware faulted or panicked (see the runner's last line)".to_owned()),
+        Some(TIMED_OUT) => {
+            Some("the firmware was still running when its cycle budget ran out".to_owned())
+        }
+        Some(code) => Some(format!("the RP2040 runner failed (exit status {code})")),
+        None => Some("the RP2040 runner was killed by a signal".to_owned()),
     }
 }

@@ -1,7 +1,7 @@
 //! Building `firmware-demo/` for a board: the demo, or the target-side test binary.
 //!
 //! Cargo runs inside `firmware-demo/` (its own workspace, outside the host one), so its
-//! `.cargo/config.toml` applies; the compiler comes from [`TargetToolchain`]: the installed
+//! `.cargo/config.toml` applies; the compiler comes from [`crate::toolchain::TargetToolchain`]: the installed
 //! `core` for the target, or Debian's rustc with `-Zbuild-std`.
 
 use std::io::{self, BufRead, BufReader, IsTerminal};
@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::boards::Board;
-use crate::toolchain::TargetToolchain;
+use crate::host_tools;
 use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
 
 /// The firmware crate, relative to the workspace root.
@@ -35,7 +35,7 @@ pub enum Artifact {
 /// Builds `artifact` for `board` (release profile) and returns the ELF's path.
 pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     let root = workspace_root();
-    let toolchain = TargetToolchain::detect(board.triple)?;
+    let toolchain = host_tools::target_toolchain(board.triple)?;
     let target_dir = root.join(FIRMWARE_TARGET_DIR);
     let what = match artifact {
         Artifact::Demo => "demo",

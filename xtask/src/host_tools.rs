@@ -5,7 +5,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::toolchain::cargo_program;
+use crate::toolchain::{cargo_program, TargetToolchain, ToolchainError, DEBIAN_PACKAGES};
 use crate::util::{fail, run, Result};
 
 /// Debian's package for `qemu-system-arm`.
@@ -40,6 +40,44 @@ pub fn qemu() -> Result<PathBuf> {
             "installed {QEMU_PACKAGE}, but qemu-system-arm is still not on PATH"
         )),
     }
+}
+
+/// How to build for `triple`, installing what is missing: first the target's prebuilt `core`
+/// with `rustup target add`; if rustup cannot, Debian's `rustc-web rust-web-src` (with apt-get,
+/// as root) for the `-Zbuild-std` fallback; only when both fail, an error naming what is missing.
+pub fn target_toolchain(triple: &str) -> Result<TargetToolchain> {
+    if let Ok(toolchain) = TargetToolchain::detect(triple) {
+        if !toolchain.builds_std() {
+            return Ok(toolchain);
+        }
+    }
+    // `RUSTC` set by the caller means a compiler rustup does not manage: leave it alone.
+    let rustup_managed = env::var_os("RUSTC").is_none();
+    if let (true, Some(rustup)) = (rustup_managed, find("rustup")) {
+        println!("==> no `core` for {triple} in the active toolchain: rustup target add {triple}");
+        let added = Command::new(rustup)
+            .args(["target", "add", triple])
+            .status()
+            .is_ok_and(|s| s.success());
+        match TargetToolchain::detect(triple) {
+            Ok(toolchain) if !toolchain.builds_std() => return Ok(toolchain),
+            _ if added => println!("    rustup added {triple}, yet no `core` is installed for it"),
+            _ => println!("    rustup could not add {triple}; trying the build-std fallback"),
+        }
+    }
+    match TargetToolchain::detect(triple) {
+        Ok(toolchain) => return Ok(toolchain),
+        Err(ToolchainError::MissingFallback { .. }) if is_root() && find("apt-get").is_some() => {}
+        Err(e) => return Err(e.into()),
+    }
+    println!("==> installing Debian's {DEBIAN_PACKAGES} (a compiler for every thumb target, and its library source)");
+    let packages: Vec<&str> = DEBIAN_PACKAGES.split_whitespace().collect();
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(TargetToolchain::detect(triple)?)
 }
 
 /// `defmt-print`, which decodes the demo's log; installed with `cargo install` when missing.

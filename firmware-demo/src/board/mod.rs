@@ -11,7 +11,7 @@
 //! | `Board::take()` | core 0, once, first thing: clocks and time base; owns what starting core 1 needs |
 //! | `Board::start_core1(entry)` | two-core boards: run `entry` on core 1 |
 //! | `now()`, `TICKS_PER_SEC` | a free-running 32-bit time base both cores read (not on `microbit`) |
-//! | `exit(ok)` | end the run: a semihosting exit code, or on the RP2040 a breakpoint (`ok`) or a panic |
+//! | `exit(ok)` | end the run: a semihosting exit code, or on the RP2040 a HardFault at `bkpt` (`ok`) or at `udf` |
 //!
 //! The memory layout of each board is `targets/<board>/memory.x`; `build.rs` links it.
 

@@ -449,3 +449,75 @@ pub fn run_to_end(
         core_cycles: [rp2040.core_cycles(0), rp2040.core_cycles(1)],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flash image: vector table at 0x100 (SP, reset, NMI, HardFault), `code` at 0x200 (the
+    /// reset handler), and a HardFault handler at 0x300 that pushes a frame pointer first, as
+    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`).
+    fn firmware(code: &[u16]) -> Firmware {
+        let mut flash = vec![0xFF; 0x400];
+        let words = [0x2000_1000u32, 0x1000_0201, 0x1000_0301, 0x1000_0301];
+        for (i, word) in words.iter().enumerate() {
+            flash[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&word.to_le_bytes());
+        }
+        let put = |flash: &mut Vec<u8>, at: usize, halfwords: &[u16]| {
+            for (i, h) in halfwords.iter().enumerate() {
+                flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
+            }
+        };
+        put(&mut flash, 0x200, code);
+        put(&mut flash, 0x300, &[0xB580, 0xAF00, 0xE7FE]);
+        Firmware {
+            elf: Vec::new(),
+            flash,
+            symbols: HashMap::new(),
+        }
+    }
+
+    fn run(code: &[u16]) -> Outcome {
+        let mut rp2040 = Rp2040::new(&firmware(code)).unwrap();
+        run_to_end(&mut rp2040, None, 100_000, 1_000, |_| {}).unwrap()
+    }
+
+    #[test]
+    fn bkpt_is_the_success_exit() {
+        // movs r0, #1; nop; bkpt #0
+        let outcome = run(&[0x2001, 0xBF00, 0xBE00]);
+        assert_eq!(
+            outcome.halt,
+            Some(Halt::Breakpoint {
+                core: 0,
+                pc: 0x1000_0204
+            })
+        );
+        assert!(outcome.halt.unwrap().passed());
+    }
+
+    #[test]
+    fn udf_and_bad_accesses_are_failures() {
+        // udf #0
+        let udf = run(&[0xDE00]).halt.unwrap();
+        assert_eq!(
+            udf,
+            Halt::Fault {
+                core: 0,
+                pc: 0x1000_0200
+            }
+        );
+        assert!(!udf.passed());
+        // movs r0, #1; ldr r1, [r0] (unaligned word load)
+        let unaligned = run(&[0x2001, 0x6801]).halt.unwrap();
+        assert!(!unaligned.passed(), "{unaligned}");
+    }
+
+    #[test]
+    fn a_loop_runs_out_of_budget() {
+        let outcome = run(&[0xE7FE]); // b .
+        assert_eq!(outcome.halt, None);
+        assert!(outcome.cycles >= 100_000);
+        assert!(outcome.core_cycles[0] > 0 && outcome.core_cycles[1] == 0);
+    }
+}
