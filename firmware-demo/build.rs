@@ -35,10 +35,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 
     println!("cargo:rustc-link-arg=-Tlink.x");
-    // Only the demo logs with defmt; the target tests print plain text over semihosting.
+    // The demo logs with defmt; the target tests print plain text over semihosting (QEMU).
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
 
     if board == "rp2040" {
+        // There the target tests log with defmt too (over RTT: no semihosting).
+        println!("cargo:rustc-link-arg-tests=-Tdefmt.x");
         // Flash images: keep sections at their load addresses without page alignment padding.
         println!("cargo:rustc-link-arg=--nmagic");
         // rp2040-hal's `critical-section-impl` registers the real critical section; route every

@@ -1,19 +1,20 @@
 //! `cargo xtask test-targets`: snapmap-core's target-side tests (`firmware-demo/tests/on_target`)
-//! on emulated ARM cores: the dual Cortex-M33 (real two-core races, hardware LDREX/STREX) and
-//! the Cortex-M0 (ARMv6-M: the critical-section CAS path; reads must take none).
+//! on emulated ARM cores: the dual Cortex-M33 (real two-core races, hardware LDREX/STREX), the
+//! Cortex-M0 (ARMv6-M: the critical-section CAS path; reads must take none) and the RP2040's
+//! two Cortex-M0+ (the critical-section CAS racing between two cores).
 
 use std::io::{self, BufRead, BufReader};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use crate::boards::{self, Board, AN521, MICROBIT};
+use crate::boards::{self, Board, AN521, MICROBIT, RP2040};
 use crate::emulator;
 use crate::firmware::{self, Artifact};
 use crate::host_tools;
 use crate::util::{display_command, Failure, Result};
 
 pub const HELP: &str = "\
-cargo xtask test-targets [--board mps2-an521|microbit]...
+cargo xtask test-targets [--board mps2-an521|microbit|rp2040]...
 
 Builds snapmap-core's target-side tests (firmware-demo/tests/on_target, a harness=false runner
 that prints each test and exits through semihosting: 0 pass, 1 on the first panic) and runs them
@@ -24,12 +25,18 @@ under qemu-system-arm (installed if missing), each run bounded by `timeout`:
   microbit    a Cortex-M0 (ARMv6-M, no CAS; -icount, deterministic): writers take the
               critical-section CAS, and a counting critical-section implementation shows that
               reads through a registered Reader take none, also from an interrupt handler
+  rp2040      the emulated RP2040 (targets/rp2040/runner: two Cortex-M0+, lockstep, so the
+              tests add pseudo-random delays): the M0 tests, plus the two-core ones with both
+              cores' writers racing through the critical-section CAS; a pass is the run
+              stopping at its closing BKPT, a failed assertion or a fault ends at a HardFault
 
-Default: both boards. Ends with `N passed, M failed`; exits 0 only if every test passed.
+Default: all three. Ends with `N passed, M failed`; exits 0 only if every test passed.
 ";
 
-/// How long one board's test run may take (it takes about a second).
+/// How long one board's test run may take under QEMU (it takes about a second).
 const LIMIT: Duration = Duration::from_secs(120);
+/// How many cycles the emulated RP2040 may take: 4 s at 125 MHz.
+const RP2040_BUDGET_CYCLES: u64 = 4 * 125_000_000;
 
 /// The boards to test on.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,7 +46,7 @@ pub struct Options {
 
 /// Parses the arguments after `test-targets`.
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
-    let choices: &[&'static Board] = &[&AN521, &MICROBIT];
+    let choices: &[&'static Board] = &[&AN521, &MICROBIT, &RP2040];
     let mut selected: Vec<&'static Board> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -115,16 +122,24 @@ pub fn run(options: &Options) -> ExitCode {
 }
 
 fn test_on(board: &'static Board) -> Result<BoardResult> {
-    host_tools::timeout()?;
-    host_tools::qemu()?;
+    let emulated_rp2040 = board == &RP2040;
+    if !emulated_rp2040 {
+        host_tools::timeout()?;
+        host_tools::qemu()?;
+    }
     let elf = firmware::build(board, Artifact::TargetTests)?;
-    println!("==> running them on {}", board.description);
-    let mut qemu = emulator::qemu_command(board, &elf, LIMIT)?;
-    println!("$ {}", display_command(&qemu));
-    let mut child = qemu
+    let mut command = if emulated_rp2040 {
+        println!("==> running them on the emulated RP2040 (rp2040-emu, 2 x Cortex-M0+)");
+        emulator::rp2040_command(&elf, RP2040_BUDGET_CYCLES)
+    } else {
+        println!("==> running them on {}", board.description);
+        emulator::qemu_command(board, &elf, LIMIT)?
+    };
+    println!("$ {}", display_command(&command));
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| Failure(format!("could not start QEMU: {e}")))?;
+        .map_err(|e| Failure(format!("could not start the emulator: {e}")))?;
     let lines: Vec<String> = match child.stdout.take() {
         Some(out) => BufReader::new(out)
             .lines()
@@ -135,7 +150,13 @@ fn test_on(board: &'static Board) -> Result<BoardResult> {
     };
     let status = child.wait()?;
     let counted = Counts::from_output(&lines);
-    let mut problem = emulator::explain_exit(status.code(), LIMIT);
+    // The run's own end decides first: QEMU's semihosting exit status, or where the RP2040
+    // stopped (its closing BKPT, or a fault); the printed lines are only counted.
+    let mut problem = if emulated_rp2040 {
+        emulator::explain_rp2040_exit(status.code())
+    } else {
+        emulator::explain_exit(status.code(), LIMIT)
+    };
     match counted.closing {
         None if problem.is_none() => {
             problem = Some("the runner printed no closing `N passed, M failed` line".to_owned())
@@ -194,7 +215,7 @@ mod tests {
 
     #[test]
     fn options() {
-        assert_eq!(parse(&[]).unwrap().boards, [&AN521, &MICROBIT]);
+        assert_eq!(parse(&[]).unwrap().boards, [&AN521, &MICROBIT, &RP2040]);
         assert_eq!(parse(&args("--board m0")).unwrap().boards, [&MICROBIT]);
         assert_eq!(
             parse(&args("--board=an521 --board mps2-an521"))
@@ -202,7 +223,7 @@ mod tests {
                 .boards,
             [&AN521]
         );
-        assert!(parse(&args("--board rp2040")).is_err());
+        assert_eq!(parse(&args("--board pico")).unwrap().boards, [&RP2040]);
         assert!(parse(&args("--board")).is_err());
         assert!(parse(&args("-v")).is_err());
     }

@@ -1,5 +1,11 @@
-//! Real two-core races on the emulated dual Cortex-M33: QEMU runs each CPU on its own host
-//! thread, and snapmap's CAS is the hardware's LDREX/STREX.
+//! Two-core races, on both two-core boards:
+//! - the emulated dual Cortex-M33 (QEMU, each CPU on its own host thread: real parallel races),
+//!   where snapmap's CAS is the hardware's LDREX/STREX;
+//! - the emulated RP2040 (two Cortex-M0+, no CAS): writers take the critical-section CAS
+//!   (rp2040-hal's: masked interrupts plus hardware spinlock 31) against each other, readers
+//!   only load and store. Its two cores run in instruction lockstep, which would replay one
+//!   interleaving every time; [`Jitter`] delays each core by a pseudo-random number of cycles
+//!   between operations so the races land at varied points of a write.
 //!
 //! Core 0 runs the test runner; core 1 waits for jobs. [`on_both_cores`] runs one job on both
 //! cores at once (each sees its core id) and returns when both are done.
@@ -46,6 +52,23 @@ fn on_both_cores(job: fn(usize)) {
     while !ROUNDS.finished(round) {}
 }
 
+/// A per-core pseudo-random delay between operations (xorshift32, a seed per core).
+struct Jitter(u32);
+
+impl Jitter {
+    fn new(core: usize) -> Self {
+        Self(0x2545_F491 ^ (core as u32).wrapping_mul(0x9E37_79B9))
+    }
+
+    /// Waits 0 to 255 cycles or so, a different number each time.
+    fn pause(&mut self) {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        cortex_m::asm::delay(self.0 & 0xFF);
+    }
+}
+
 /// Counters with one writer per core.
 struct PerCore([SoloCounter; 2]);
 
@@ -72,7 +95,9 @@ pub fn increments_from_both_cores_are_never_lost() {
     static MAP: SnapMap<u8, u32, 8, 5, 2> = SnapMap::new();
     fn job(core: usize) {
         let own = 1 + core as u8;
+        let mut jitter = Jitter::new(core);
         for _ in 0..ROUNDS {
+            jitter.pause();
             MAP.update(|tx| {
                 let shared = tx.get(&0).copied().unwrap_or(0);
                 tx.insert(0, shared + 1)?;
@@ -124,7 +149,9 @@ pub fn batches_from_both_cores_stay_atomic() {
         let mut reader = MAP.reader().unwrap();
         let mut last_version = 0;
         let mut rng = 0x9E37_79B9u32 ^ core as u32;
+        let mut jitter = Jitter::new(core);
         for round in 1..=ROUNDS {
+            jitter.pause();
             rng ^= rng << 13;
             rng ^= rng >> 17;
             rng ^= rng << 5;
@@ -210,8 +237,10 @@ pub fn reader_on_one_core_writer_on_the_other() {
     WRITING.store(true, Ordering::Relaxed);
 
     fn job(core: usize) {
+        let mut jitter = Jitter::new(core);
         if core == 0 {
             for stamp in 1..=WRITES {
+                jitter.pause();
                 stamp_all(stamp);
             }
             WRITING.store(false, Ordering::Relaxed);
@@ -220,6 +249,7 @@ pub fn reader_on_one_core_writer_on_the_other() {
         let mut reader = MAP.reader().unwrap();
         let mut last_version = 0;
         while WRITING.load(Ordering::Relaxed) {
+            jitter.pause();
             let before = cs::taken_here();
             let (ok, version) = {
                 let snapshot = reader.snapshot();
@@ -268,7 +298,9 @@ pub fn try_forms_under_contention_lose_nothing() {
     static BLOCKING: PerCore = PerCore::new();
     fn job(core: usize) {
         let own = 1 + core as u8;
+        let mut jitter = Jitter::new(core);
         for round in 0..ROUNDS {
+            jitter.pause();
             let increment = |tx: &mut snapmap_core::Txn<'_, u8, u32, 8>| {
                 let shared = tx.get(&0).copied().unwrap_or(0);
                 tx.insert(0, shared + 1)?;

@@ -351,7 +351,7 @@ impl Rp2040 {
 }
 
 /// Decodes a firmware's defmt frames into lines of text, as `defmt-print` would show them
-/// (`LEVEL message`).
+/// (`LEVEL message`, or the message alone for `println!`).
 pub struct Log {
     decoder: Box<dyn defmt_decoder::StreamDecoder + Send + Sync>,
 }
@@ -379,13 +379,15 @@ impl Log {
         let mut lines = Vec::new();
         loop {
             match self.decoder.decode() {
-                Ok(frame) => {
-                    let level = frame
-                        .level()
-                        .map(|l| l.as_str().to_uppercase())
-                        .unwrap_or_else(|| "PRINT".to_owned());
-                    lines.push(format!("{level:<5} {}", frame.display_message()));
-                }
+                Ok(frame) => lines.push(match frame.level() {
+                    Some(level) => format!(
+                        "{:<5} {}",
+                        level.as_str().to_uppercase(),
+                        frame.display_message()
+                    ),
+                    // `defmt::println!`: the message alone, as defmt-print shows it.
+                    None => frame.display_message().to_string(),
+                }),
                 Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
                 Err(defmt_decoder::DecodeError::Malformed) => {
                     lines.push("ERROR (a malformed defmt frame)".to_owned());
