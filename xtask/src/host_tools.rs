@@ -55,10 +55,17 @@ pub fn target_toolchain(triple: &str) -> Result<TargetToolchain> {
     let rustup_managed = env::var_os("RUSTC").is_none();
     if let (true, Some(rustup)) = (rustup_managed, find("rustup")) {
         println!("==> no `core` for {triple} in the active toolchain: rustup target add {triple}");
-        let added = Command::new(rustup)
+        // Its output only matters when it fails (then its first `error:` line says why).
+        let out = Command::new(rustup)
             .args(["target", "add", triple])
-            .status()
-            .is_ok_and(|s| s.success());
+            .output();
+        let added = out.as_ref().is_ok_and(|o| o.status.success());
+        if let (false, Ok(out)) = (added, &out) {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if let Some(why) = stderr.lines().find(|l| l.starts_with("error:")) {
+                println!("    {why}");
+            }
+        }
         match TargetToolchain::detect(triple) {
             Ok(toolchain) if !toolchain.builds_std() => return Ok(toolchain),
             _ if added => println!("    rustup added {triple}, yet no `core` is installed for it"),
