@@ -40,11 +40,13 @@ Commands:
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
-  demo [--board mps2-an521|rp2040] [--build-only]
-                  the dual-core firmware demo: run on QEMU mps2-an521 (default) and print
-                  PASS/FAIL with counts; or build ELF + UF2 for the RP2040 (run with probe-rs)
-  test-targets [--board mps2-an521|microbit]...
-                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0
+  demo [--board rp2040|mps2-an521] [--build-only]
+                  the dual-core firmware demo for the RP2040 (default: ELF + UF2, run on a
+                  Pico through probe-rs when a probe is listed, else on the emulated RP2040)
+                  or QEMU mps2-an521; prints PASS/FAIL with counts
+  test-targets [--board mps2-an521|microbit|rp2040]...
+                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, and
+                  the RP2040's dual Cortex-M0+
   help [COMMAND]  this text, or a command's
 
 Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
