@@ -4,7 +4,6 @@
 //! The contract: reading through a registered `Reader` takes none, on every target. Writes take
 //! some only where the target has no compare-and-swap (ARMv6-M); with native CAS, none at all.
 
-use crate::note;
 use firmware_demo::cs;
 use snapmap_core::SnapMap;
 

@@ -1,7 +1,6 @@
 //! A reader in an interrupt handler that preempts the writer at arbitrary points of its
 //! publish (pin, claim, copy, CAS, retire): on one core, the way reads and writes interleave.
 
-use crate::note;
 use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::exception;
 use firmware_demo::counter::SoloCounter;

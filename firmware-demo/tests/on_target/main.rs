@@ -33,13 +33,13 @@ macro_rules! say {
     };
 }
 
-/// A detail line under the current test.
+/// A detail line under the current test. (`say!` and `note!` are defined before the test
+/// modules, so they are in scope there without an import.)
 macro_rules! note {
     ($($arg:tt)*) => {
         say!("    {}", format_args!($($arg)*))
     };
 }
-pub(crate) use note;
 
 #[cfg(feature = "board-rp2040")]
 use defmt_rtt as _;

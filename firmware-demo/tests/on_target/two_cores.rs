@@ -10,7 +10,6 @@
 //! Core 0 runs the test runner; core 1 waits for jobs. [`on_both_cores`] runs one job on both
 //! cores at once (each sees its core id) and returns when both are done.
 
-use crate::note;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use firmware_demo::board::{self, Board};

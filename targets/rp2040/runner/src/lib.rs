@@ -257,10 +257,13 @@ impl Rp2040 {
         !self.emu.core(1).is_halted()
     }
 
-    /// The first core (0 before 1) that has stopped, and why; `None` while both run (core 1
-    /// parked before its launch counts as running).
+    /// Whether a core has stopped, and why; `None` while both run (core 1 parked before its
+    /// launch counts as running). A fault on either core wins over a breakpoint on the other:
+    /// core 0 passing while core 1 crashed is a failure.
     pub fn halt(&self) -> Option<Halt> {
-        (0..2).find_map(|core| self.halt_of(core))
+        let halts = [self.halt_of(0), self.halt_of(1)];
+        let fault = halts.iter().flatten().find(|h| !h.passed());
+        fault.or(halts.iter().flatten().next()).copied()
     }
 
     fn halt_of(&self, core: usize) -> Option<Halt> {
