@@ -27,7 +27,7 @@ use std::fmt;
 use std::path::Path;
 
 use object::read::elf::{ElfFile32, ProgramHeader};
-use object::{Endianness, Object, ObjectSegment, ObjectSymbol};
+use object::{Endianness, Object, ObjectSymbol};
 use rp2040_emu::{Config, Emulator, EmulatorBuilder};
 
 /// Where XIP flash starts.
@@ -91,16 +91,17 @@ impl Firmware {
     pub fn parse(elf: Vec<u8>) -> Result<Self, Error> {
         let file = ElfFile32::<Endianness>::parse(&*elf)
             .map_err(|e| Error(format!("not a 32-bit ELF file: {e}")))?;
+        let endian = file.endian();
         let mut flash = Vec::new();
-        for segment in file.segments() {
-            let data = segment
-                .data()
-                .map_err(|e| Error(format!("unreadable segment: {e}")))?;
-            if data.is_empty() {
+        for header in file.elf_program_headers() {
+            if header.p_type(endian) != object::elf::PT_LOAD || header.p_filesz(endian) == 0 {
                 continue;
             }
-            let (paddr, _) = physical_range(&file, segment.address())
-                .ok_or_else(|| Error("a segment without a program header".to_owned()))?;
+            let data = header
+                .data(endian, &*elf)
+                .map_err(|()| Error("a load segment lies outside the file".to_owned()))?;
+            // The physical (load) address: for `.data` that is flash, not RAM.
+            let paddr = header.p_paddr(endian);
             let Some(offset) = paddr
                 .checked_sub(FLASH_BASE)
                 .map(|o| o as usize)
@@ -136,18 +137,6 @@ impl Firmware {
     pub fn symbol(&self, name: &str) -> Option<u32> {
         self.symbols.get(name).copied()
     }
-}
-
-/// The physical address of the `PT_LOAD` segment whose virtual address is `vaddr`, with its
-/// size in memory. `object`'s segment API gives virtual addresses only; the program headers
-/// carry both.
-fn physical_range(elf: &ElfFile32<'_, Endianness>, vaddr: u64) -> Option<(u32, u32)> {
-    let endian = elf.endian();
-    elf.elf_program_headers()
-        .iter()
-        .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
-        .find(|ph| u64::from(ph.p_vaddr(endian)) == vaddr)
-        .map(|ph| (ph.p_paddr(endian), ph.p_memsz(endian)))
 }
 
 /// Why a core stopped running the firmware.
@@ -516,6 +505,12 @@ mod tests {
         // movs r0, #1; ldr r1, [r0] (unaligned word load)
         let unaligned = run(&[0x2001, 0x6801]).halt.unwrap();
         assert!(!unaligned.passed(), "{unaligned}");
+    }
+
+    #[test]
+    fn what_is_not_an_rp2040_elf_is_an_error() {
+        assert!(Firmware::parse(b"not an ELF".to_vec()).is_err());
+        assert!(Firmware::parse(Vec::new()).is_err());
     }
 
     #[test]
