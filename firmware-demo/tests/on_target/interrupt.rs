@@ -18,7 +18,7 @@ const MIN_WRITES: u32 = 1_000;
 const MAX_WRITES: u32 = 200_000;
 
 /// Every key holds `(stamp, stamp ^ key)`: one batch stamps all of them.
-type Map = SnapMap<u8, (u32, u32), { KEYS as usize }, 4, 3>;
+type Map = SnapMap<u8, (u32, u32), { KEYS as usize }, 4, 2>;
 static MAP: Map = SnapMap::new();
 
 /// The handler reads only while this is set.
