@@ -116,6 +116,25 @@ fn two_writers_race_no_lost_update() {
     });
 }
 
+/// Two racing `insert`s: the loser takes its key and value back out of its discarded copy and
+/// inserts them again (no clone); both keys survive.
+#[test]
+fn two_inserts_race_and_both_land() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 0>::new());
+        let other = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(map.insert(1, 10), Ok(None)))
+        };
+        assert_eq!(map.insert(0, 5), Ok(None));
+        other.join().unwrap();
+        let snap = map.snapshot();
+        assert_eq!((snap.get(&0), snap.get(&1)), (Some(&5), Some(&10)));
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap.version(), 2);
+    });
+}
+
 /// Two writers, one of them publishing twice, and a registered reader: the shape that catches a
 /// missing writer fence or a missing base pin (a writer copying from a base another writer
 /// reuses). The reader is registered because its hazard is a plain store, which only the writer's

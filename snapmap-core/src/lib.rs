@@ -120,10 +120,10 @@
 //! `std` it cannot be detected (there are no thread-locals): never write to a map from inside
 //! its own write.
 //!
-//! A write runs its change again on a fresh copy after each race it loses, so `insert` clones its
-//! key and value once per attempt: the copy an attempt moves them into is discarded when the
-//! attempt loses, and taking them back out of it would cost more than the clone it saves for
-//! the keys and values this map is for (small, `Clone`).
+//! A write runs its change again on a fresh copy after each race it loses. `insert` moves its key
+//! and value into the copy and, after a lost race, takes them back out of the discarded copy,
+//! so it never clones them; the closures of `update` and the other writes run again as they are
+//! (`FnMut`), so what they insert they clone.
 //!
 //! # The table
 //!

@@ -231,41 +231,71 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         value: V,
         wrote: &mut impl FnMut(usize),
     ) -> Result<Option<V>, Full> {
+        self.insert_at(hasher, key, value, wrote)
+            .map(|(_, old)| old)
+    }
+
+    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in.
+    pub(crate) fn insert_at(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: K,
+        value: V,
+        wrote: &mut impl FnMut(usize),
+    ) -> Result<(usize, Option<V>), Full> {
         let meta = meta_of(hasher, &key);
         match self.find(meta, &key) {
             Ok(index) => {
                 wrote(index);
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
                 let entry = unsafe { self.slots[index].entry.assume_init_mut() };
-                Ok(Some(core::mem::replace(&mut entry.1, value)))
+                Ok((index, Some(core::mem::replace(&mut entry.1, value))))
             }
             Err(Some(_)) => {
-                self.place(meta, (key, value), wrote);
+                let index = self.place(meta, (key, value), wrote);
                 self.len += 1;
-                Ok(None)
+                Ok((index, None))
             }
             Err(None) => Err(Full),
         }
     }
 
+    /// Moves the entry out of occupied slot `index` and marks the slot empty, without closing
+    /// the gap: the table is inconsistent until every slot its caller's change log lists is
+    /// copied over again. For a writer's discarded copy only, about to be caught up (which
+    /// copies those slots), so that the write can take back what it moved in.
+    pub(crate) fn take_back(&mut self, index: usize) -> (K, V) {
+        let slot = &mut self.slots[index];
+        assert_ne!(slot.meta, 0, "take_back from an empty slot");
+        slot.meta = 0;
+        self.len -= 1;
+        // SAFETY: the slot was occupied (checked above) and is now marked empty, so the entry
+        // is moved out exactly once.
+        unsafe { slot.entry.assume_init_read() }
+    }
+
     /// Puts a new entry in the table, which has an empty slot (Robin Hood insertion): walking
     /// from the entry's home, it takes the place of the first entry that sits nearer to its own
     /// home than the walker does to its, and that entry walks on, until one lands in an empty
-    /// slot. Runs no user code, so it cannot unwind half done.
-    fn place(&mut self, mut meta: u32, mut entry: (K, V), wrote: &mut impl FnMut(usize)) {
+    /// slot. Returns the slot the new entry went to. Runs no user code, so it cannot unwind half
+    /// done.
+    fn place(&mut self, mut meta: u32, mut entry: (K, V), wrote: &mut impl FnMut(usize)) -> usize {
         let mut index = Self::home(meta);
         let mut distance = 0;
+        // Where the new entry lands: the first slot written (later ones get displaced entries).
+        let mut landed = None;
         loop {
             let slot = &mut self.slots[index];
             if slot.meta == 0 {
                 wrote(index);
                 slot.entry.write(entry);
                 slot.meta = meta;
-                return;
+                return landed.unwrap_or(index);
             }
             let resident = index.wrapping_sub(Self::home(slot.meta)) & Self::MASK;
             if resident < distance {
                 wrote(index);
+                landed.get_or_insert(index);
                 core::mem::swap(&mut slot.meta, &mut meta);
                 // SAFETY: the slot was occupied (non-zero meta), so its entry is initialized; it
                 // stays occupied, now by `entry`.

@@ -108,6 +108,16 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
             .map_err(|_| Error::Full)
     }
 
+    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in (see
+    /// `Table::take_back`).
+    pub(crate) fn insert_at(&mut self, key: K, value: V) -> Result<(usize, Option<V>), Error> {
+        self.table
+            .insert_at(self.hasher, key, value, &mut |slot| {
+                self.journal.record(slot)
+            })
+            .map_err(|_| Error::Full)
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where

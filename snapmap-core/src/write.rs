@@ -6,8 +6,10 @@ use crate::generation::{FREE, IN_USE, UNUSED};
 use crate::reader::pinning;
 use crate::reentry;
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
+use crate::table::Table;
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
+use core::cell::Cell;
 use core::hash::{BuildHasher, Hash};
 
 /// Whether a writer that finds no free slot returns an error or waits for one.
@@ -202,18 +204,32 @@ impl<
         wait: Wait,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.publish_or_take_back(wait, change, |_| {})
+    }
+
+    /// [`publish`](Self::publish), with `lost` called on the discarded copy after each lost race,
+    /// before it is caught up: a write can take back there what `change` moved into the copy
+    /// (see `insert`).
+    fn publish_or_take_back<T>(
+        &self,
+        wait: Wait,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        lost: impl FnMut(&mut Table<K, V, N>),
+    ) -> Result<T, Error> {
         let me = (self as *const Self).cast::<()>();
         if reentry::writing(me) {
             return Err(Error::Reentrant);
         }
-        reentry::nest(me, || self.publish_once(wait, change))
+        reentry::nest(me, || self.publish_once(wait, change, lost))
     }
 
-    /// [`publish`](Self::publish), for a write that is not inside another write to this map.
+    /// [`publish_or_take_back`](Self::publish_or_take_back), for a write that is not inside
+    /// another write to this map.
     fn publish_once<T>(
         &self,
         wait: Wait,
         mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        mut lost: impl FnMut(&mut Table<K, V, N>),
     ) -> Result<T, Error> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
@@ -283,7 +299,9 @@ impl<
                     // after that base's version: say so, and the catch-up undoes them.
                     target.generation.with_mut(|copy| {
                         // SAFETY: still ours and unpublished, as above.
-                        unsafe { (*copy).version -= 1 };
+                        let copy = unsafe { &mut *copy };
+                        copy.version -= 1;
+                        lost(&mut copy.table);
                     });
                     self.stats.cas_retries.bump();
                     base = pin.repin();
@@ -360,7 +378,28 @@ impl<
     /// # Errors
     /// [`Error::Full`] if `key` is new and the map holds `N` entries; [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::Spin, |tx| tx.insert(key.clone(), value.clone()))
+        self.insert_with(Wait::Spin, key, value)
+    }
+
+    /// Moves `key` and `value` into the copy; after a lost race, takes them back out of the
+    /// discarded copy for the next attempt, so that they are never cloned.
+    fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+        let pending = Cell::new(Some((key, value)));
+        let landed = Cell::new(0);
+        self.publish_or_take_back(
+            wait,
+            |tx| {
+                // Given back after every lost race; taken only by an attempt that then either
+                // publishes, fails (dropping them) or unwinds.
+                let (key, value) = pending.take().expect("insert's entry taken twice");
+                let (slot, old) = tx.insert_at(key, value)?;
+                landed.set(slot);
+                Ok(old)
+            },
+            // The slot holds our entry (or, for a key that was present, its old key with our
+            // value): the same key by `Eq`, and the copy's own.
+            |table| pending.set(Some(table.take_back(landed.get()))),
+        )
     }
 
     /// [`insert`](Self::insert), without waiting.
@@ -368,7 +407,7 @@ impl<
     /// # Errors
     /// As `insert`, plus [`Error::NoFreeGeneration`] if it would have to wait for a slot.
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::No, |tx| tx.insert(key.clone(), value.clone()))
+        self.insert_with(Wait::No, key, value)
     }
 
     /// Removes `key`, returning its value (Go's `LoadAndDelete` / `Delete`). Publishes nothing
