@@ -79,7 +79,7 @@ pub fn reader_in_interrupt_during_writes() {
 
 #[exception]
 fn SysTick() {
-    static mut READER: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 3>> = None;
+    static mut READER: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 2>> = None;
     static mut LAST_VERSION: u64 = 0;
 
     if !ACTIVE.load(Ordering::Relaxed) {
