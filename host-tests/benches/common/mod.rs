@@ -158,7 +158,8 @@ fn snap_notes(map: &Snap) -> String {
 
 /// snapmap read through a registered [`Reader`]: one pin (and unpin) per get.
 pub struct SnapReader(pub Box<Snap>);
-/// snapmap read one-off: `map.get(&k)` claims a reader slot and pins (one CAS), looks up, releases.
+/// snapmap read one-off: `map.get(&k)` counts a pin on the generation (an atomic add), looks up,
+/// and uncounts it (an atomic subtract).
 pub struct SnapOneOff(pub Box<Snap>);
 
 macro_rules! snap_writes {
