@@ -85,3 +85,32 @@ fn a_write_inside_its_own_update_is_refused() {
     assert_eq!(NESTED.get(&9), None);
     assert_eq!(NESTED.get(&1), Some(1));
 }
+
+static OTHER: SnapMap<u32, u32, 16> = SnapMap::new();
+
+/// Only a write to the *same* map is refused: writing another map from a closure is fine, and
+/// the check covers every closure a write runs (here `remove_if`'s predicate), and unwinds.
+#[test]
+fn only_writes_to_the_same_map_are_refused() {
+    let _watchdog = Watchdog::new("only_writes_to_the_same_map_are_refused", LIMIT);
+    static MAP: SnapMap<u32, u32, 16> = SnapMap::new();
+    MAP.update(|tx| {
+        OTHER.insert(1, 1)?;
+        tx.insert(1, 1)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((MAP.get(&1), OTHER.get(&1)), (Some(1), Some(1)));
+    let mut nested = None;
+    let removed = MAP.remove_if(&1, |_| {
+        nested = Some(MAP.clear());
+        true
+    });
+    assert_eq!(removed, Ok(Some(1)));
+    assert_eq!(nested, Some(Err(Error::Reentrant)));
+    // After a write that unwound, the map is writable again on this thread.
+    let unwound =
+        std::panic::catch_unwind(|| MAP.update(|_| -> Result<(), Error> { panic!("boom") }));
+    assert!(unwound.is_err());
+    assert_eq!(MAP.insert(2, 2), Ok(None));
+}
