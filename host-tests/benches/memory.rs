@@ -66,12 +66,12 @@ fn row(out: &mut String, section: &str, what: &str, bytes: usize, note: &str) {
 }
 
 fn snap_vs_tables<K, V, const N: usize>(out: &mut String, label: &str) {
-    let snap = size_of::<SnapMap<K, V, N, 4, 4>>();
+    let snap = size_of::<SnapMap<K, V, N, 4, 2>>();
     let table = size_of::<FnvIndexMap<K, V, N>>();
     row(
         out,
         "sizeof",
-        &format!("SnapMap<{label}, N={N}, G=4, R=4>"),
+        &format!("SnapMap<{label}, N={N}, G=4, R=2>"),
         snap,
         "",
     );

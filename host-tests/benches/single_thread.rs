@@ -323,7 +323,7 @@ fn parts(c: &mut Criterion, keys: &Keys) {
 }
 
 fn replace_inserts<const L: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, keys: &[u64]) {
-    let map: Box<SnapMap<u64, u64, CAPACITY, 4, 4, L>> = Box::default();
+    let map: Box<SnapMap<u64, u64, CAPACITY, 4, 2, L>> = Box::default();
     map.update(|tx| {
         for &k in keys {
             tx.insert(k, k)?;

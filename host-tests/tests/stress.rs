@@ -3,7 +3,8 @@
 //! Every test checks its invariants on *every* snapshot it takes, counts violations by kind
 //! ([`Violations`]) and asserts at the end that there were none; it also checks end-of-run
 //! accounting against the map's own counters (publishes == successful changing writes == final
-//! version). Configurations with `G >= R + W + 1` (writers must never wait or fail for want of a
+//! version). Configurations with ample generations (a pin per reader and writer base, a claim per writer, and
+//! the current one: writers must never wait or fail for want of a
 //! generation slot) and with fewer generation slots (writers wait; `try_` forms fail with
 //! `NoFreeGeneration`, and only with that) are both covered.
 //!
@@ -158,9 +159,11 @@ struct StampRun {
     reader_yield_every: Option<u64>,
 }
 
-/// Batch writers and registered readers on a map with `G` generation slots and 4 reader slots
-/// (readers + writers' base pins <= 4). `ample` is `G >= R + W + 1`.
-fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
+/// Batch writers and readers on a map with `G` generation slots and `R` reader slots: the first
+/// `R` readers register a `Reader`, the others read one-off snapshots. `ample` is
+/// `G >= readers + 2 * writers + 1`: a pin per reader and per writer's base, a claim per writer,
+/// and the current generation, so that no writer ever finds every slot taken.
+fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRun) {
     let StampRun {
         readers,
         writers,
@@ -171,8 +174,8 @@ fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
     assert!(readers + writers <= 4 && writers <= 2);
     let _watchdog = Watchdog::new(test, HANG_LIMIT);
     let started = Instant::now();
-    let ample = G as u64 > 4 + writers;
-    let map: SnapMap<u16, u64, 64, G, 4> = SnapMap::new();
+    let ample = G as u64 > readers + 2 * writers;
+    let map: SnapMap<u16, u64, 64, G, R> = SnapMap::new();
     let quota = Quota::new((readers + writers) as usize);
     let (map, quota) = (&map, &quota);
 
@@ -181,13 +184,17 @@ fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
             .map(|r| {
                 s.spawn(move || {
                     let mut v = Violations::new();
-                    let mut reader = map.reader().expect("a reader slot for each reader thread");
+                    let mut reader = (r < R as u64)
+                        .then(|| map.reader().expect("a reader slot for each of the first R"));
                     let mut share = quota.share(reads_per_reader);
                     let mut rng = Rng::new(r);
                     let mut last = (0, None);
                     let mut last_seq = [0u64; 2];
                     while share.keep_going() {
-                        let snap = reader.snapshot();
+                        let snap = match reader.as_mut() {
+                            Some(reader) => reader.snapshot(),
+                            None => map.snapshot(),
+                        };
                         check_stamped(&snap, &mut rng, &mut last, &mut last_seq, &mut v);
                         drop(snap);
                         if reader_yield_every.is_some_and(|every| share.done() % every == 0) {
@@ -255,7 +262,7 @@ fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
                                 try_failures += 1;
                                 v.check(
                                     !ample,
-                                    "try_update: NoFreeGeneration although G >= R + W + 1",
+                                    "try_update: NoFreeGeneration although generations are ample",
                                     String::new,
                                 );
                             }
@@ -300,7 +307,7 @@ fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
     if ample {
         violations.check(
             stats.slot_waits == 0,
-            "a writer waited although G >= R + W + 1",
+            "a writer waited although generations are ample",
             || format!("{stats:?}"),
         );
     }
@@ -314,10 +321,11 @@ fn stamp_stress<const G: usize>(test: &'static str, run: StampRun) {
     violations.assert_none(test);
 }
 
-/// `G = 8 >= R + W + 1 = 7`: writers never wait, `try_update` never fails for want of a slot.
+/// `G = 8 >= readers + 2 * writers + 1 = 7`: writers never wait, `try_update` never fails for
+/// want of a slot.
 #[test]
 fn batches_are_atomic_with_ample_generations() {
-    stamp_stress::<8>(
+    stamp_stress::<8, 2>(
         "batches_are_atomic_with_ample_generations",
         StampRun {
             readers: 2,
@@ -329,11 +337,11 @@ fn batches_are_atomic_with_ample_generations() {
     );
 }
 
-/// `G = 3 < 7`: writers wait for pinned generations; `try_update` may fail, only with
-/// `NoFreeGeneration`.
+/// `G = 3 < 7`, one registered reader and one one-off: writers wait for pinned generations;
+/// `try_update` may fail, only with `NoFreeGeneration`.
 #[test]
 fn batches_are_atomic_with_scarce_generations() {
-    stamp_stress::<3>(
+    stamp_stress::<3, 1>(
         "batches_are_atomic_with_scarce_generations",
         StampRun {
             readers: 2,
@@ -345,11 +353,11 @@ fn batches_are_atomic_with_scarce_generations() {
     );
 }
 
-/// `G = 2`, the minimum: every write waits until no reader pins the previous generation (and the
-/// two writers take turns for the one spare slot).
+/// `G = 2`, the minimum (so `R = 0`: one-off readers only): every write waits until no reader
+/// pins the previous generation (and the two writers take turns for the one spare slot).
 #[test]
 fn batches_are_atomic_with_two_generations() {
-    stamp_stress::<2>(
+    stamp_stress::<2, 0>(
         "batches_are_atomic_with_two_generations",
         StampRun {
             readers: 2,
@@ -441,13 +449,11 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                     if share.done() % 2 == 0 {
                         check(&map.snapshot(), &mut last, &mut v);
                     } else {
-                        match map.try_snapshot() {
-                            Ok(snap) => check(&snap, &mut last, &mut v),
-                            Err(Error::NoReaderSlot) => failures += 1,
-                            Err(e) => {
-                                v.record("try_snapshot: unexpected error", || format!("{e:?}"))
-                            }
-                        }
+                        // Two one-off snapshots held at once: both are counted pins, neither
+                        // waits for the other.
+                        let (first, second) = (map.snapshot(), map.snapshot());
+                        failures += u64::from(second.version() < first.version());
+                        check(&second, &mut last, &mut v);
                     }
                 }
                 (v, share.done(), failures)
@@ -544,7 +550,7 @@ fn transfers_conserve_the_sum_in_a_static_map() {
         started,
         &format!(
             "{transfers} transfers, {aborts} aborted (overdraft), {try_failures} try_update NoFreeGeneration, \
-             {one_off_failures} try_snapshot NoReaderSlot, {stats:?}"
+             {one_off_failures} held one-off pairs out of order, {stats:?}"
         ),
     );
     violations.assert_none(TEST);
@@ -725,11 +731,16 @@ fn compare_exchange_increments_lose_nothing() {
                             1 => {
                                 writes += 1;
                                 match map.get_or_insert(key, u64::MAX) {
-                                    Ok(value) => {
+                                    Ok((value, loaded)) => {
                                         v.check(
                                             value >= seen[k],
                                             "get_or_insert: value went back",
                                             String::new,
+                                        );
+                                        v.check(
+                                            loaded || value == u64::MAX,
+                                            "get_or_insert: inserted, yet not the value given",
+                                            || format!("{value}"),
                                         );
                                         seen[k] = value;
                                     }
@@ -836,7 +847,14 @@ fn get_or_insert_races_agree() {
                             let key = if t == 0 { i } else { KEYS - 1 - i };
                             ops += 1;
                             match map.get_or_insert(key, t) {
-                                Ok(value) => got[usize::from(key)] = value,
+                                Ok((value, loaded)) => {
+                                    v.check(
+                                        loaded || value == t,
+                                        "get_or_insert: inserted, yet returned another value",
+                                        || format!("{value} from thread {t}"),
+                                    );
+                                    got[usize::from(key)] = value;
+                                }
                                 Err(e) => v.record("get_or_insert failed", || format!("{e:?}")),
                             }
                         }
@@ -900,20 +918,35 @@ fn get_or_insert_races_agree() {
 }
 
 // =============================================================================================
-// 6. Reader-slot contention: R = 2 slots for three one-off readers and a writer (whose base pin
-//    needs one too). `try_snapshot` / `try_get` may fail only with NoReaderSlot; blocking forms
-//    wait; every snapshot still shows one consistent batch.
+// 6. The slot budget under load: R = 2 registered readers that pin a generation each and then
+//    idle for the whole run, three one-off readers (some holding two snapshots at once) and a
+//    writer. Counted pins never wait; the blocking writer never waits for the idle readers (the
+//    budget G >= R + 2 leaves it room); `try_update` may fail only with NoFreeGeneration; every
+//    snapshot still shows one consistent batch.
 // =============================================================================================
 
 #[test]
-fn one_off_reads_contend_for_reader_slots() {
-    const TEST: &str = "one_off_reads_contend_for_reader_slots";
+fn idle_readers_and_one_off_reads_leave_writers_room() {
+    const TEST: &str = "idle_readers_and_one_off_reads_leave_writers_room";
     let _watchdog = Watchdog::new(TEST, HANG_LIMIT);
     let started = Instant::now();
-    // G = 4 >= R + W + 1 = 2 + 1 + 1.
     let map: SnapMap<u16, u64, 64, 4, 2> = SnapMap::new();
     let quota = Quota::new(4);
     let (map, quota) = (&map, &quota);
+    // Two registered readers, each holding a snapshot of a different generation (the empty
+    // one, and the first batch) for the whole run.
+    let (mut first, mut second) = (map.reader().unwrap(), map.reader().unwrap());
+    assert!(matches!(map.reader(), Err(Error::NoReaderSlot)));
+    let empty = first.snapshot();
+    map.update(|tx| {
+        for key in 0..STAMP_KEYS {
+            tx.insert(key, stamp(0, 1))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let batch_one = second.snapshot();
+    let opening = map.stats().publishes as u64;
 
     let (mut violations, reads, writes, changed, slot_failures) = thread::scope(|s| {
         let readers: Vec<_> = (0..3u64)
@@ -924,9 +957,8 @@ fn one_off_reads_contend_for_reader_slots() {
                     let mut rng = Rng::new(500 + r);
                     let mut last = (0, None);
                     let mut last_seq = [0u64; 1];
-                    let mut failures = 0u64;
                     while share.keep_going() {
-                        match rng.below(4) {
+                        match rng.below(3) {
                             0 => check_stamped(
                                 &map.snapshot(),
                                 &mut rng,
@@ -934,28 +966,16 @@ fn one_off_reads_contend_for_reader_slots() {
                                 &mut last_seq,
                                 &mut v,
                             ),
-                            1 => match map.try_snapshot() {
-                                Ok(snap) => {
-                                    check_stamped(&snap, &mut rng, &mut last, &mut last_seq, &mut v)
-                                }
-                                Err(Error::NoReaderSlot) => failures += 1,
-                                Err(e) => {
-                                    v.record("try_snapshot: unexpected error", || format!("{e:?}"))
-                                }
-                            },
-                            2 => match map.try_get(&0) {
-                                Ok(value) => {
-                                    v.check(
-                                        value.is_some() || last.0 == 0,
-                                        "try_get: key vanished",
-                                        String::new,
-                                    );
-                                }
-                                Err(Error::NoReaderSlot) => failures += 1,
-                                Err(e) => {
-                                    v.record("try_get: unexpected error", || format!("{e:?}"))
-                                }
-                            },
+                            1 => {
+                                let held = map.snapshot();
+                                let next = map.snapshot();
+                                v.check(
+                                    next.version() >= held.version(),
+                                    "a later snapshot went back",
+                                    || format!("{} after {}", next.version(), held.version()),
+                                );
+                                check_stamped(&next, &mut rng, &mut last, &mut last_seq, &mut v);
+                            }
                             _ => {
                                 let value = map.get(&(STAMP_KEYS - 1));
                                 v.check(
@@ -966,14 +986,15 @@ fn one_off_reads_contend_for_reader_slots() {
                             }
                         }
                     }
-                    (v, share.done(), failures)
+                    (v, share.done())
                 })
             })
             .collect();
         let writer = s.spawn(move || {
             let mut v = Violations::new();
             let mut share = quota.share(scaled(60_000));
-            let (mut seq, mut failures) = (0u64, 0u64);
+            // The opening batch was seq 1.
+            let (mut seq, mut failures) = (1u64, 0u64);
             while share.keep_going() {
                 let next = stamp(0, seq + 1);
                 let batch = |tx: &mut snapmap_core::Txn<'_, u16, u64, 64>| {
@@ -989,7 +1010,7 @@ fn one_off_reads_contend_for_reader_slots() {
                     map.update(batch)
                 } {
                     Ok(()) => seq += 1,
-                    Err(Error::NoReaderSlot) if use_try => failures += 1,
+                    Err(Error::NoFreeGeneration) if use_try => failures += 1,
                     Err(e) => v.record("update: unexpected error", || {
                         format!("try {use_try}: {e:?}")
                     }),
@@ -998,29 +1019,40 @@ fn one_off_reads_contend_for_reader_slots() {
             (v, share.done(), seq, failures)
         });
         let mut violations = Violations::new();
-        let (mut reads, mut failures) = (0, 0);
+        let mut reads = 0;
         for handle in readers {
-            let (v, n, f) = join(handle);
+            let (v, n) = join(handle);
             violations.merge(v);
             reads += n;
-            failures += f;
         }
-        let (v, writes, changed, f) = join(writer);
+        let (v, writes, seq, f) = join(writer);
         violations.merge(v);
-        (violations, reads, writes, changed, failures + f)
+        (violations, reads, writes, seq - 1, f)
     });
     let stats = map.stats();
     violations.check(
-        stats.publishes as u64 == changed,
+        stats.publishes as u64 == opening + changed,
         "publishes != batches",
         || format!("{stats:?}"),
+    );
+    // The idle readers' snapshots were never reused under them.
+    violations.check(
+        empty.version() == 0 && empty.is_empty(),
+        "an idle reader's empty generation changed",
+        || format!("{empty:?}"),
+    );
+    violations.check(
+        batch_one.len() == usize::from(STAMP_KEYS)
+            && batch_one.iter().all(|(_, &v)| v == stamp(0, 1)),
+        "an idle reader's first batch changed",
+        || format!("{batch_one:?}"),
     );
     report(
         TEST,
         reads,
         writes,
         started,
-        &format!("{changed} batches, {slot_failures} NoReaderSlot from try_ forms, {stats:?}"),
+        &format!("{changed} batches, {slot_failures} NoFreeGeneration from try_update, {stats:?}"),
     );
     violations.assert_none(TEST);
 }
@@ -1032,7 +1064,7 @@ fn one_off_reads_contend_for_reader_slots() {
 //    ever created (clones included) must have been dropped exactly once.
 // =============================================================================================
 
-type Churned<const G: usize> = SnapMap<Tracked<u16>, Tracked<u64>, 32, G, 4>;
+type Churned<const G: usize> = SnapMap<Tracked<u16>, Tracked<u64>, 32, G, 1>;
 const CHURN_KEYS: u64 = 40; // > N = 32, so inserts hit Full
 const PER_KEY: u64 = 1 << 32;
 
@@ -1075,7 +1107,7 @@ fn churn_writer<const G: usize>(
                     counts[2] += 1;
                     v.check(
                         !ample,
-                        "try_insert: NoFreeGeneration although G >= R + W + 1",
+                        "try_insert: NoFreeGeneration although generations are ample",
                         String::new,
                     );
                 }
@@ -1138,7 +1170,7 @@ fn churn_writer<const G: usize>(
                 }
             }
             83..=90 => match map.get_or_insert(Tracked::new(key), value_for(key, n)) {
-                Ok(value) => {
+                Ok((value, _)) => {
                     v.check(
                         value.value() / PER_KEY == u64::from(key),
                         "get_or_insert: another key's value",
@@ -1198,7 +1230,8 @@ fn drop_churn<const G: usize>(test: &'static str, reads: u64, writes_per_writer:
     let _serial = tracking_lock();
     let before = drop_counts();
     let started = Instant::now();
-    let ample = G > 4 + 2; // G >= R + W + 1, with R = 4 and W = 2
+    // A pin for the reader and for each writer's base, a claim per writer, the current one.
+    let ample = G > 1 + 2 * 2;
     let map: Churned<G> = SnapMap::new();
     let quota = Quota::new(3);
     let (map_ref, quota) = (&map, &quota);
@@ -1276,7 +1309,7 @@ fn drop_churn<const G: usize>(test: &'static str, reads: u64, writes_per_writer:
     if ample {
         violations.check(
             stats.slot_waits == 0,
-            "a writer waited although G >= R + W + 1",
+            "a writer waited although generations are ample",
             || format!("{stats:?}"),
         );
     }

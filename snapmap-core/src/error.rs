@@ -13,11 +13,18 @@ pub enum Error {
     /// Every generation slot is pinned by a reader or being written by another writer
     /// (only from `try_` forms; blocking forms wait instead).
     NoFreeGeneration,
-    /// Every reader slot is claimed, so no snapshot (or a writer's base pin) can be taken
-    /// (only from `try_` forms and [`SnapMap::reader`](crate::SnapMap::reader)).
+    /// All `R` reader slots are owned by registered readers (only from
+    /// [`SnapMap::reader`](crate::SnapMap::reader); one-off reads and writers need no slot).
     NoReaderSlot,
     /// A transaction closure asked for its changes to be discarded.
     Aborted,
+    /// A write to the map from inside a write to the same map on the same thread: from an
+    /// [`update`](crate::SnapMap::update) closure, or a `Hash`, `Eq`, `Clone` or predicate that
+    /// a write runs. The inner write would make the outer one lose its race and run again, for
+    /// ever; the inner write is refused instead, and the outer one goes on. Detected only with
+    /// the `std` feature (it needs a thread-local): without it such a write livelocks, so never
+    /// write to a map from code that one of its own writes runs.
+    Reentrant,
 }
 
 impl fmt::Display for Error {
@@ -27,6 +34,7 @@ impl fmt::Display for Error {
             Error::NoFreeGeneration => "no free generation slot: all are pinned or being written",
             Error::NoReaderSlot => "no free reader slot",
             Error::Aborted => "transaction aborted",
+            Error::Reentrant => "write to a snapmap from inside a write to the same map",
         })
     }
 }

@@ -1,7 +1,10 @@
-//! Reader slots (hazard words), the pin protocol, and the registered [`Reader`] handle.
+//! The pin protocol: registered readers' hazard words and the [`Reader`] handle, and the
+//! generations' pin counts that one-off reads and writers' bases use.
 
 use crate::snapshot::Snapshot;
-use crate::sync::{announce, claim_and_announce, compare_exchange, AtomicUsize, Ordering};
+use crate::sync::{
+    announce, announce_count, compare_exchange, release_count, AtomicUsize, Ordering,
+};
 use crate::SnapMap;
 use core::hash::Hash;
 
@@ -16,16 +19,8 @@ pub(crate) const fn pinning(index: usize) -> usize {
     index + 1
 }
 
-/// Who claims a reader slot. Readers search from the first slot and writers (for their base pins)
-/// from the last, so the two rarely contend for the same slot's cache line.
-#[derive(Clone, Copy)]
-pub(crate) enum Side {
-    Reader,
-    Writer,
-}
-
-/// One reader's hazard word, alone on its cache line so that readers never write a line another
-/// reader writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
+/// One atomic word alone on its cache line, so that a reader never writes a line another reader
+/// writes (32 bytes on bare-metal targets, where lines are at most that, if cached at all).
 #[cfg_attr(
     any(
         target_arch = "x86_64",
@@ -56,60 +51,70 @@ pub(crate) enum Side {
     ),
     repr(align(64))
 )]
-pub(crate) struct ReaderSlot {
-    /// Stored only by the slot's owner (and claimed, from UNCLAIMED, by CAS); loaded by writers
-    /// scanning for hazards.
-    pub(crate) hazard: AtomicUsize,
+pub(crate) struct Line {
+    pub(crate) word: AtomicUsize,
 }
 
-macro_rules! reader_slot_new {
+macro_rules! line_new {
     ($($const:ident)?) => {
         pub(crate) $($const)? fn new() -> Self {
-            Self { hazard: AtomicUsize::new(UNCLAIMED) }
+            Self { word: AtomicUsize::new(0) }
         }
     };
 }
 
+impl Line {
+    #[cfg(not(loom))]
+    line_new!(const);
+    #[cfg(loom)]
+    line_new!();
+}
+
+/// A registered reader's hazard word: stored only by the slot's owner (and claimed, from
+/// UNCLAIMED, by CAS); loaded by writers scanning for hazards.
+#[repr(transparent)]
+pub(crate) struct ReaderSlot {
+    line: Line,
+}
+
 impl ReaderSlot {
     #[cfg(not(loom))]
-    reader_slot_new!(const);
+    pub(crate) const fn new() -> Self {
+        Self { line: Line::new() }
+    }
     #[cfg(loom)]
-    reader_slot_new!();
+    pub(crate) fn new() -> Self {
+        Self { line: Line::new() }
+    }
+
+    #[inline(always)]
+    pub(crate) fn hazard(&self) -> &AtomicUsize {
+        &self.line.word
+    }
 
     /// Ends a pin (`to` = IDLE) or gives the slot up (`to` = UNCLAIMED). Release: every read
     /// made under the pin happens-before a writer's reuse of the generation, since that writer's
     /// scan loads this word with Acquire.
     #[inline]
     pub(crate) fn unpin(&self, to: usize) {
-        self.hazard.store(to, Ordering::Release);
+        self.hazard().store(to, Ordering::Release);
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
-    SnapMap<K, V, N, G, R, L>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
+    SnapMap<K, V, N, G, R, L, S>
 {
     /// Claims a free reader slot for a registered [`Reader`], UNCLAIMED -> IDLE. Acquire on
     /// success orders this owner's later stores after the previous owner's final Release store.
-    /// On a CAS-less target a claim (this one, or a one-off read's in `claim_and_pin`) is the one
-    /// place a reader takes a critical section, which is why readers on such targets register a
+    /// On a CAS-less target this claim (and a one-off read's count, see `pin_counted`) is where
+    /// a reader takes a critical section, which is why readers on such targets register a
     /// `Reader` up front.
     pub(crate) fn claim_reader_slot(&self) -> Option<usize> {
         self.readers.iter().position(|slot| {
             // Relaxed pre-check: a claimed slot is skipped without an RMW.
-            slot.hazard.load(Ordering::Relaxed) == UNCLAIMED
-                && compare_exchange(&slot.hazard, UNCLAIMED, IDLE).is_ok()
+            slot.hazard().load(Ordering::Relaxed) == UNCLAIMED
+                && compare_exchange(slot.hazard(), UNCLAIMED, IDLE).is_ok()
         })
-    }
-
-    /// Publishes a hazard on the current generation from reader slot `slot` (owned by the
-    /// caller) and returns that generation's index, protected until [`ReaderSlot::unpin`].
-    ///
-    /// Lock-free: it retries only if a writer published between its two loads of `current`.
-    #[inline]
-    pub(crate) fn pin(&self, slot: usize) -> usize {
-        // Relaxed: what this load returns is only a guess, validated below; no data is read on
-        // the strength of it.
-        self.pin_from(slot, self.current.load(Ordering::Relaxed))
     }
 
     /// A registered reader's pin: its hazard still announces `pinned`, the generation of its
@@ -128,7 +133,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         self.pin_from(slot, now)
     }
 
-    /// [`pin`](Self::pin), starting from the guess `seen`.
+    /// Publishes a hazard on the current generation from reader slot `slot` (owned by the
+    /// caller), starting from the guess `seen`, and returns that generation's index, protected
+    /// until [`ReaderSlot::unpin`]. Lock-free: it retries only if a writer published between
+    /// its announcement and its validation.
     #[inline]
     fn pin_from(&self, slot: usize, mut seen: usize) -> usize {
         loop {
@@ -136,7 +144,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
             // store (or any later one by this owner) must also see every read this owner made
             // under its previous pin; a Relaxed store would leave those reads unordered with the
             // writer's reuse.
-            announce(&self.readers[slot].hazard, pinning(seen));
+            announce(self.readers[slot].hazard(), pinning(seen));
             match self.validate(seen) {
                 Ok(generation) => return generation,
                 Err(now) => seen = now,
@@ -162,31 +170,41 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         }
     }
 
-    /// Claims a free reader slot and pins the current generation through it (a one-off read, or
-    /// a writer's base): the claim is the announcement, one RMW for both. Returns the slot and
-    /// the generation. Acquire semantics on the claim, as in `claim_reader_slot`.
+    /// A *counted* pin on the current generation, for a one-off read or a writer's base: adds one
+    /// to that generation's pin count, then validates. Returns the generation, protected until
+    /// [`unpin_counted`](Self::unpin_counted). Needs no reader slot, so it never waits for one and
+    /// never fails: any number of one-off reads and writers can pin at once.
     ///
-    /// Claiming is a compare-and-swap, which on a CAS-less target takes a critical section: why
-    /// readers there register a [`Reader`] instead.
+    /// The count is the hazard: the increment plays the announcement's part in the Dekker pair
+    /// (a SeqCst read-modify-write, see `announce_count`), and a writer's scan loads the count
+    /// after its fence. It is a read-modify-write, which on a CAS-less target takes a critical
+    /// section: readers there register a [`Reader`] instead.
+    ///
+    /// Lock-free: it retries only if a writer published between its two loads of `current`.
     #[inline]
-    pub(crate) fn claim_and_pin(&self, side: Side) -> Option<(usize, usize)> {
-        // Relaxed: a guess, as in `pin`.
-        let seen = self.current.load(Ordering::Relaxed);
-        let claim = |reader: &ReaderSlot| {
-            // Relaxed pre-check: a claimed slot is skipped without an RMW.
-            reader.hazard.load(Ordering::Relaxed) == UNCLAIMED
-                && claim_and_announce(&reader.hazard, UNCLAIMED, pinning(seen))
-        };
-        let slot = match side {
-            Side::Reader => self.readers.iter().position(claim),
-            Side::Writer => self.readers.iter().rposition(claim),
-        }?;
-        let generation = match self.validate(seen) {
-            Ok(generation) => generation,
-            // A publication raced the claim: the slot is ours now, pin through it.
-            Err(_) => self.pin(slot),
-        };
-        Some((slot, generation))
+    pub(crate) fn pin_counted(&self) -> usize {
+        // Relaxed: what this load returns is only a guess, validated below; no data is read on
+        // the strength of it.
+        let mut seen = self.current.load(Ordering::Relaxed);
+        loop {
+            announce_count(&self.pins[seen].word);
+            match self.validate(seen) {
+                Ok(generation) => return generation,
+                Err(now) => {
+                    self.unpin_counted(seen);
+                    seen = now;
+                }
+            }
+        }
+    }
+
+    /// Ends a counted pin on `generation`. Release (inside `release_count`): every read made
+    /// under the pin happens-before the reuse by a writer whose Acquire scan reads this count or
+    /// a later one (every change of a count is a read-modify-write, so it extends this release
+    /// sequence).
+    #[inline]
+    pub(crate) fn unpin_counted(&self, generation: usize) {
+        release_count(&self.pins[generation].word);
     }
 }
 
@@ -196,14 +214,15 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
 /// writes only this reader's own hazard word. Register readers up front (at start-up, or once per
 /// task or interrupt handler) where reads must be strictly lock-free, and above all on targets
 /// without compare-and-swap (Cortex-M0/M0+), where the one-off [`SnapMap::snapshot`] needs a
-/// critical section to claim a slot.
+/// critical section to count its pin.
 ///
 /// A `Reader` keeps the generation it read last pinned until it reads again: if no writer has
 /// published since, the next read announces nothing and costs one load of `current` besides
 /// the lookup; after a publication it pins the new generation. So an idle `Reader` keeps one
-/// generation slot from reuse, which the budget `G >= R + W + 1` already counts (one per reader
-/// slot). With a smaller `G`, [`unpin`](Self::unpin) a `Reader` that will be idle for long, or
-/// writers may have to wait for it.
+/// generation slot from reuse, which the budget `G >= R + 2` that [`SnapMap`] checks at compile
+/// time already counts: however long its `R` readers idle, writers keep two generations, the
+/// current one and one to write the next in. [`unpin`](Self::unpin) still frees that slot for a
+/// reader that will be idle for long (writers then rotate through more slots).
 ///
 /// ```
 /// use snapmap_core::SnapMap;
@@ -224,17 +243,18 @@ pub struct Reader<
     const G: usize = 4,
     const R: usize = 4,
     const L: usize = 32,
+    S = crate::FxBuildHasher,
 > {
-    map: &'m SnapMap<K, V, N, G, R, L>,
+    map: &'m SnapMap<K, V, N, G, R, L, S>,
     slot: usize,
     /// The generation this reader's hazard pins, kept between reads.
     pinned: Option<usize>,
 }
 
-impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
-    Reader<'m, K, V, N, G, R, L>
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
+    Reader<'m, K, V, N, G, R, L, S>
 {
-    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, L>, slot: usize) -> Self {
+    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, L, S>, slot: usize) -> Self {
         Self {
             map,
             slot,
@@ -245,7 +265,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     /// Pins the current generation (or finds it still pinned). The snapshot borrows this
     /// reader, so a reader holds at most one pin at a time.
     #[inline]
-    pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N> {
+    pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N, S> {
         // The `no_sticky_pin` mutant (loom runs only) ends the pin with the previous snapshot
         // yet still trusts it, to show that the models catch a read of a reused generation.
         #[cfg(snapmap_mutant = "no_sticky_pin")]
@@ -254,7 +274,11 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         }
         let generation = self.map.repin(self.slot, self.pinned);
         self.pinned = Some(generation);
-        Snapshot::new(&self.map.generations[generation].generation, None)
+        Snapshot::new(
+            &self.map.generations[generation].generation,
+            &self.map.hasher,
+            None,
+        )
     }
 
     /// Stops pinning the generation this reader read last, so that writers may reuse its slot
@@ -272,13 +296,14 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize>
         K: Hash + Eq + core::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         V: Clone,
+        S: core::hash::BuildHasher,
     {
         self.snapshot().get(key).cloned()
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
-    for Reader<'_, K, V, N, G, R, L>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
+    for Reader<'_, K, V, N, G, R, L, S>
 {
     fn drop(&mut self) {
         // Any snapshot borrowed from this reader is gone: hand the slot back, pin and all.
@@ -286,8 +311,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> core::fmt::Debug
-    for Reader<'_, K, V, N, G, R, L>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> core::fmt::Debug
+    for Reader<'_, K, V, N, G, R, L, S>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader").field("slot", &self.slot).finish()

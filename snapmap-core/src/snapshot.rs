@@ -1,12 +1,12 @@
 //! [`Snapshot`]: a pinned, immutable generation.
 
 use crate::generation::Generation;
-use crate::reader::{ReaderSlot, UNCLAIMED};
-use crate::sync::UnsafeCell;
+use crate::sync::{release_count, AtomicUsize, UnsafeCell};
 use crate::table::Iter;
+use crate::FxBuildHasher;
 use core::borrow::Borrow;
 use core::fmt;
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 
 /// A consistent view of the map: one published generation, pinned until the snapshot is dropped.
 ///
@@ -15,7 +15,9 @@ use core::hash::Hash;
 /// versions of successively published generations strictly increase.
 ///
 /// Hold snapshots briefly: a pinned generation cannot be reused, so writers have one slot fewer
-/// while it lives.
+/// while it lives. (A thread that holds snapshots of every spare generation and then writes with
+/// a blocking form waits for itself, as a thread re-locking a lock would; `try_` forms return
+/// [`Error::NoFreeGeneration`](crate::Error::NoFreeGeneration) instead.)
 ///
 /// ```
 /// use snapmap_core::SnapMap;
@@ -29,28 +31,32 @@ use core::hash::Hash;
 /// assert_eq!(before.get(&2), None);
 /// assert!(map.snapshot().version() > before.version());
 /// ```
-pub struct Snapshot<'a, K, V, const N: usize> {
+pub struct Snapshot<'a, K, V, const N: usize, S = FxBuildHasher> {
     generation: &'a UnsafeCell<Generation<K, V, N>>,
-    /// The reader slot a one-off snapshot gives back on drop; `None` for a registered reader's,
+    hasher: &'a S,
+    /// The pin count a one-off snapshot decrements on drop; `None` for a registered reader's,
     /// whose pin outlives it (see [`Reader`](crate::Reader)).
-    release: Option<&'a ReaderSlot>,
+    release: Option<&'a AtomicUsize>,
 }
 
-// SAFETY: a snapshot hands out only shared references to K and V (so K, V: Sync suffice to send
-// or share it), and its drop only stores to an atomic hazard word.
-unsafe impl<K: Sync, V: Sync, const N: usize> Send for Snapshot<'_, K, V, N> {}
+// SAFETY: a snapshot hands out only shared references to K and V, and hashes with `&S` (so K,
+// V, S: Sync suffice to send
+// or share it), and its drop only changes an atomic pin count.
+unsafe impl<K: Sync, V: Sync, const N: usize, S: Sync> Send for Snapshot<'_, K, V, N, S> {}
 // SAFETY: as above; every method takes `&self` and only reads the immutable generation.
-unsafe impl<K: Sync, V: Sync, const N: usize> Sync for Snapshot<'_, K, V, N> {}
+unsafe impl<K: Sync, V: Sync, const N: usize, S: Sync> Sync for Snapshot<'_, K, V, N, S> {}
 
-impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
+impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
     /// `generation` must be pinned by a validated hazard that stands until the snapshot drops:
-    /// `release`'s, or a registered reader's that the snapshot borrows.
+    /// a count in `release`, or a registered reader's hazard that the snapshot borrows.
     pub(crate) fn new(
         generation: &'a UnsafeCell<Generation<K, V, N>>,
-        release: Option<&'a ReaderSlot>,
+        hasher: &'a S,
+        release: Option<&'a AtomicUsize>,
     ) -> Self {
         Self {
             generation,
+            hasher,
             release,
         }
     }
@@ -87,20 +93,29 @@ impl<'a, K, V, const N: usize> Snapshot<'a, K, V, N> {
         N
     }
 
+    /// The most table slots a lookup of a present key reads in this generation: one more than
+    /// the farthest any entry sits from its home slot (0 if empty). A few with a good hash at
+    /// up to three-quarters load; in the hundreds when keys were chosen to collide (see
+    /// [`SipBuildHasher`](crate::SipBuildHasher)). Scans the whole table: a health check, not a
+    /// hot-path call.
+    pub fn longest_probe(&self) -> usize {
+        self.generation().table.longest_probe()
+    }
+
     /// The entries, in an unspecified order; all from this snapshot's generation.
     pub fn iter(&self) -> Iter<'_, K, V> {
         self.generation().table.iter()
     }
 }
 
-impl<K: Hash + Eq, V, const N: usize> Snapshot<'_, K, V, N> {
+impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Snapshot<'_, K, V, N, S> {
     /// The value of `key` in this snapshot.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.generation().table.get(key)
+        self.generation().table.get(self.hasher, key)
     }
 
     /// Whether `key` is present in this snapshot.
@@ -109,19 +124,20 @@ impl<K: Hash + Eq, V, const N: usize> Snapshot<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.generation().table.get(key).is_some()
+        self.generation().table.get(self.hasher, key).is_some()
     }
 }
 
-impl<K, V, const N: usize> Drop for Snapshot<'_, K, V, N> {
+impl<K, V, const N: usize, S> Drop for Snapshot<'_, K, V, N, S> {
     fn drop(&mut self) {
-        if let Some(reader) = self.release {
-            reader.unpin(UNCLAIMED);
+        if let Some(count) = self.release {
+            // Release: see `SnapMap::unpin_counted`.
+            release_count(count);
         }
     }
 }
 
-impl<'s, K, V, const N: usize> IntoIterator for &'s Snapshot<'_, K, V, N> {
+impl<'s, K, V, const N: usize, S> IntoIterator for &'s Snapshot<'_, K, V, N, S> {
     type Item = (&'s K, &'s V);
     type IntoIter = Iter<'s, K, V>;
     fn into_iter(self) -> Self::IntoIter {
@@ -129,7 +145,7 @@ impl<'s, K, V, const N: usize> IntoIterator for &'s Snapshot<'_, K, V, N> {
     }
 }
 
-impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for Snapshot<'_, K, V, N> {
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize, S> fmt::Debug for Snapshot<'_, K, V, N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
             .field("version", &self.version())
@@ -138,9 +154,11 @@ impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for Snapshot<'_, K
     }
 }
 
-struct DebugEntries<'a, 'b, K, V, const N: usize>(&'a Snapshot<'b, K, V, N>);
+struct DebugEntries<'a, 'b, K, V, const N: usize, S>(&'a Snapshot<'b, K, V, N, S>);
 
-impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for DebugEntries<'_, '_, K, V, N> {
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize, S> fmt::Debug
+    for DebugEntries<'_, '_, K, V, N, S>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.0.iter()).finish()
     }

@@ -12,7 +12,7 @@ pub struct Stats {
     pub publishes: usize,
     /// Publishing CASes lost to another writer; each one rebased and re-applied its change.
     pub cas_retries: usize,
-    /// Times a blocking writer found no free generation (or reader) slot and waited.
+    /// Times a blocking writer found no free generation slot and waited.
     pub slot_waits: usize,
     /// Writes that copied the whole table, because the slot they claimed held a version older
     /// than the change logs reach (see `L` on [`SnapMap`](crate::SnapMap)); every other write

@@ -6,8 +6,8 @@
 //!   it only *loads* and *stores*, which are native everywhere, ARMv6-M included; where the
 //!   target has native read-modify-writes, a reader announces its hazard with one native swap
 //!   ([`announce`]), cheaper than a store and a fence;
-//! - every other read-modify-write goes through [`compare_exchange`], [`claim_and_announce`] or
-//!   [`Counter::bump`]: native (via `portable-atomic`, which is the hardware instruction on such
+//! - every other read-modify-write goes through [`compare_exchange`], [`announce_count`],
+//!   [`release_count`] or [`Counter::bump`]: native (via `portable-atomic`, which is the hardware instruction on such
 //!   targets) where the target has CAS, and a `critical-section` where it does not (thumbv6m).
 //!   Inside that critical section the word is still accessed with atomic loads and stores, so a
 //!   reader's concurrent plain load is never a data race.
@@ -82,22 +82,44 @@ pub(crate) fn announce(hazard: &AtomicUsize, value: usize) {
     }
 }
 
-/// [`announce`] into a hazard word that holds `free`, claiming it in the same step (a one-off
-/// reader's claim and pin in one RMW); returns whether it did. A failed claim orders nothing.
+/// [`announce`] by counting: adds one to a generation's pin count (a one-off read's or a writer's
+/// base pin), ordered before the caller's next `SeqCst` load as `announce` is. One SeqCst
+/// `fetch_add` where the target has it (the same C++20 argument as for the swap); under loom, and
+/// on thumbv6m (a critical section), an increment and then a SeqCst fence.
 #[inline(always)]
-pub(crate) fn claim_and_announce(hazard: &AtomicUsize, free: usize, value: usize) -> bool {
+pub(crate) fn announce_count(count: &AtomicUsize) {
     #[cfg(all(not(loom), target_has_atomic = "ptr"))]
-    return hazard
-        .compare_exchange(free, value, Ordering::SeqCst, Ordering::Relaxed)
-        .is_ok();
-    #[cfg(any(loom, not(target_has_atomic = "ptr")))]
+    count.fetch_add(1, Ordering::SeqCst);
+    #[cfg(loom)]
     {
-        let claimed = compare_exchange(hazard, free, value).is_ok();
-        if claimed {
-            fence(Ordering::SeqCst);
-        }
-        claimed
+        count.fetch_add(1, Ordering::AcqRel);
+        fence(Ordering::SeqCst);
     }
+    #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
+    {
+        // Every change of a count goes through a critical section (here and in
+        // `release_count`), so this load-then-store is an atomic increment.
+        critical_section::with(|_| {
+            let n = count.load(Ordering::Acquire);
+            count.store(n + 1, Ordering::Release);
+        });
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Ends a counted pin: subtracts one from the count with Release semantics. On thumbv6m, where a
+/// plain store does not extend a release sequence, each change's Acquire load synchronizes with
+/// the Release store of the one before, so a writer's Acquire load of a later value still has
+/// this one happen-before it.
+#[inline(always)]
+pub(crate) fn release_count(count: &AtomicUsize) {
+    #[cfg(any(loom, target_has_atomic = "ptr"))]
+    count.fetch_sub(1, Ordering::Release);
+    #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
+    critical_section::with(|_| {
+        let n = count.load(Ordering::Acquire);
+        count.store(n - 1, Ordering::Release);
+    });
 }
 
 /// A statistics counter: written by writers only, read by anyone, ordered by nothing.

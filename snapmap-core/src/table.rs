@@ -14,7 +14,7 @@
 
 use crate::hash::meta_of;
 use core::borrow::Borrow;
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 use core::mem::MaybeUninit;
 
 struct Slot<K, V> {
@@ -53,8 +53,9 @@ impl<K, V, const N: usize> Table<K, V, N> {
         assert!(N <= 1 << 24, "SnapMap capacity N must be at most 2^24");
         N - 1
     };
-    /// Right shift that turns a meta into its home slot: its top log2(N) bits.
-    const HOME_SHIFT: u32 = 32 - N.trailing_zeros();
+    /// Right shift that turns a meta into its home slot: its top log2(N) bits. (Computed without
+    /// overflow for any `N`, so that a bad `N` reports only `MASK`'s clear error.)
+    const HOME_SHIFT: u32 = 32 - (N.trailing_zeros() & 31);
 
     pub(crate) const fn new() -> Self {
         let _ = Self::MASK;
@@ -71,6 +72,19 @@ impl<K, V, const N: usize> Table<K, V, N> {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The most slots a lookup of a present key reads: one more than the farthest any entry
+    /// sits from its home slot (0 for an empty table). A lookup of an absent key reads at most
+    /// one more run than that.
+    pub(crate) fn longest_probe(&self) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.meta != 0)
+            .map(|(index, slot)| (index.wrapping_sub(Self::home(slot.meta)) & Self::MASK) + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
@@ -163,12 +177,12 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
     }
 
     #[inline]
-    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
+    pub(crate) fn get<Q>(&self, hasher: &impl BuildHasher, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let meta = meta_of(key);
+        let meta = meta_of(hasher, key);
         // Most keys sit in their home slot or the next one. Choosing between the two without a
         // branch (a conditional move on x86_64), and then checking the one chosen, leaves the
         // processor one well-predicted branch where the probe loop has an exit that depends on
@@ -193,12 +207,17 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         self.slots[index].get().map(|(_, v)| v)
     }
 
-    pub(crate) fn get_mut<Q>(&mut self, key: &Q, wrote: &mut impl FnMut(usize)) -> Option<&mut V>
+    pub(crate) fn get_mut<Q>(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: &Q,
+        wrote: &mut impl FnMut(usize),
+    ) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let index = self.find(meta_of(key), key).ok()?;
+        let index = self.find(meta_of(hasher, key), key).ok()?;
         wrote(index);
         // SAFETY: `find` returned an occupied slot, whose entry is initialized.
         Some(unsafe { &mut self.slots[index].entry.assume_init_mut().1 })
@@ -207,45 +226,76 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
     /// Inserts or replaces `key`, returning the replaced value.
     pub(crate) fn insert(
         &mut self,
+        hasher: &impl BuildHasher,
         key: K,
         value: V,
         wrote: &mut impl FnMut(usize),
     ) -> Result<Option<V>, Full> {
-        let meta = meta_of(&key);
+        self.insert_at(hasher, key, value, wrote)
+            .map(|(_, old)| old)
+    }
+
+    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in.
+    pub(crate) fn insert_at(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: K,
+        value: V,
+        wrote: &mut impl FnMut(usize),
+    ) -> Result<(usize, Option<V>), Full> {
+        let meta = meta_of(hasher, &key);
         match self.find(meta, &key) {
             Ok(index) => {
                 wrote(index);
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
                 let entry = unsafe { self.slots[index].entry.assume_init_mut() };
-                Ok(Some(core::mem::replace(&mut entry.1, value)))
+                Ok((index, Some(core::mem::replace(&mut entry.1, value))))
             }
             Err(Some(_)) => {
-                self.place(meta, (key, value), wrote);
+                let index = self.place(meta, (key, value), wrote);
                 self.len += 1;
-                Ok(None)
+                Ok((index, None))
             }
             Err(None) => Err(Full),
         }
     }
 
+    /// Moves the entry out of occupied slot `index` and marks the slot empty, without closing
+    /// the gap: the table is inconsistent until every slot its caller's change log lists is
+    /// copied over again. For a writer's discarded copy only, about to be caught up (which
+    /// copies those slots), so that the write can take back what it moved in.
+    pub(crate) fn take_back(&mut self, index: usize) -> (K, V) {
+        let slot = &mut self.slots[index];
+        assert_ne!(slot.meta, 0, "take_back from an empty slot");
+        slot.meta = 0;
+        self.len -= 1;
+        // SAFETY: the slot was occupied (checked above) and is now marked empty, so the entry
+        // is moved out exactly once.
+        unsafe { slot.entry.assume_init_read() }
+    }
+
     /// Puts a new entry in the table, which has an empty slot (Robin Hood insertion): walking
     /// from the entry's home, it takes the place of the first entry that sits nearer to its own
     /// home than the walker does to its, and that entry walks on, until one lands in an empty
-    /// slot. Runs no user code, so it cannot unwind half done.
-    fn place(&mut self, mut meta: u32, mut entry: (K, V), wrote: &mut impl FnMut(usize)) {
+    /// slot. Returns the slot the new entry went to. Runs no user code, so it cannot unwind half
+    /// done.
+    fn place(&mut self, mut meta: u32, mut entry: (K, V), wrote: &mut impl FnMut(usize)) -> usize {
         let mut index = Self::home(meta);
         let mut distance = 0;
+        // Where the new entry lands: the first slot written (later ones get displaced entries).
+        let mut landed = None;
         loop {
             let slot = &mut self.slots[index];
             if slot.meta == 0 {
                 wrote(index);
                 slot.entry.write(entry);
                 slot.meta = meta;
-                return;
+                return landed.unwrap_or(index);
             }
             let resident = index.wrapping_sub(Self::home(slot.meta)) & Self::MASK;
             if resident < distance {
                 wrote(index);
+                landed.get_or_insert(index);
                 core::mem::swap(&mut slot.meta, &mut meta);
                 // SAFETY: the slot was occupied (non-zero meta), so its entry is initialized; it
                 // stays occupied, now by `entry`.
@@ -258,12 +308,17 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
     }
 
     /// Removes `key`, returning its value.
-    pub(crate) fn remove<Q>(&mut self, key: &Q, wrote: &mut impl FnMut(usize)) -> Option<V>
+    pub(crate) fn remove<Q>(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: &Q,
+        wrote: &mut impl FnMut(usize),
+    ) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let index = self.find(meta_of(key), key).ok()?;
+        let index = self.find(meta_of(hasher, key), key).ok()?;
         Some(self.take(index, wrote).1)
     }
 
@@ -354,6 +409,13 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
 impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
 
+impl<K: core::fmt::Debug, V: core::fmt::Debug> core::fmt::Debug for Iter<'_, K, V> {
+    /// The entries not yet yielded, as a map.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
 impl<K, V> core::iter::FusedIterator for Iter<'_, K, V> {}
 
 impl<K, V, const N: usize> Drop for Table<K, V, N> {
@@ -366,6 +428,7 @@ impl<K, V, const N: usize> Drop for Table<K, V, N> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::hash::FxBuildHasher as Fx;
     use std::collections::BTreeMap;
     use std::vec::Vec;
 
@@ -430,17 +493,17 @@ mod tests {
             match next() % 8 {
                 0..=3 => {
                     let full = oracle.len() == N && !oracle.contains_key(&key);
-                    match table.insert(key, step, &mut |slot| written.push(slot)) {
+                    match table.insert(&Fx, key, step, &mut |slot| written.push(slot)) {
                         Ok(old) => assert_eq!(old, oracle.insert(key, step)),
                         Err(Full) => assert!(full, "Full with room left"),
                     }
                 }
                 4 => assert_eq!(
-                    table.remove(&key, &mut |slot| written.push(slot)),
+                    table.remove(&Fx, &key, &mut |slot| written.push(slot)),
                     oracle.remove(&key)
                 ),
                 5 => {
-                    if let Some(value) = table.get_mut(&key, &mut |slot| written.push(slot)) {
+                    if let Some(value) = table.get_mut(&Fx, &key, &mut |slot| written.push(slot)) {
                         *value = step;
                         oracle.insert(key, step);
                     }
@@ -456,7 +519,7 @@ mod tests {
                     }
                     check_same_layout(&lagging, &table);
                     let mut copy = Table::<u32, u32, N>::new();
-                    copy.insert(7, 7, &mut |_| {}).ok();
+                    copy.insert(&Fx, 7, 7, &mut |_| {}).ok();
                     copy.clone_from(&table);
                     check_same_layout(&copy, &table);
                     table = copy;
@@ -464,7 +527,7 @@ mod tests {
             }
             check_layout(&table);
             for k in 0..keys {
-                assert_eq!(table.get(&k), oracle.get(&k), "key {k} at step {step}");
+                assert_eq!(table.get(&Fx, &k), oracle.get(&k), "key {k} at step {step}");
             }
             let mut seen: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
             seen.sort_unstable();
@@ -497,11 +560,11 @@ mod tests {
         }
         let mut table = Table::<Collide, u32, 64>::new();
         for k in (0..32).filter(|k| k % 3 != 0) {
-            assert!(table.insert(Collide(k), k, &mut |_| {}).is_ok());
+            assert!(table.insert(&Fx, Collide(k), k, &mut |_| {}).is_ok());
         }
         for k in 0..40 {
             let expected = (k < 32 && k % 3 != 0).then_some(k);
-            assert_eq!(table.get(&Collide(k)).copied(), expected, "key {k}");
+            assert_eq!(table.get(&Fx, &Collide(k)).copied(), expected, "key {k}");
         }
     }
 
@@ -510,15 +573,15 @@ mod tests {
         let mut table = Table::<u32, u32, 4>::new();
         let mut written = Vec::new();
         for k in 0..4 {
-            assert!(table.insert(k, k, &mut |_| {}).is_ok());
+            assert!(table.insert(&Fx, k, k, &mut |_| {}).is_ok());
         }
-        assert!(table.insert(9, 9, &mut |_| {}).is_err());
+        assert!(table.insert(&Fx, 9, 9, &mut |_| {}).is_err());
         table.clear(&mut |slot| written.push(slot));
         written.sort_unstable();
         assert_eq!(written, [0, 1, 2, 3]);
         assert_eq!(table.len(), 0);
         assert_eq!(table.iter().count(), 0);
-        assert!(table.insert(9, 9, &mut |_| {}).is_ok());
-        assert_eq!(table.get(&9), Some(&9));
+        assert!(table.insert(&Fx, 9, 9, &mut |_| {}).is_ok());
+        assert_eq!(table.get(&Fx, &9), Some(&9));
     }
 }

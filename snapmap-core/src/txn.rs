@@ -2,9 +2,9 @@
 
 use crate::changes::Journal;
 use crate::table::{Iter, Table};
-use crate::Error;
+use crate::{Error, FxBuildHasher};
 use core::borrow::Borrow;
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 
 /// A writer's private copy of the current generation, handed to the closure of
 /// [`SnapMap::update`](crate::SnapMap::update).
@@ -13,14 +13,19 @@ use core::hash::Hash;
 /// published at once as one generation, or none is (an `Err`, or a panic, discards them all).
 /// If another writer publishes first, the closure runs again on a fresh copy of the new current
 /// generation, so it must be re-runnable (`FnMut`) and should have no side effects beyond `self`.
-pub struct Txn<'a, K, V, const N: usize> {
+pub struct Txn<'a, K, V, const N: usize, S = FxBuildHasher> {
     table: &'a mut Table<K, V, N>,
     journal: Journal<'a>,
+    hasher: &'a S,
 }
 
-impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
-    pub(crate) fn new(table: &'a mut Table<K, V, N>, journal: Journal<'a>) -> Self {
-        Self { table, journal }
+impl<'a, K, V, const N: usize, S> Txn<'a, K, V, N, S> {
+    pub(crate) fn new(table: &'a mut Table<K, V, N>, journal: Journal<'a>, hasher: &'a S) -> Self {
+        Self {
+            table,
+            journal,
+            hasher,
+        }
     }
 
     /// Whether anything was changed: a transaction that changed nothing publishes nothing.
@@ -49,14 +54,26 @@ impl<'a, K, V, const N: usize> Txn<'a, K, V, N> {
     }
 }
 
-impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
+impl<K: core::fmt::Debug, V: core::fmt::Debug, const N: usize, S> core::fmt::Debug
+    for Txn<'_, K, V, N, S>
+{
+    /// The copy's entries, with this transaction's changes so far.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Txn")
+            .field("len", &self.len())
+            .field("entries", &self.iter())
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
     /// The value of `key` in the copy, including this transaction's own changes.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.get(key)
+        self.table.get(self.hasher, key)
     }
 
     /// Whether `key` is present in the copy.
@@ -65,7 +82,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.get(key).is_some()
+        self.table.get(self.hasher, key).is_some()
     }
 
     /// Mutable access to the value of `key`; counts as a change if the key is present.
@@ -75,7 +92,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         Q: Hash + Eq + ?Sized,
     {
         self.table
-            .get_mut(key, &mut |slot| self.journal.record(slot))
+            .get_mut(self.hasher, key, &mut |slot| self.journal.record(slot))
     }
 
     /// Inserts or replaces `key`, returning the value it replaced.
@@ -85,7 +102,19 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
     /// unchanged and `key` and `value` are dropped.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
         self.table
-            .insert(key, value, &mut |slot| self.journal.record(slot))
+            .insert(self.hasher, key, value, &mut |slot| {
+                self.journal.record(slot)
+            })
+            .map_err(|_| Error::Full)
+    }
+
+    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in (see
+    /// `Table::take_back`).
+    pub(crate) fn insert_at(&mut self, key: K, value: V) -> Result<(usize, Option<V>), Error> {
+        self.table
+            .insert_at(self.hasher, key, value, &mut |slot| {
+                self.journal.record(slot)
+            })
             .map_err(|_| Error::Full)
     }
 
@@ -96,7 +125,7 @@ impl<K: Hash + Eq, V, const N: usize> Txn<'_, K, V, N> {
         Q: Hash + Eq + ?Sized,
     {
         self.table
-            .remove(key, &mut |slot| self.journal.record(slot))
+            .remove(self.hasher, key, &mut |slot| self.journal.record(slot))
     }
 
     /// Keeps only the entries for which `keep` returns `true`.

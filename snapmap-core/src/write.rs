@@ -3,11 +3,14 @@
 
 use crate::changes::{ChangeLog, Journal};
 use crate::generation::{FREE, IN_USE, UNUSED};
-use crate::reader::{pinning, Side, UNCLAIMED};
+use crate::reader::pinning;
+use crate::reentry;
 use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
+use crate::table::Table;
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
-use core::hash::Hash;
+use core::cell::Cell;
+use core::hash::{BuildHasher, Hash};
 
 /// Whether a writer that finds no free slot returns an error or waits for one.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -16,30 +19,64 @@ enum Wait {
     Spin,
 }
 
-/// The writer's base pin: a reader slot it owns for the whole write. Dropping it (on success,
-/// error or unwind) gives the slot back.
-struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize> {
-    map: &'m SnapMap<K, V, N, G, R, L>,
-    slot: usize,
+/// The writer's base pin: a counted pin (see `SnapMap::pin_counted`) on the generation it copies
+/// from, moved to the new current generation after each lost race. Dropping it (on success,
+/// error or unwind) ends the pin.
+struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> {
+    map: &'m SnapMap<K, V, N, G, R, L, S>,
+    base: usize,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
-    for BasePin<'_, K, V, N, G, R, L>
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
+    BasePin<'m, K, V, N, G, R, L, S>
+{
+    fn new(map: &'m SnapMap<K, V, N, G, R, L, S>) -> Self {
+        let base = Self::pin(map);
+        Self { map, base }
+    }
+
+    /// Moves the pin to the current generation; returns it.
+    fn repin(&mut self) -> usize {
+        Self::unpin(self.map, self.base);
+        self.base = Self::pin(self.map);
+        self.base
+    }
+
+    fn pin(map: &SnapMap<K, V, N, G, R, L, S>) -> usize {
+        // The `no_base_pin` mutant (loom runs only) reads `current` without a pin, to show that
+        // the models catch the lost updates that follow (writer A copies from a base that
+        // writer B is overwriting).
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        return map.current.load(Ordering::Acquire);
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        map.pin_counted()
+    }
+
+    fn unpin(map: &SnapMap<K, V, N, G, R, L, S>, base: usize) {
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        let _ = (map, base);
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        map.unpin_counted(base);
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
+    for BasePin<'_, K, V, N, G, R, L, S>
 {
     fn drop(&mut self) {
-        self.map.readers[self.slot].unpin(UNCLAIMED);
+        Self::unpin(self.map, self.base);
     }
 }
 
 /// A generation slot claimed (FREE -> IN_USE) by this writer and not published. Dropping it (on
 /// error, a change that changed nothing, or unwind) frees the slot; publishing forgets it.
-struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize> {
-    map: &'m SnapMap<K, V, N, G, R, L>,
+struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> {
+    map: &'m SnapMap<K, V, N, G, R, L, S>,
     index: usize,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
-    for Claim<'_, K, V, N, G, R, L>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
+    for Claim<'_, K, V, N, G, R, L, S>
 {
     fn drop(&mut self) {
         // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
@@ -50,61 +87,28 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize> Drop
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
-    SnapMap<K, V, N, G, R, L>
+impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
+    SnapMap<K, V, N, G, R, L, S>
 {
-    /// Claims a reader slot and pins the current generation through it as the writer's base.
-    /// Returns the pin and the base's index.
-    fn base_pin(&self, wait: Wait) -> Result<(BasePin<'_, K, V, N, G, R, L>, usize), Error> {
-        let mut spins = 0;
-        loop {
-            if let Some((slot, base)) = self.claim_and_pin(Side::Writer) {
-                // The `no_base_pin` mutant (loom runs only) drops the hazard at once, to show
-                // that the models catch the lost updates that follow (see `pin_base`).
-                #[cfg(snapmap_mutant = "no_base_pin")]
-                self.readers[slot].unpin(crate::reader::IDLE);
-                return Ok((BasePin { map: self, slot }, base));
-            }
-            if wait == Wait::No {
-                return Err(Error::NoReaderSlot);
-            }
-            if spins == 0 {
-                self.stats.slot_waits.bump();
-            }
-            spin_wait(&mut spins);
-        }
-    }
-
-    /// Pins the current generation as a writer's new base, through the writer's own reader slot.
-    fn pin_base(&self, slot: usize) -> usize {
-        // The `no_base_pin` mutant (loom runs only) reads `current` without a hazard.
-        #[cfg(snapmap_mutant = "no_base_pin")]
-        return {
-            let _ = slot;
-            self.current.load(Ordering::Acquire)
-        };
-        #[cfg(not(snapmap_mutant = "no_base_pin"))]
-        self.pin(slot)
-    }
-
     /// Claims a free slot to bring up to date with the pinned `base`, re-pinning the current
     /// generation as the base after each failed attempt. Returns the base's index with the claim.
     fn claim_generation<'m>(
         &'m self,
-        pin: &BasePin<'m, K, V, N, G, R, L>,
-        mut base: usize,
+        pin: &mut BasePin<'m, K, V, N, G, R, L, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R, L>), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, L, S>), Error> {
         let mut spins = 0;
         loop {
+            let base = pin.base;
             if let Some(index) = self.try_claim(base) {
                 return Ok((base, Claim { map: self, index }));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
-            // lost CAS retries, this is progress elsewhere, not a wait). With `current` still,
-            // the slot budget (`G >= R + W + 1`) leaves a candidate free throughout a scan, so a
-            // failed scan then means the slots really are pinned or claimed.
+            // lost CAS retries, this is progress elsewhere, not a wait). With `current` still, a
+            // failed scan means the slots really are pinned or claimed: by registered readers
+            // (at most `R`, which the budget `G >= R + 2` leaves room for), by other writers in
+            // flight, or by held one-off snapshots.
             // Relaxed: only compared, nothing is read on the strength of it.
             if self.current.load(Ordering::Relaxed) == base {
                 if wait == Wait::No {
@@ -116,7 +120,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
                 spin_wait(&mut spins);
             }
             // Re-pinned on every attempt, so a waiting writer never holds an old generation.
-            base = self.pin_base(pin.slot);
+            pin.repin();
         }
     }
 
@@ -148,21 +152,31 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
             return false;
         }
         // The writer half of the Dekker pair with a reader's announcement and validation in
-        // `pin`. In the single total order of SeqCst operations, either the announcement
-        // precedes this fence, and the scan below sees the hazard (or a later Release store of
-        // that reader, which carries its reads along); or this fence comes first, and since
+        // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
+        // order of SeqCst operations, either the announcement precedes this fence, and the scan
+        // below sees the hazard (or a later Release store of that reader, which carries its
+        // reads along) or a count that includes the increment (every later change of the count
+        // is a read-modify-write, so the value read is at least that reader's share until it
+        // decrements, with Release); or this fence comes first, and since
         // `current` had moved off `index` before it (the retiring CAS happens-before the FREE
         // store we just acquired), the reader's validating load sees that and it never reads the
         // slot. A pin that validates on `index` later is on a re-published copy, written before
-        // its publishing CAS: harmless.
+        // its publishing CAS: harmless. (Counted pins would be safe even without the fence: the
+        // writer that retired `index` had it pinned as its base, by a read-modify-write of the
+        // same count that happens-before our claim, so our load sees the count no lower than
+        // that, and a reader's increment lands either inside that pin, keeping the count up, or
+        // after its release, which orders the reader after the retiring CAS. A registered
+        // reader's hazard is a plain store: for those the fence is essential, and the loom
+        // mutant `no_writer_fence` shows it.)
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
-        // Acquire: a hazard seen cleared (or moved) orders that reader's reads of this slot
-        // before our writes to it.
-        let pinned = self
-            .readers
-            .iter()
-            .any(|reader| reader.hazard.load(Ordering::Acquire) == pinning(index));
+        // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
+        // made under those pins before our writes to the slot.
+        let pinned = self.pins[index].word.load(Ordering::Acquire) != 0
+            || self
+                .readers
+                .iter()
+                .any(|reader| reader.hazard().load(Ordering::Acquire) == pinning(index));
         if pinned {
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).
@@ -179,7 +193,8 @@ impl<
         const G: usize,
         const R: usize,
         const L: usize,
-    > SnapMap<K, V, N, G, R, L>
+        S: BuildHasher,
+    > SnapMap<K, V, N, G, R, L, S>
 {
     /// The whole write protocol: bring the claimed copy up to date with the current generation,
     /// let `change` edit it, and publish it by CAS, catching up and re-applying after each lost
@@ -187,13 +202,40 @@ impl<
     fn publish<T>(
         &self,
         wait: Wait,
-        mut change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.publish_or_take_back(wait, change, |_| {})
+    }
+
+    /// [`publish`](Self::publish), with `lost` called on the discarded copy after each lost race,
+    /// before it is caught up: a write can take back there what `change` moved into the copy
+    /// (see `insert`).
+    fn publish_or_take_back<T>(
+        &self,
+        wait: Wait,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        lost: impl FnMut(&mut Table<K, V, N>),
+    ) -> Result<T, Error> {
+        let me = (self as *const Self).cast::<()>();
+        if reentry::writing(me) {
+            return Err(Error::Reentrant);
+        }
+        reentry::nest(me, || self.publish_once(wait, change, lost))
+    }
+
+    /// [`publish_or_take_back`](Self::publish_or_take_back), for a write that is not inside
+    /// another write to this map.
+    fn publish_once<T>(
+        &self,
+        wait: Wait,
+        mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        mut lost: impl FnMut(&mut Table<K, V, N>),
     ) -> Result<T, Error> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
-        let (pin, base) = self.base_pin(wait)?;
-        let (mut base, claim) = self.claim_generation(&pin, base, wait)?;
+        let mut pin = BasePin::new(self);
+        let (mut base, claim) = self.claim_generation(&mut pin, wait)?;
         let target = &self.generations[claim.index];
         loop {
             let source = &self.generations[base];
@@ -218,7 +260,11 @@ impl<
                     if full {
                         self.stats.full_copies.bump();
                     }
-                    let mut txn = Txn::new(&mut copy.table, Journal::new(log, copy.version + 1));
+                    let mut txn = Txn::new(
+                        &mut copy.table,
+                        Journal::new(log, copy.version + 1),
+                        &self.hasher,
+                    );
                     let result = change(&mut txn);
                     let changed = txn.changed();
                     if changed && result.is_ok() {
@@ -253,10 +299,12 @@ impl<
                     // after that base's version: say so, and the catch-up undoes them.
                     target.generation.with_mut(|copy| {
                         // SAFETY: still ours and unpublished, as above.
-                        unsafe { (*copy).version -= 1 };
+                        let copy = unsafe { &mut *copy };
+                        copy.version -= 1;
+                        lost(&mut copy.table);
                     });
                     self.stats.cas_retries.bump();
-                    base = self.pin_base(pin.slot);
+                    base = pin.repin();
                 }
             }
         }
@@ -296,9 +344,12 @@ impl<
     ///
     /// # Errors
     /// Whatever `change` returns (its [`Txn::insert`] gives [`Error::Full`]); nothing is published.
+    /// [`Error::Reentrant`] (under `std`) if this is a write from inside a write to this map,
+    /// `change` included: `change` must not write to the map it changes (that would livelock;
+    /// see the [crate docs](crate#writing)).
     pub fn update<T>(
         &self,
-        change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.publish(Wait::Spin, change)
     }
@@ -306,11 +357,11 @@ impl<
     /// [`update`](Self::update), without waiting.
     ///
     /// # Errors
-    /// As `update`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`] if the writer
-    /// would have to wait for a slot.
+    /// As `update`, plus [`Error::NoFreeGeneration`] if the writer would have to wait for a
+    /// slot.
     pub fn try_update<T>(
         &self,
-        change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.publish(Wait::No, change)
     }
@@ -325,24 +376,46 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is new and the map holds `N` entries.
+    /// [`Error::Full`] if `key` is new and the map holds `N` entries; [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::Spin, |tx| tx.insert(key.clone(), value.clone()))
+        self.insert_with(Wait::Spin, key, value)
+    }
+
+    /// Moves `key` and `value` into the copy; after a lost race, takes them back out of the
+    /// discarded copy for the next attempt, so that they are never cloned.
+    fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+        let pending = Cell::new(Some((key, value)));
+        let landed = Cell::new(0);
+        self.publish_or_take_back(
+            wait,
+            |tx| {
+                // Given back after every lost race; taken only by an attempt that then either
+                // publishes, fails (dropping them) or unwinds.
+                let (key, value) = pending.take().expect("insert's entry taken twice");
+                let (slot, old) = tx.insert_at(key, value)?;
+                landed.set(slot);
+                Ok(old)
+            },
+            // The slot holds our entry (or, for a key that was present, its old key with our
+            // value): the same key by `Eq`, and the copy's own.
+            |table| pending.set(Some(table.take_back(landed.get()))),
+        )
     }
 
     /// [`insert`](Self::insert), without waiting.
     ///
     /// # Errors
-    /// As `insert`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`].
+    /// As `insert`, plus [`Error::NoFreeGeneration`] if it would have to wait for a slot.
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::No, |tx| tx.insert(key.clone(), value.clone()))
+        self.insert_with(Wait::No, key, value)
     }
 
     /// Removes `key`, returning its value (Go's `LoadAndDelete` / `Delete`). Publishes nothing
     /// if the key is absent.
     ///
     /// # Errors
-    /// None in practice from this blocking form; the `Result` matches [`try_remove`](Self::try_remove).
+    /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
+    /// the [crate docs](crate#writing).
     pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
@@ -354,7 +427,7 @@ impl<
     /// [`remove`](Self::remove), without waiting.
     ///
     /// # Errors
-    /// [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`].
+    /// [`Error::NoFreeGeneration`] if it would have to wait for a slot; [`Error::Reentrant`].
     pub fn try_remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
@@ -363,18 +436,28 @@ impl<
         self.publish(Wait::No, |tx| Ok(tx.remove(key)))
     }
 
-    /// Returns the value of `key`, inserting `value` first if the key is absent (Go's
-    /// `LoadOrStore`). Reads before it writes: an existing key costs one snapshot.
+    /// Returns the value of `key` and `true` if the key was present (loaded), or inserts `value`
+    /// and returns it with `false` (Go's `LoadOrStore`, which returns `loaded` too). Reads
+    /// before it writes: an existing key costs one snapshot.
+    ///
+    /// ```
+    /// use snapmap_core::SnapMap;
+    /// let map: SnapMap<u8, &str, 4> = SnapMap::new();
+    /// assert_eq!(map.get_or_insert(1, "first"), Ok(("first", false)));
+    /// assert_eq!(map.get_or_insert(1, "second"), Ok(("first", true)));
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is absent and the map holds `N` entries.
-    pub fn get_or_insert(&self, key: K, value: V) -> Result<V, Error> {
+    /// [`Error::Full`] if `key` is absent and the map holds `N` entries; [`Error::Reentrant`].
+    pub fn get_or_insert(&self, key: K, value: V) -> Result<(V, bool), Error> {
         if let Some(existing) = self.get(&key) {
-            return Ok(existing);
+            return Ok((existing, true));
         }
         self.publish(Wait::Spin, |tx| match tx.get(&key) {
-            Some(existing) => Ok(existing.clone()),
-            None => tx.insert(key.clone(), value.clone()).map(|_| value.clone()),
+            Some(existing) => Ok((existing.clone(), true)),
+            None => tx
+                .insert(key.clone(), value.clone())
+                .map(|_| (value.clone(), false)),
         })
     }
 
@@ -391,7 +474,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// None in practice from this blocking form.
+    /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
+    /// the [crate docs](crate#writing).
     pub fn compare_exchange<Q>(&self, key: &Q, current: &V, new: V) -> Result<bool, Error>
     where
         K: Borrow<Q>,
@@ -413,7 +497,8 @@ impl<
     /// returning the removed value.
     ///
     /// # Errors
-    /// None in practice from this blocking form.
+    /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
+    /// the [crate docs](crate#writing).
     pub fn remove_if<Q>(
         &self,
         key: &Q,
@@ -432,7 +517,8 @@ impl<
     /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty.
     ///
     /// # Errors
-    /// None in practice from this blocking form.
+    /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
+    /// the [crate docs](crate#writing).
     pub fn clear(&self) -> Result<(), Error> {
         self.publish(Wait::Spin, |tx| {
             tx.clear();

@@ -503,7 +503,7 @@ fn method(w: &mut String) {
         w,
         "## What is measured\n\n\
          1024 entries of `u64 -> u64` (SplitMix64-scrambled keys) in every map. snapmap is \
-         `SnapMap<u64, u64, 2048, 4, 4, 512>`: the defaults G = 4 generations and R = 4 reader \
+         `SnapMap<u64, u64, 2048, 4, 2, 512>`: the defaults G = 4 generations and R = 2 reader \
          slots; **N = 2048 for 1024 entries, i.e. at most 50% load**, since each generation is \
          an open-addressing table (linear probing) and a full one probes long chains; and \
          change logs of L = 512 slots, enough for the slots written by the last three 64-key \

@@ -704,7 +704,7 @@ fn render(m: &Measured, level: usize) -> String {
     );
     row(
         &mut w,
-        "get (hit): one-off `SnapMap::get` (claims a reader slot and pins by CAS)",
+        "get (hit): one-off `SnapMap::get` (counts a pin on the generation: an atomic add, and a subtract on drop)",
         "get/floor",
         "get/mutex",
         "get/snapmap-oneoff",

@@ -17,7 +17,7 @@ const MIN_WRITES: u32 = 1_000;
 const MAX_WRITES: u32 = 200_000;
 
 /// Every key holds `(stamp, stamp ^ key)`: one batch stamps all of them.
-type Map = SnapMap<u8, (u32, u32), { KEYS as usize }, 4, 3>;
+type Map = SnapMap<u8, (u32, u32), { KEYS as usize }, 4, 2>;
 static MAP: Map = SnapMap::new();
 
 /// The handler reads only while this is set.
@@ -78,7 +78,7 @@ pub fn reader_in_interrupt_during_writes() {
 
 #[exception]
 fn SysTick() {
-    static mut READER: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 3>> = None;
+    static mut READER: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 2>> = None;
     static mut LAST_VERSION: u64 = 0;
 
     if !ACTIVE.load(Ordering::Relaxed) {

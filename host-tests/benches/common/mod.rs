@@ -33,8 +33,8 @@ pub const LOG: usize = 512;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 4, and `L` = 512.
-pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 4, LOG>;
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `L` = 512.
+pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 2, LOG>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;
 pub type StdHash = std::hash::RandomState;
@@ -158,7 +158,8 @@ fn snap_notes(map: &Snap) -> String {
 
 /// snapmap read through a registered [`Reader`]: one pin (and unpin) per get.
 pub struct SnapReader(pub Box<Snap>);
-/// snapmap read one-off: `map.get(&k)` claims a reader slot and pins (one CAS), looks up, releases.
+/// snapmap read one-off: `map.get(&k)` counts a pin on the generation (an atomic add), looks up,
+/// and uncounts it (an atomic subtract).
 pub struct SnapOneOff(pub Box<Snap>);
 
 macro_rules! snap_writes {
@@ -197,7 +198,7 @@ macro_rules! snap_writes {
 
 impl Shared for SnapReader {
     const ID: &'static str = "snapmap-reader";
-    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 4, LOG>;
+    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, LOG>;
     fn with_keys(keys: &[u64]) -> Box<Self> {
         Box::new(Self(boxed_snap(keys)))
     }

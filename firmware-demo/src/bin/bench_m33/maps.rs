@@ -2,7 +2,7 @@
 //! single-core loops and the concurrent writer make.
 //!
 //! - [`SNAP`]: snapmap with `N = 128` (64 entries: 50% load), `G = 4`, `R = 2` (a reader on
-//!   core 1 and the writer's base pin; `G >= R + W + 1`).
+//!   core 1 and one spare; `G >= R + 2`, and with one reader `G >= 1 + W + 1`).
 //! - [`PEER`]: `critical_section::Mutex<RefCell<FnvIndexMap>>`, the same table behind the
 //!   board's critical section (interrupts masked and a spinlock word shared by the cores).
 //! - [`Floor`]: the same table, unsynchronized (one core only).

@@ -13,11 +13,13 @@ use snapmap_core::{Reader, SnapMap};
 
 /// Channels 0..CHANNELS, all present once the table is filled.
 pub const CHANNELS: u8 = 64;
-/// Generation slots. With `G >= R + W + 1` a writer never waits for a reader: R = 3 (core 1's
-/// loop, core 1's timer interrupt, the writer's base pin), W = 1 (core 0).
+/// Generation slots: at least `R + 2` (checked at compile time), so that the readers, however long
+/// they idle, never stop the writer; with `G >= R + W + 1` (W = 1, core 0) the writer never waits
+/// for a reader at all. One more than that, so that a held pin rarely meets the writer.
 pub const GENERATIONS: usize = 5;
-/// Reader slots: the two registered readers on core 1 and the writer's base pin.
-pub const READER_SLOTS: usize = 3;
+/// Reader slots: the two registered readers on core 1 (core 1's loop and its timer interrupt).
+/// The writer's base pin needs none.
+pub const READER_SLOTS: usize = 2;
 /// What the gains of all channels always add up to.
 pub const GAIN_TOTAL: u32 = CHANNELS as u32 * 1_000;
 

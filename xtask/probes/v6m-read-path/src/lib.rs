@@ -55,8 +55,8 @@ pub fn snapmap_probe_write_update(key: u32) -> bool {
     .is_ok()
 }
 
-/// One-off read through a borrowed reader slot: claiming the slot takes a critical section on
-/// thumbv6m (documented); reported, not checked.
+/// One-off read through a counted pin: counting (an increment and a decrement) takes a critical
+/// section on thumbv6m (documented); reported, not checked.
 #[no_mangle]
 pub fn snapmap_probe_borrowed_get(key: u32) -> Option<u32> {
     MAP.get(&key)
