@@ -16,8 +16,15 @@ pub const LOOP_HZ: u32 = 10_000;
 /// The timer interrupt's rate (see `firmware_demo::tick`: TIMER alarm 0 on the RP2040, the
 /// core's SysTick elsewhere).
 pub const TICK_HZ: u32 = 2_000;
-/// Spin-loop hints between two reads of the time base while the control loop waits.
-const POLL_SPACING: u32 = 200;
+/// Spin-loop hints between two reads of the time base while the control loop waits: a few
+/// hundred under QEMU, where every device read takes the emulator's global lock, which core 0
+/// and the timers need too; a few on the RP2040, where a late start of a period is time its
+/// read no longer has (200 hints were up to 1,000 cycles late on the emulated RP2040).
+const POLL_SPACING: u32 = if cfg!(feature = "board-rp2040") {
+    4
+} else {
+    200
+};
 
 /// What one reading context did. Each instance has a single writer: [`LOOP`] is written by core
 /// 1's thread mode only, [`TICK`] by its timer interrupt handler only.
@@ -131,8 +138,7 @@ pub fn core1_main() -> ! {
         let mut late = true;
         while (deadline.wrapping_sub(board::now()) as i32) > 0 {
             late = false;
-            // Poll the timer every few hundred cycles, not back to back: under QEMU every
-            // device read takes the emulator's global lock, which core 0 and the timers need too.
+            // Not back to back: see POLL_SPACING.
             for _ in 0..POLL_SPACING {
                 core::hint::spin_loop();
             }
