@@ -1,7 +1,7 @@
-//! `cargo run -p rp2040-runner --example profile -- ELF [CYCLES] [EVERY]`: a sampling profile
-//! of both cores. Runs the firmware for CYCLES (default 125,000,000: 1 s at 125 MHz), samples
-//! each core's PC every EVERY cycles (default 1,000) and prints, per core, the functions that
-//! held most samples. The emulator is cycle-accounted, so a function's share of samples is its
+//! `cargo run -p rp2040-runner --example profile -- ELF [CYCLES] [EVERY] [FROM]`: a sampling
+//! profile of both cores. Runs the firmware for CYCLES (default 125,000,000: 1 s at 125 MHz),
+//! samples each core's PC every EVERY cycles (default 1,000) from cycle FROM on (default 0) and
+//! prints, per core, the functions that held most samples. The emulator is cycle-accounted, so a function's share of samples is its
 //! share of that core's cycles.
 
 use std::collections::HashMap;
@@ -11,9 +11,12 @@ use rp2040_runner::{Firmware, Rp2040};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let elf = args.first().ok_or("usage: profile ELF [CYCLES] [EVERY]")?;
+    let elf = args
+        .first()
+        .ok_or("usage: profile ELF [CYCLES] [EVERY] [FROM]")?;
     let cycles: u64 = args.get(1).map_or(Ok(125_000_000), |a| a.parse())?;
     let every: u64 = args.get(2).map_or(Ok(1_000), |a| a.parse())?;
+    let from: u64 = args.get(3).map_or(Ok(0), |a| a.parse())?;
 
     let firmware = Firmware::load(std::path::Path::new(elf))?;
     let file = object::File::parse(&*firmware.elf)?;
@@ -36,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rp2040.take_rtt();
         if rp2040.halt().is_some() {
             break;
+        }
+        if rp2040.cycles() < from {
+            continue;
         }
         for (core, counts) in samples.iter_mut().enumerate() {
             // A core that did not advance (parked, asleep) is not sampled.
