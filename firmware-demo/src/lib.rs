@@ -3,8 +3,8 @@
 //!
 //! One `board-*` feature selects the [`board`]; what every firmware here needs beyond it is
 //! board-independent: critical sections that count themselves per core ([`cs`]), the calling
-//! core's SysTick as a periodic interrupt ([`tick`]), counters with a single writer that need
-//! no read-modify-write ([`counter`]), and a mailbox through which core 0 hands core 1
+//! core's periodic interrupt and cycle counter ([`tick`]), counters with a single writer that need
+//! no read-modify-write ([`counter`]) and a histogram of them ([`histogram`]), and a mailbox through which core 0 hands core 1
 //! numbered jobs ([`mailbox`]).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -13,5 +13,6 @@
 pub mod board;
 pub mod counter;
 pub mod cs;
+pub mod histogram;
 pub mod mailbox;
 pub mod tick;

@@ -51,7 +51,7 @@ impl Mailbox {
     /// which must be the one after the last posted (the first is 1).
     ///
     /// Saves `post`'s load of the last number, for a caller whose every instruction counts
-    /// (`bench_m33` times reads on core 1 against the instructions both cores run).
+    /// (`bench` times reads on core 1 against the instructions both cores run).
     #[inline(always)]
     pub fn post_numbered(&self, job: u32) {
         // Release: pairs with core 1's Acquire load in `serve`, so whatever core 0 prepared for
@@ -80,7 +80,7 @@ impl Mailbox {
     /// publishing each as started before and as finished after; sleeps in `wfe` in between.
     ///
     /// Always inlined: it then compiles into its caller as the loop written out there would,
-    /// which keeps `bench_m33`'s instruction counts as they were.
+    /// which keeps `bench`'s instruction counts as they were.
     #[inline(always)]
     pub fn serve(&self, mut job: impl FnMut(u32)) -> ! {
         let mut done = 0;

@@ -1,58 +1,219 @@
-//! The calling core's SysTick as a periodic interrupt (the `SysTick` exception).
+//! A periodic interrupt on the calling core, and that core's cycle counter.
 //!
-//! Every Cortex-M core has its own SysTick in its private peripheral bus, so on a two-core chip
-//! each core programs and takes its own: the demo's core 1 reads the table from this interrupt.
+//! - On the RP2040 the interrupt is TIMER alarm 0 (`TIMER_IRQ_0`), enabled in the calling
+//!   core's NVIC only, and re-armed by [`acknowledge`] one period after its last deadline: the
+//!   1 MHz TIMER is the time base [`board::now`] reads too, so the interrupt and the control
+//!   loop keep one clock. SysTick is then free to count the core's cycles ([`cycles`]).
+//!   (The emulated RP2040 also needs it that way: each core's SysTick there counts the cycles
+//!   that core executed, which in its instruction-lockstep interleaving fall behind the shared
+//!   clock whenever the other core runs slower instructions, so a SysTick tick came ~20% late.)
+//! - Elsewhere it is the core's SysTick (the `SysTick` exception): every Cortex-M core has its
+//!   own in its private peripheral bus. [`cycles`] then reads [`board::now`], which counts the
+//!   processor clock there.
+//!
+//! The handler is the application's (`#[interrupt] fn TIMER_IRQ_0` or `#[exception] fn
+//! SysTick`), and calls [`acknowledge`] first.
 
 use crate::board;
-use cortex_m::peripheral::{SCB, SYST};
 
-const CSR_ENABLE: u32 = 1 << 0;
-const CSR_TICKINT: u32 = 1 << 1;
-/// Count the processor clock ([`board::CORE_CLOCK_HZ`]), not the external reference.
-const CSR_CLKSOURCE_CORE: u32 = 1 << 2;
-const ICSR_PENDSTCLR: u32 = 1 << 25;
-/// SysTick's reload register is 24 bits wide.
-const MAX_RELOAD: u32 = 0x00FF_FFFF;
+pub use imp::*;
 
 /// Why a tick rate cannot be programmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TickError {
-    /// `hz` is zero, above the core clock, or so low that the reload does not fit in 24 bits.
+    /// `hz` is zero, above the clock, or so low that the period does not fit the timer.
     RateOutOfRange,
 }
 
-/// Starts the `SysTick` exception on the calling core at `hz` per second.
-///
-/// # Errors
-/// [`TickError::RateOutOfRange`] if the rate cannot be reached from [`board::CORE_CLOCK_HZ`].
-pub fn start(hz: u32) -> Result<(), TickError> {
-    let reload = match board::CORE_CLOCK_HZ.checked_div(hz) {
-        Some(cycles) if (2..=MAX_RELOAD + 1).contains(&cycles) => cycles - 1,
-        _ => return Err(TickError::RateOutOfRange),
-    };
-    // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), and only
-    // this module programs it, from thread mode of the core that uses it; the writes follow the
-    // architecture's sequence (disable, reload, clear the current value, enable).
-    unsafe {
-        let syst = &*SYST::PTR;
-        syst.csr.write(0);
-        syst.rvr.write(reload);
-        syst.cvr.write(0);
-        syst.csr
-            .write(CSR_CLKSOURCE_CORE | CSR_TICKINT | CSR_ENABLE);
+#[cfg(feature = "board-rp2040")]
+mod imp {
+    use super::{board, TickError};
+    use crate::counter::SoloCounter;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use cortex_m::peripheral::{NVIC, SYST};
+    use rp2040_hal::pac::{self, Interrupt};
+
+    /// The interrupt's period in TIMER microseconds (0: stopped).
+    static PERIOD_US: AtomicU32 = AtomicU32::new(0);
+    /// Deadlines that had already passed when [`acknowledge`] re-armed the alarm: ticks lost.
+    /// Written by the handler only.
+    pub static MISSED: SoloCounter = SoloCounter::new();
+
+    const ALARM0: u32 = 1 << 0;
+    /// SysTick: count the processor clock (clk_sys), no interrupt.
+    const CSR_ENABLE_CORE_CLOCK: u32 = (1 << 0) | (1 << 2);
+    /// SYST_CVR, the current value (counts down).
+    const CVR: *const u32 = 0xE000_E018 as *const u32;
+    /// SysTick counts 24 bits.
+    pub const CYCLES_MASK: u32 = 0x00FF_FFFF;
+
+    fn timer() -> &'static pac::timer::RegisterBlock {
+        // SAFETY: the TIMER's registers are always mapped; this module is the only user of alarm
+        // 0 and of INTE/INTR bit 0, each access below is a single register read or write, and
+        // every other user of the TIMER (`board::now`) only reads TIMERAWL.
+        unsafe { &*pac::TIMER::ptr() }
     }
-    Ok(())
+
+    /// Starts `TIMER_IRQ_0` on the calling core, `hz` times per second, and the calling core's
+    /// cycle counter.
+    ///
+    /// # Errors
+    /// [`TickError::RateOutOfRange`] unless `hz` divides into whole microseconds, at least 2.
+    pub fn start(hz: u32) -> Result<(), TickError> {
+        let period = match board::TICKS_PER_SEC.checked_div(hz) {
+            Some(us) if us >= 2 => us,
+            _ => return Err(TickError::RateOutOfRange),
+        };
+        start_cycles();
+        // Relaxed: only this core's handler reads it, after the unmask below (program order
+        // on one core).
+        PERIOD_US.store(period, Ordering::Relaxed);
+        let timer = timer();
+        let first = board::now().wrapping_add(period);
+        // SAFETY (the three writes): INTR is write-1-to-clear and INTE a plain mask, bit 0 of
+        // each being alarm 0's, which only this module uses; ALARM0 takes any 32-bit deadline.
+        timer.intr().write(|w| unsafe { w.bits(ALARM0) });
+        timer
+            .inte()
+            .modify(|r, w| unsafe { w.bits(r.bits() | ALARM0) });
+        timer.alarm0().write(|w| unsafe { w.bits(first) });
+        // SAFETY: the handler is the application's and touches only what it owns; unmasking in
+        // this core's NVIC (each core has its own) routes the alarm to this core alone.
+        unsafe { NVIC::unmask(Interrupt::TIMER_IRQ_0) };
+        Ok(())
+    }
+
+    /// Called first in the handler: clears the alarm's interrupt and arms the next deadline,
+    /// one period after the last (so the rate does not drift with the handler's latency). A
+    /// deadline already past is counted in [`MISSED`] and the next one taken from now.
+    #[inline]
+    pub fn acknowledge() {
+        let timer = timer();
+        // SAFETY: write-1-to-clear of alarm 0's interrupt bit, this module's.
+        timer.intr().write(|w| unsafe { w.bits(ALARM0) });
+        let period = PERIOD_US.load(Ordering::Relaxed);
+        let mut next = timer.alarm0().read().bits().wrapping_add(period);
+        let now = board::now();
+        if (next.wrapping_sub(now) as i32) <= 0 {
+            MISSED.add(1);
+            next = now.wrapping_add(period);
+        }
+        // SAFETY: ALARM0 takes any 32-bit deadline; writing it arms alarm 0 (this module's).
+        timer.alarm0().write(|w| unsafe { w.bits(next) });
+    }
+
+    /// Stops the interrupt on the calling core and discards a tick already pending. When it
+    /// returns, the handler is not running on this core and will not run again.
+    pub fn stop() {
+        NVIC::mask(Interrupt::TIMER_IRQ_0);
+        let timer = timer();
+        // SAFETY (the three writes): ARMED and INTR are write-1-to-clear (disarm, clear pending)
+        // and INTE a plain mask; bit 0 is alarm 0's, which only this module uses.
+        timer.armed().write(|w| unsafe { w.bits(ALARM0) });
+        timer
+            .inte()
+            .modify(|r, w| unsafe { w.bits(r.bits() & !ALARM0) });
+        timer.intr().write(|w| unsafe { w.bits(ALARM0) });
+        NVIC::unpend(Interrupt::TIMER_IRQ_0);
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+    }
+
+    /// Starts the calling core's SysTick counting clk_sys, free-running, without its interrupt.
+    pub fn start_cycles() {
+        // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), used by
+        // nothing else on the RP2040 build; disable, reload, clear, enable.
+        unsafe {
+            let syst = &*SYST::PTR;
+            syst.csr.write(0);
+            syst.rvr.write(CYCLES_MASK);
+            syst.cvr.write(0);
+            syst.csr.write(CSR_ENABLE_CORE_CLOCK);
+        }
+    }
+
+    /// The calling core's clock cycles, counting up modulo `CYCLES_MASK + 1` (134 ms at
+    /// 125 MHz), once [`start_cycles`] (or [`start`]) ran on this core.
+    #[inline(always)]
+    pub fn cycles() -> u32 {
+        // SAFETY: reading SYST_CVR has no side effect.
+        CYCLES_MASK - unsafe { CVR.read_volatile() }
+    }
 }
 
-/// Stops the calling core's `SysTick` exception and discards a tick that is already pending.
-/// When it returns, the handler is not running on this core and will not run again.
-pub fn stop() {
-    // SAFETY: as in `start`; ICSR.PENDSTCLR only clears this core's pending SysTick.
-    unsafe {
-        (*SYST::PTR).csr.write(0);
-        (*SCB::PTR).icsr.write(ICSR_PENDSTCLR);
+#[cfg(not(feature = "board-rp2040"))]
+mod imp {
+    use super::{board, TickError};
+    use cortex_m::peripheral::{SCB, SYST};
+
+    const CSR_ENABLE: u32 = 1 << 0;
+    const CSR_TICKINT: u32 = 1 << 1;
+    /// Count the processor clock ([`board::CORE_CLOCK_HZ`]), not the external reference.
+    const CSR_CLKSOURCE_CORE: u32 = 1 << 2;
+    const ICSR_PENDSTCLR: u32 = 1 << 25;
+    /// SysTick's reload register is 24 bits wide.
+    const MAX_RELOAD: u32 = 0x00FF_FFFF;
+    /// [`cycles`] is [`board::now`], 32 bits.
+    #[cfg(feature = "board-an521")]
+    pub const CYCLES_MASK: u32 = u32::MAX;
+
+    /// Starts the `SysTick` exception on the calling core at `hz` per second.
+    ///
+    /// # Errors
+    /// [`TickError::RateOutOfRange`] if the rate cannot be reached from [`board::CORE_CLOCK_HZ`].
+    pub fn start(hz: u32) -> Result<(), TickError> {
+        let reload = match board::CORE_CLOCK_HZ.checked_div(hz) {
+            Some(cycles) if (2..=MAX_RELOAD + 1).contains(&cycles) => cycles - 1,
+            _ => return Err(TickError::RateOutOfRange),
+        };
+        // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), and
+        // only this module programs it, from thread mode of the core that uses it; the writes
+        // follow the architecture's sequence (disable, reload, clear the current value, enable).
+        unsafe {
+            let syst = &*SYST::PTR;
+            syst.csr.write(0);
+            syst.rvr.write(reload);
+            syst.cvr.write(0);
+            syst.csr
+                .write(CSR_CLKSOURCE_CORE | CSR_TICKINT | CSR_ENABLE);
+        }
+        Ok(())
     }
-    // The writes above complete before anything that follows (the caller's "done" flag).
-    cortex_m::asm::dsb();
-    cortex_m::asm::isb();
+
+    /// SysTick needs no acknowledgement.
+    #[inline(always)]
+    pub fn acknowledge() {}
+
+    /// Stops the calling core's `SysTick` exception and discards a tick that is already
+    /// pending. When it returns, the handler is not running on this core and will not run again.
+    pub fn stop() {
+        // SAFETY: as in `start`; ICSR.PENDSTCLR only clears this core's pending SysTick.
+        unsafe {
+            (*SYST::PTR).csr.write(0);
+            (*SCB::PTR).icsr.write(ICSR_PENDSTCLR);
+        }
+        // The writes above complete before anything that follows (the caller's "done" flag).
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+    }
+
+    /// [`board::now`] counts the processor clock on these boards: nothing to start.
+    #[cfg(feature = "board-an521")]
+    pub fn start_cycles() {}
+
+    /// Processor clock cycles ([`board::now`]; under QEMU `-icount`, a fixed number of
+    /// instructions per tick), counting up modulo `CYCLES_MASK + 1`.
+    #[cfg(feature = "board-an521")]
+    #[inline(always)]
+    pub fn cycles() -> u32 {
+        board::now()
+    }
+}
+
+/// Cycles from reading `start` to reading `end` with [`cycles`] on one core (less than
+/// `CYCLES_MASK + 1` apart).
+#[cfg(not(feature = "board-microbit"))]
+#[inline(always)]
+pub fn cycles_between(start: u32, end: u32) -> u32 {
+    end.wrapping_sub(start) & CYCLES_MASK
 }

@@ -5,7 +5,7 @@ use crate::changes::{ChangeLog, Journal};
 use crate::generation::{FREE, IN_USE, UNUSED};
 use crate::reader::pinning;
 use crate::reentry;
-use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
+use crate::sync::{compare_exchange, compare_exchange_counted, fence, spin_wait, Ordering};
 use crate::table::Table;
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -283,13 +283,14 @@ impl<
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
-            match compare_exchange(&self.current, base, claim.index) {
+            // The publication is counted with the CAS (one critical section on thumbv6m).
+            match compare_exchange_counted(&self.current, base, claim.index, &self.stats.publishes)
+            {
                 Ok(_) => {
                     core::mem::forget(claim);
                     // Only the writer whose CAS replaced `base` retires it. Release: our copy of
                     // it happens-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
-                    self.stats.publishes.bump();
                     return Ok(result);
                 }
                 Err(_) => {

@@ -131,6 +131,8 @@ pub fn bench(options: &Options) -> Result {
         // The emulated Cortex-M33 figures (`cargo xtask bench-m33`): instruction counts, which
         // the machine's load does not change. A failure is shown in their section, not fatal.
         crate::bench_m33::refresh_for_bench(options.quick);
+        // The emulated RP2040's cycle counts (`cargo xtask bench-rp2040`), likewise.
+        crate::bench_rp2040::refresh_for_bench(options.quick);
     }
     // What the page says about the measuring run, kept with its results so that
     // `--report-only` does not replace it with the present moment's.
@@ -1123,6 +1125,7 @@ fn memory(w: &mut String, r: &Results) {
 /// run (QEMU `mps2-an521 -icount`): see [`crate::bench_m33`].
 fn m33_section(w: &mut String) {
     w.push_str(&crate::bench_m33::page_section());
+    w.push_str(&crate::bench_rp2040::page_section());
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `cargo xtask bench-m33`: snapmap's instruction counts on the emulated dual Cortex-M33.
 //!
-//! Builds `firmware-demo/src/bin/bench_m33` for QEMU `mps2-an521`, runs it twice under
+//! Builds `firmware-demo/src/bin/bench` for QEMU `mps2-an521`, runs it twice under
 //! `-icount shift=0,sleep=off` (the two runs must print the same bytes), checks that its figures
 //! are plausible, and renders them: printed as a table, written to `BENCHMARKS-m33.md`, and kept
 //! raw in `target/bench-m33/`, from where `cargo xtask bench` puts the same section into
@@ -31,7 +31,7 @@ is the same:
   - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all):
     percentiles and histograms, for snapmap and the mutex map;
   - size_of the maps on the target.
-Builds firmware-demo's `bench_m33` (the thumbv8m toolchain as for `cargo xtask demo`), runs it
+Builds firmware-demo's `bench` (the thumbv8m toolchain as for `cargo xtask demo`), runs it
 twice (the outputs must be identical), checks the calibration, prints the tables and writes
 BENCHMARKS-m33.md at the workspace root; raw output in target/bench-m33/. Takes a few seconds
 after the build. `cargo xtask bench` runs it too and puts the same section into BENCHMARKS.md.
@@ -156,7 +156,7 @@ fn out_dir() -> PathBuf {
 fn measure() -> Result<Measured> {
     host_tools::timeout()?;
     host_tools::qemu()?;
-    let elf = firmware::build(&AN521, Artifact::BenchM33)?;
+    let elf = firmware::build(&AN521, Artifact::Bench)?;
     println!(
         "==> running it on {} with -icount shift=0,sleep=off, twice",
         AN521.description
@@ -212,7 +212,7 @@ fn run_once(elf: &std::path::Path) -> Result<String> {
     Ok(text)
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -228,7 +228,7 @@ fn command_line(program: &str, args: &[&str]) -> String {
 }
 
 /// The short commit, with `+dirty` if the firmware or the core have uncommitted changes.
-fn commit() -> String {
+pub(crate) fn commit() -> String {
     let root = workspace_root();
     let hash = command_line(
         "git",
@@ -265,18 +265,24 @@ fn commit() -> String {
 
 /// `OP` line: one single-core figure.
 #[derive(Debug, Clone, PartialEq)]
-struct Op {
+pub(crate) struct Op {
     /// Ticks of the loop of operations, per repeat.
     ticks: Vec<u64>,
     /// Ticks of the empty loop, per repeat.
     empty: Vec<u64>,
     iters: u64,
-    critical_sections: u64,
+    pub(crate) critical_sections: u64,
 }
 
 impl Op {
     /// Instructions per operation: the median repeat's net ticks × 50 / iterations.
     fn instructions(&self) -> f64 {
+        self.per_op(INSTRUCTIONS_PER_TICK)
+    }
+
+    /// Units (instructions, cycles) per operation: the median repeat's net ticks × `per_tick`
+    /// / iterations.
+    pub(crate) fn per_op(&self, per_tick: f64) -> f64 {
         let mut net: Vec<u64> = self
             .ticks
             .iter()
@@ -284,11 +290,11 @@ impl Op {
             .map(|(t, e)| t.saturating_sub(*e))
             .collect();
         net.sort_unstable();
-        net[net.len() / 2] as f64 * INSTRUCTIONS_PER_TICK / self.iters as f64
+        net[net.len() / 2] as f64 * per_tick / self.iters as f64
     }
 
     /// How far apart the repeats are, in ticks (loop and empty loop alike).
-    fn spread(&self) -> u64 {
+    pub(crate) fn spread(&self) -> u64 {
         let spread = |v: &[u64]| v.iter().max().unwrap_or(&0) - v.iter().min().unwrap_or(&0);
         spread(&self.ticks).max(spread(&self.empty))
     }
@@ -296,17 +302,17 @@ impl Op {
 
 /// `LAT` line: one two-core configuration's read latencies, in instructions.
 #[derive(Debug, Clone, PartialEq)]
-struct Lat {
-    map: String,
-    writer: String,
+pub(crate) struct Lat {
+    pub(crate) map: String,
+    pub(crate) writer: String,
     fields: BTreeMap<String, u64>,
     /// `lo:count` bins of the `HIST` line.
-    hist: String,
-    hist_width: u64,
+    pub(crate) hist: String,
+    pub(crate) hist_width: u64,
 }
 
 impl Lat {
-    fn get(&self, key: &str) -> u64 {
+    pub(crate) fn get(&self, key: &str) -> u64 {
         self.fields.get(key).copied().unwrap_or(0)
     }
 }
@@ -319,14 +325,14 @@ struct Size {
 }
 
 #[derive(Debug, Default)]
-struct Measured {
-    ops: BTreeMap<String, Op>,
-    lats: Vec<Lat>,
+pub(crate) struct Measured {
+    pub(crate) ops: BTreeMap<String, Op>,
+    pub(crate) lats: Vec<Lat>,
     sizes: Vec<Size>,
     /// `STATS` lines, as printed.
-    stats: Vec<String>,
+    pub(crate) stats: Vec<String>,
     /// `run.tsv`: date, commit, qemu, runs.
-    facts: BTreeMap<String, String>,
+    pub(crate) facts: BTreeMap<String, String>,
 }
 
 /// `key=value` words of a line (words without `=` are skipped).
@@ -343,7 +349,7 @@ fn numbers(list: &str) -> Vec<u64> {
 }
 
 /// Parses the firmware's output.
-fn parse_output(text: &str) -> Result<Measured> {
+pub(crate) fn parse_output(text: &str) -> Result<Measured> {
     let mut m = Measured::default();
     for line in text.lines() {
         let Some((keyword, rest)) = line.split_once(' ') else {
@@ -455,7 +461,7 @@ impl Measured {
         self.ops.get(id).map(Op::instructions)
     }
 
-    fn lat(&self, map: &str, writer: &str) -> Option<&Lat> {
+    pub(crate) fn lat(&self, map: &str, writer: &str) -> Option<&Lat> {
         self.lats
             .iter()
             .find(|l| l.map == map && l.writer == writer)
@@ -529,18 +535,18 @@ impl Measured {
 // Rendering
 // ---------------------------------------------------------------------------------------------
 
-fn f1(v: Option<f64>) -> String {
+pub(crate) fn f1(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.1}"))
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     }
 }
 
-fn times(r: Option<f64>) -> String {
+pub(crate) fn times(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}×"))
 }
 
@@ -619,7 +625,7 @@ impl Targets {
     }
 }
 
-fn verdict(reached: Option<bool>) -> &'static str {
+pub(crate) fn verdict(reached: Option<bool>) -> &'static str {
     match reached {
         Some(true) => "**reached**",
         Some(false) => "**not reached**",

@@ -28,8 +28,9 @@ pub enum Artifact {
     Demo,
     /// `tests/on_target`: snapmap-core's tests on the target.
     TargetTests,
-    /// `src/bin/bench_m33`: instruction counts on the emulated dual Cortex-M33.
-    BenchM33,
+    /// `src/bin/bench`: instruction counts on the emulated dual Cortex-M33, cycle counts on the
+    /// emulated RP2040.
+    Bench,
 }
 
 /// Builds `artifact` for `board` (release profile) and returns the ELF's path.
@@ -40,7 +41,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     let what = match artifact {
         Artifact::Demo => "demo",
         Artifact::TargetTests => "target tests",
-        Artifact::BenchM33 => "M33 benchmark",
+        Artifact::Bench => "benchmark",
     };
     println!("==> building the {what} for {}", board.description);
     println!("    {}", toolchain.describe());
@@ -53,7 +54,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     }
 
     let mut cargo = toolchain.cargo(match artifact {
-        Artifact::Demo | Artifact::BenchM33 => "build",
+        Artifact::Demo | Artifact::Bench => "build",
         Artifact::TargetTests => "test",
     });
     cargo
@@ -63,7 +64,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
         .arg(&target_dir);
     match artifact {
         Artifact::Demo => cargo.args(["--bin", "demo"]),
-        Artifact::BenchM33 => cargo.args(["--bin", "bench_m33"]),
+        Artifact::Bench => cargo.args(["--bin", "bench"]),
         Artifact::TargetTests => cargo.args([
             "--no-run",
             "--test",
@@ -78,7 +79,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     println!("    built in {}", format_duration(started.elapsed()));
     let elf = match artifact {
         Artifact::Demo => profile_dir.join("demo"),
-        Artifact::BenchM33 => profile_dir.join("bench_m33"),
+        Artifact::Bench => profile_dir.join("bench"),
         Artifact::TargetTests => test_executable(&stdout, "on_target").ok_or_else(|| {
             Failure("cargo built the target tests but named no executable".to_owned())
         })?,

@@ -6,6 +6,7 @@
 mod asm_graph;
 mod bench;
 mod bench_m33;
+mod bench_rp2040;
 mod boards;
 mod build_targets;
 mod demo;
@@ -37,6 +38,9 @@ Commands:
   bench-m33 [--no-page]
                   instructions per get/insert/batch and per read under concurrent writes on
                   the emulated dual Cortex-M33 (QEMU -icount); write BENCHMARKS-m33.md
+  bench-rp2040 [--no-page]
+                  cycles per get/insert/batch and per read under concurrent writes on the
+                  emulated RP2040 (two M0+); write BENCHMARKS-rp2040.md
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
@@ -74,6 +78,7 @@ enum Cli {
     Toolchain(Vec<String>),
     Bench(bench::Options),
     BenchM33(bench_m33::Options),
+    BenchRp2040(bench_m33::Options),
     Demo(demo::Options),
     TestTargets(target_tests::Options),
 }
@@ -101,6 +106,7 @@ fn command_help(name: &str) -> Option<&'static str> {
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
         "bench-m33" => Some(bench_m33::HELP),
+        "bench-rp2040" => Some(bench_rp2040::HELP),
         "demo" => Some(demo::HELP),
         "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
@@ -242,6 +248,14 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::BenchM33)
                 .map_err(|e| usage_error(e, bench_m33::HELP))
         }
+        "bench-rp2040" => {
+            if rest.iter().any(|a| is_help(a)) {
+                return Ok(Cli::Help(Some(bench_rp2040::HELP)));
+            }
+            bench_rp2040::parse(rest)
+                .map(Cli::BenchRp2040)
+                .map_err(|e| usage_error(e, bench_rp2040::HELP))
+        }
         "demo" | "test-targets" => {
             let help = command_help(command).unwrap_or(USAGE);
             if rest.iter().any(|a| is_help(a)) {
@@ -293,6 +307,7 @@ fn main() -> ExitCode {
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
         Cli::BenchM33(options) => bench_m33::run(&options),
+        Cli::BenchRp2040(options) => bench_rp2040::run(&options),
         // These print their own verdict as the last line, and choose their exit status.
         Cli::Demo(options) => return demo::run(&options),
         Cli::TestTargets(options) => return target_tests::run(&options),

@@ -2,13 +2,15 @@
 //! publish (pin, claim, copy, CAS, retire): on one core, the way reads and writes interleave.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use cortex_m_rt::exception;
 use firmware_demo::counter::SoloCounter;
 use firmware_demo::{cs, tick};
+#[cfg(feature = "board-rp2040")]
+use rp2040_hal::pac::interrupt;
 use snapmap_core::{Reader, SnapMap};
 
 const KEYS: u8 = 16;
-/// SysTick rate while the test runs.
+/// The timer interrupt's rate while the test runs (`firmware_demo::tick`: the core's SysTick,
+/// or TIMER alarm 0 on the RP2040).
 const TICK_HZ: u32 = 20_000;
 /// The test needs at least this many interrupt reads and writes...
 const MIN_TICKS: u32 = 500;
@@ -22,7 +24,7 @@ static MAP: Map = SnapMap::new();
 
 /// The handler reads only while this is set.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Written only by the SysTick handler.
+/// Written only by the timer interrupt handler.
 static TICKS: SoloCounter = SoloCounter::new();
 static VIOLATIONS: SoloCounter = SoloCounter::new();
 static CS_WHILE_READING: SoloCounter = SoloCounter::new();
@@ -37,14 +39,15 @@ fn batch(stamp: u32) {
     .unwrap();
 }
 
-/// The main thread publishes batches as fast as it can while SysTick reads every 50 us.
+/// The main thread publishes batches as fast as it can while the timer interrupt reads every
+/// 50 us.
 pub fn reader_in_interrupt_during_writes() {
     batch(0);
     ACTIVE.store(true, Ordering::Relaxed);
     tick::start(TICK_HZ).unwrap();
     let mut writes = 0;
     while writes < MIN_WRITES || TICKS.get() < MIN_TICKS {
-        assert!(writes < MAX_WRITES, "the SysTick interrupt did not come");
+        assert!(writes < MAX_WRITES, "the timer interrupt did not come");
         writes += 1;
         batch(writes);
     }
@@ -76,18 +79,47 @@ pub fn reader_in_interrupt_during_writes() {
     );
 }
 
-#[exception]
-fn SysTick() {
-    static mut READER: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 2>> = None;
-    static mut LAST_VERSION: u64 = 0;
+/// What the handler keeps between interrupts.
+struct TickState {
+    reader: Option<Reader<'static, u8, (u32, u32), { KEYS as usize }, 4, 2>>,
+    last_version: u64,
+}
 
+impl TickState {
+    const fn new() -> Self {
+        Self {
+            reader: None,
+            last_version: 0,
+        }
+    }
+}
+
+#[cfg(not(feature = "board-rp2040"))]
+#[cortex_m_rt::exception]
+fn SysTick() {
+    // Handler-local static: cortex-m-rt hands this handler `&mut` to it, exclusively.
+    static mut STATE: TickState = TickState::new();
+    on_tick(STATE);
+}
+
+#[cfg(feature = "board-rp2040")]
+#[interrupt]
+fn TIMER_IRQ_0() {
+    // Handler-local static: cortex-m-rt hands this handler `&mut` to it, exclusively.
+    static mut STATE: TickState = TickState::new();
+    on_tick(STATE);
+}
+
+/// One checked snapshot per interrupt.
+fn on_tick(state: &mut TickState) {
+    tick::acknowledge();
     if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
-    if READER.is_none() {
-        *READER = MAP.reader().ok();
+    if state.reader.is_none() {
+        state.reader = MAP.reader().ok();
     }
-    let Some(reader) = READER else {
+    let Some(reader) = &mut state.reader else {
         VIOLATIONS.add(1);
         return;
     };
@@ -99,8 +131,8 @@ fn SysTick() {
             && snapshot
                 .iter()
                 .all(|(key, value)| Some(value.0) == stamp && value.1 == value.0 ^ u32::from(*key));
-        let in_order = snapshot.version() >= *LAST_VERSION;
-        *LAST_VERSION = snapshot.version();
+        let in_order = snapshot.version() >= state.last_version;
+        state.last_version = snapshot.version();
         all_stamped && in_order
     };
     CS_WHILE_READING.add(cs::taken_here().wrapping_sub(before));

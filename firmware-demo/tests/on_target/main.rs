@@ -112,7 +112,6 @@ fn main() -> ! {
     board::exit(true)
 }
 
-
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     static PANICKED: AtomicBool = AtomicBool::new(false);

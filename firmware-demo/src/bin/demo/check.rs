@@ -41,6 +41,20 @@ impl Violation {
     }
 }
 
+/// 32-bit words of a bitmask with one bit per channel.
+const CHANNEL_WORDS: usize = (CHANNELS as usize).div_ceil(32);
+
+/// The bitmask with every channel's bit set.
+const ALL_CHANNELS: [u32; CHANNEL_WORDS] = {
+    let mut all = [0u32; CHANNEL_WORDS];
+    let mut channel = 0;
+    while channel < CHANNELS {
+        all[channel as usize / 32] |= 1 << (channel % 32);
+        channel += 1;
+    }
+    all
+};
+
 /// What one reader saw last: versions and epochs must never go back.
 #[derive(Clone, Copy, Default)]
 pub struct Seen {
@@ -65,44 +79,85 @@ impl Seen {
 /// # Errors
 /// The first [`Violation`] found; `seen` is then left as it was.
 pub fn check(snapshot: &TableSnapshot<'_>, probe: u8, seen: &mut Seen) -> Result<u32, Violation> {
-    let mut present: u64 = 0;
+    // Every entry must carry the first one's epoch.
+    let epoch = snapshot.iter().next().map_or(0, |(_, entry)| entry.epoch);
+    // One bit per channel, in 32-bit words: ARMv6-M shifts 64-bit values by a library call.
+    let mut present = [0u32; CHANNEL_WORDS];
     let mut gains: u32 = 0;
-    let mut epoch = None;
     let mut probed = None;
     for (&channel, entry) in snapshot.iter() {
-        if channel >= CHANNELS || present & (1 << channel) != 0 {
-            return Err(Violation::WrongChannels);
+        let (word, bit) = (usize::from(channel / 32), 1u32 << (channel % 32));
+        match present.get_mut(word) {
+            Some(bits) if *bits & bit == 0 && channel < CHANNELS => *bits |= bit,
+            _ => return Err(Violation::WrongChannels),
         }
-        present |= 1 << channel;
         if !entry.is_intact(channel) {
             return Err(Violation::TornEntry);
         }
-        if *epoch.get_or_insert(entry.epoch) != entry.epoch {
+        if entry.epoch != epoch {
             return Err(Violation::MixedEpochs);
         }
         gains = gains.wrapping_add(entry.gain);
         if channel == probe {
-            probed = Some(*entry);
+            probed = Some(entry);
         }
     }
-    if present != u64::MAX >> (64 - u32::from(CHANNELS)) {
+    if present != ALL_CHANNELS {
         return Err(Violation::WrongChannels);
     }
     if gains != GAIN_TOTAL {
         return Err(Violation::GainNotConserved);
     }
-    if snapshot.get(&probe).copied() != probed {
+    if snapshot.get(&probe) != probed {
         return Err(Violation::LookupMismatch);
     }
-    let (version, epoch) = (snapshot.version(), epoch.unwrap_or(0));
-    if version < seen.version {
-        return Err(Violation::VersionWentBack);
-    }
-    if epoch < seen.epoch || (version == seen.version && epoch != seen.epoch) {
-        return Err(Violation::EpochOutOfStep);
-    }
-    *seen = Seen { version, epoch };
+    seen.advance(snapshot.version(), epoch)?;
     Ok(u32::from(CHANNELS) + 1)
+}
+
+/// What an interrupt handler reads: two lookups, of `probe` and of the channel half the table
+/// away, checked for what two entries can show: both there and intact, from one epoch (a
+/// recalibration stamps every channel, so half of one shows as two epochs), and version and
+/// epoch not behind what this reader saw last. A whole-snapshot [`check`] costs the M0+ about
+/// 6,800 cycles, more than half of the control loop's 12,500-cycle period at 10 kHz: the loop
+/// does that one, the interrupt stays short. Returns the number of entries read.
+///
+/// # Errors
+/// The first [`Violation`] found; `seen` is then left as it was.
+pub fn check_lookups(
+    snapshot: &TableSnapshot<'_>,
+    probe: u8,
+    seen: &mut Seen,
+) -> Result<u32, Violation> {
+    let other = (probe + CHANNELS / 2) % CHANNELS;
+    let (Some(a), Some(b)) = (snapshot.get(&probe), snapshot.get(&other)) else {
+        return Err(Violation::WrongChannels);
+    };
+    if !a.is_intact(probe) || !b.is_intact(other) {
+        return Err(Violation::TornEntry);
+    }
+    if a.epoch != b.epoch {
+        return Err(Violation::MixedEpochs);
+    }
+    seen.advance(snapshot.version(), a.epoch)?;
+    Ok(2)
+}
+
+impl Seen {
+    /// Records a snapshot of `version` whose entries carry `epoch`.
+    ///
+    /// # Errors
+    /// If either is behind what was seen last, or the same version came with another epoch.
+    fn advance(&mut self, version: u64, epoch: u32) -> Result<(), Violation> {
+        if version < self.version {
+            return Err(Violation::VersionWentBack);
+        }
+        if epoch < self.epoch || (version == self.version && epoch != self.epoch) {
+            return Err(Violation::EpochOutOfStep);
+        }
+        *self = Seen { version, epoch };
+        Ok(())
+    }
 }
 
 impl Violation {

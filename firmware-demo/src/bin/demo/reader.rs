@@ -1,23 +1,33 @@
 //! Core 1: a fixed-rate control loop and a timer interrupt, both reading the table through
 //! registered readers, checking every snapshot, and counting the critical sections they take.
 
-use crate::check::{check, Seen, Violation};
+use crate::check::{check, check_lookups, Seen, Violation};
 use crate::table::{TableReader, CHANNELS, TABLE};
 use core::sync::atomic::{AtomicBool, Ordering};
-use cortex_m_rt::exception;
 use firmware_demo::board;
 use firmware_demo::counter::SoloCounter;
+use firmware_demo::histogram::Histogram;
 use firmware_demo::{cs, tick};
+#[cfg(feature = "board-rp2040")]
+use rp2040_hal::pac::interrupt;
 
 /// The control loop's rate.
 pub const LOOP_HZ: u32 = 10_000;
-/// The timer interrupt's rate (core 1's SysTick).
+/// The timer interrupt's rate (see `firmware_demo::tick`: TIMER alarm 0 on the RP2040, the
+/// core's SysTick elsewhere).
 pub const TICK_HZ: u32 = 2_000;
-/// Spin-loop hints between two reads of the time base while the control loop waits.
-const POLL_SPACING: u32 = 200;
+/// Spin-loop hints between two reads of the time base while the control loop waits: a few
+/// hundred under QEMU, where every device read takes the emulator's global lock, which core 0
+/// and the timers need too; a few on the RP2040, where a late start of a period is time its
+/// read no longer has (200 hints were up to 1,000 cycles late on the emulated RP2040).
+const POLL_SPACING: u32 = if cfg!(feature = "board-rp2040") {
+    4
+} else {
+    200
+};
 
 /// What one reading context did. Each instance has a single writer: [`LOOP`] is written by core
-/// 1's thread mode only, [`TICK`] by its SysTick handler only.
+/// 1's thread mode only, [`TICK`] by its timer interrupt handler only.
 pub struct ReadStats {
     /// Snapshots pinned and checked.
     pub snapshots: SoloCounter,
@@ -61,17 +71,42 @@ pub static CORE1_CS_TOTAL: SoloCounter = SoloCounter::new();
 /// Core 1's counting critical section passed its self-test.
 pub static CORE1_CS_COUNTED: AtomicBool = AtomicBool::new(false);
 
+/// Cycles of the control loop's reads while core 0 writes: pinning a snapshot and looking one
+/// channel up (what a control loop pays for a value; the checks that follow are the demo's own
+/// work). Reads the timer interrupt preempted are left out: their time is the handler's.
+pub static READ_CYCLES: Histogram = Histogram::new();
+/// Timer interrupts taken (written by the handler only): how the loop tells a preempted read.
+static INTERRUPTS: SoloCounter = SoloCounter::new();
+
 /// Set by core 0 to end the run.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 /// Set by core 1 once it has stopped reading, with every counter final.
 pub static DONE: AtomicBool = AtomicBool::new(false);
 
-/// Pins one snapshot, checks it, and counts the critical sections taken meanwhile.
-fn read_once(reader: &mut TableReader, probe: u8, seen: &mut Seen, stats: &ReadStats) {
+/// Pins one snapshot, checks it (whole, or with `timing` absent two lookups: see
+/// [`check_lookups`]), and counts the critical sections taken meanwhile; with `timing`, records
+/// the cycles of the pin and of one lookup in it.
+fn read_once(
+    reader: &mut TableReader,
+    probe: u8,
+    seen: &mut Seen,
+    stats: &ReadStats,
+    timing: Option<&Histogram>,
+) {
     let before = cs::taken_here();
+    let interrupts = INTERRUPTS.get();
+    let start = tick::cycles();
     let result = {
         let snapshot = reader.snapshot();
-        check(&snapshot, probe, seen)
+        core::hint::black_box(snapshot.get(&probe));
+        let end = tick::cycles();
+        if let Some(histogram) = timing.filter(|_| INTERRUPTS.get() == interrupts) {
+            histogram.record(tick::cycles_between(start, end));
+        }
+        match timing {
+            Some(_) => check(&snapshot, probe, seen),
+            None => check_lookups(&snapshot, probe, seen),
+        }
     };
     let taken = cs::taken_here().wrapping_sub(before);
     stats.snapshots.add(1);
@@ -103,8 +138,7 @@ pub fn core1_main() -> ! {
         let mut late = true;
         while (deadline.wrapping_sub(board::now()) as i32) > 0 {
             late = false;
-            // Poll the timer every few hundred cycles, not back to back: under QEMU every
-            // device read takes the emulator's global lock, which core 0 and the timers need too.
+            // Not back to back: see POLL_SPACING.
             for _ in 0..POLL_SPACING {
                 core::hint::spin_loop();
             }
@@ -117,7 +151,7 @@ pub fn core1_main() -> ! {
         deadline = deadline.wrapping_add(period);
 
         match reader.as_mut() {
-            Ok(reader) => read_once(reader, probe, &mut seen, &LOOP),
+            Ok(reader) => read_once(reader, probe, &mut seen, &LOOP, Some(&READ_CYCLES)),
             Err(_) => LOOP.violation(Violation::NoReaderSlot),
         }
         probe = (probe + 1) % CHANNELS;
@@ -135,23 +169,55 @@ pub fn core1_main() -> ! {
     }
 }
 
-/// Core 1's timer interrupt: one checked snapshot per tick, through a reader of its own.
-#[exception]
-fn SysTick() {
-    // Handler-local statics: cortex-m-rt hands this handler `&mut` to them, exclusively.
-    static mut READER: Option<TableReader> = None;
-    static mut SEEN: Seen = Seen::new();
-    static mut PROBE: u8 = 0;
+/// What the timer interrupt keeps between ticks: its reader, registered on the first tick.
+pub struct TickReader {
+    reader: Option<TableReader>,
+    seen: Seen,
+    probe: u8,
+}
 
-    if READER.is_none() {
+impl TickReader {
+    const fn new() -> Self {
+        Self {
+            reader: None,
+            seen: Seen::new(),
+            probe: 0,
+        }
+    }
+}
+
+/// One snapshot per tick, through a reader of the handler's own, read as an interrupt would:
+/// two lookups ([`check_lookups`]).
+fn on_tick(state: &mut TickReader) {
+    tick::acknowledge();
+    INTERRUPTS.add(1);
+    if state.reader.is_none() {
         // First tick: register (outside the read window; on ARMv6-M this takes a critical section).
         match TABLE.reader() {
-            Ok(reader) => *READER = Some(reader),
+            Ok(reader) => state.reader = Some(reader),
             Err(_) => return TICK.violation(Violation::NoReaderSlot),
         }
     }
-    if let Some(reader) = READER {
-        read_once(reader, *PROBE, SEEN, &TICK);
-        *PROBE = (*PROBE + CHANNELS / 2 + 1) % CHANNELS;
+    if let Some(reader) = &mut state.reader {
+        read_once(reader, state.probe, &mut state.seen, &TICK, None);
+        state.probe = (state.probe + CHANNELS / 2 + 1) % CHANNELS;
     }
+}
+
+/// Core 1's timer interrupt on the RP2040: TIMER alarm 0.
+#[cfg(feature = "board-rp2040")]
+#[interrupt]
+fn TIMER_IRQ_0() {
+    // Handler-local static: cortex-m-rt hands this handler `&mut` to it, exclusively.
+    static mut STATE: TickReader = TickReader::new();
+    on_tick(STATE);
+}
+
+/// Core 1's timer interrupt elsewhere: its SysTick.
+#[cfg(not(feature = "board-rp2040"))]
+#[cortex_m_rt::exception]
+fn SysTick() {
+    // Handler-local static: cortex-m-rt hands this handler `&mut` to it, exclusively.
+    static mut STATE: TickReader = TickReader::new();
+    on_tick(STATE);
 }

@@ -9,6 +9,11 @@ use crate::check::Violation;
 const MIN_SNAPSHOTS: u32 = 1_000;
 /// Minimum timer-interrupt snapshots, likewise.
 const MIN_ISR_READS: u32 = 100;
+/// Whether the run must also keep its rates: on the RP2040, whose cores (emulated or real) run
+/// at a fixed, known speed, every control-loop period starts on time and the interrupt fires
+/// at its rate. Under QEMU without `-icount` (the M33 pair) time is the host's, shared with
+/// whatever else it runs, so there the rates are reported, not judged.
+const RATES_BINDING: bool = cfg!(feature = "board-rp2040");
 
 /// Everything the summary reports.
 #[derive(Default)]
@@ -38,6 +43,9 @@ pub struct Summary {
     pub overruns: u32,
     /// Critical sections core 1 took in all, outside its reads included.
     pub core1_cs: u32,
+    /// Median and worst cycles (of the processor clock, `firmware_demo::tick::cycles`) of a
+    /// control-loop read on core 1 while core 0 writes: the pin and one lookup.
+    pub read_cycles: [u32; 2],
     /// First violation codes seen by the control loop and by the interrupt (0: none).
     pub first_violations: [u32; 2],
     /// How long core 0 wrote.
@@ -58,6 +66,18 @@ impl Summary {
             && self.reader_cs == 0
             && self.snapshots >= MIN_SNAPSHOTS
             && self.isr_reads >= MIN_ISR_READS
+            && (!RATES_BINDING || self.rates_kept())
+    }
+
+    /// No control-loop overrun, and every period of both rates read: the loop's and the
+    /// interrupt's snapshots at least their rate times the seconds written, less one for where
+    /// the run's end cuts a period.
+    fn rates_kept(&self) -> bool {
+        let (loop_hz, tick_hz) = (crate::reader::LOOP_HZ, crate::reader::TICK_HZ);
+        let loop_reads = self.snapshots.saturating_sub(self.isr_reads);
+        self.overruns == 0
+            && loop_reads + 1 >= loop_hz * self.seconds
+            && self.isr_reads + 1 >= tick_hz * self.seconds
     }
 }
 
@@ -98,9 +118,18 @@ pub fn summary(s: &Summary) {
             MIN_ISR_READS
         );
     }
+    if RATES_BINDING && !s.rates_kept() {
+        defmt::error!(
+            "the rates were not kept: {=u32} overruns, {=u32} loop and {=u32} interrupt snapshots in {=u32} s",
+            s.overruns,
+            s.snapshots.saturating_sub(s.isr_reads),
+            s.isr_reads,
+            s.seconds
+        );
+    }
     // `println!`, not `info!`: printed whatever DEFMT_LOG filters out, since xtask needs it.
     defmt::println!(
-        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} overruns={=u32} core1_cs={=u32} seconds={=u32} completed={=u8}",
+        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} overruns={=u32} core1_cs={=u32} read_cycles_median={=u32} read_cycles_worst={=u32} seconds={=u32} completed={=u8}",
         if s.passed() { "PASS" } else { "FAIL" },
         s.reads,
         s.snapshots,
@@ -114,6 +143,8 @@ pub fn summary(s: &Summary) {
         s.slot_waits,
         s.overruns,
         s.core1_cs,
+        s.read_cycles[0],
+        s.read_cycles[1],
         s.seconds,
         u8::from(s.completed)
     );

@@ -64,10 +64,12 @@ impl Entry {
 }
 
 /// A cheap mixing checksum (FNV-1a over the words): any single changed field changes it.
+/// Written out word by word: a fold over an array made the M0+ store the array on the stack.
+#[inline]
 fn checksum(channel: u8, epoch: u32, gain: u32, offset: u32) -> u32 {
-    [u32::from(channel), epoch, gain, offset]
-        .iter()
-        .fold(0x811C_9DC5, |hash, word| {
-            (hash ^ word).wrapping_mul(0x0100_0193)
-        })
+    const PRIME: u32 = 0x0100_0193;
+    let mut hash = (0x811C_9DC5 ^ u32::from(channel)).wrapping_mul(PRIME);
+    hash = (hash ^ epoch).wrapping_mul(PRIME);
+    hash = (hash ^ gain).wrapping_mul(PRIME);
+    (hash ^ offset).wrapping_mul(PRIME)
 }

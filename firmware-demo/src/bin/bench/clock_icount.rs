@@ -2,7 +2,7 @@
 //!
 //! Under QEMU `-icount shift=0` one guest instruction is one nanosecond of virtual time, and
 //! SysTick on the processor clock (MAINCLK, 20 MHz on the AN521) ticks every 50 ns: exactly
-//! [`INSTRUCTIONS_PER_TICK`] instructions per tick, the same on every run. The virtual clock is
+//! [`UNITS_PER_TICK`] instructions per tick, the same on every run. The virtual clock is
 //! shared by the two CPUs, which QEMU then runs round-robin on one host thread: an interval
 //! measured on one core also contains whatever the other core ran meanwhile (see
 //! `concurrent.rs` for how the two-core figures deal with that).
@@ -21,7 +21,9 @@
 use cortex_m::peripheral::SYST;
 
 /// Instructions per SysTick tick under `-icount shift=0` (1 ns per instruction, 20 MHz clock).
-pub const INSTRUCTIONS_PER_TICK: u32 = 1_000_000_000 / firmware_demo::board::CORE_CLOCK_HZ;
+pub const UNITS_PER_TICK: u32 = 1_000_000_000 / firmware_demo::board::CORE_CLOCK_HZ;
+/// What a figure counts, for the host.
+pub const UNIT: &str = "instructions";
 
 /// SysTick's counter is 24 bits wide; the longest reload.
 const MASK: u32 = 0x00FF_FFFF;
@@ -96,7 +98,7 @@ fn time_raw<R>(f: impl FnOnce() -> R) -> u32 {
     let (start, _) = wait_edge();
     core::hint::black_box(f());
     let (end, turns) = wait_edge();
-    ticks_between(start, end) * INSTRUCTIONS_PER_TICK - turns * SPIN_TURN
+    ticks_between(start, end) * UNITS_PER_TICK - turns * SPIN_TURN
 }
 
 /// [`time_raw`] with its own overhead (an empty `f`) measured once and subtracted.

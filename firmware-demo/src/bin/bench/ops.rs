@@ -1,11 +1,11 @@
-//! Instructions per operation on one core: a loop of [`ITERS`] operations, minus the same loop
-//! with an empty body (the loop and the key selection), times 50 instructions per tick, over
-//! [`ITERS`]. Each figure is measured [`REPEATS`] times: under `-icount` the repeats agree within
-//! the one tick of phase (the xtask checks that, and that two runs print the same bytes).
+//! Instructions (cycles) per operation on one core: a loop of [`ITERS`] operations, minus the
+//! same loop with an empty body (the loop and the key selection), times the units per tick,
+//! over [`ITERS`]. Each figure is measured [`REPEATS`] times: the repeats agree within the one
+//! tick of phase (the xtask checks that, and that two runs print the same bytes).
 //!
 //! Core 1 is still held in reset here, so nothing else runs.
 
-use crate::clock::{self, INSTRUCTIONS_PER_TICK};
+use crate::clock::{self, UNITS_PER_TICK};
 use crate::maps::{self, write_key, Floor, FloorFull, BATCH, ENTRIES, KEYS, PEER, SNAP, SNAP_FULL};
 use crate::out;
 use core::hint::black_box;
@@ -28,7 +28,7 @@ fn loop_ticks<F: FnMut(usize)>(mut op: F) -> u32 {
 
 /// Prints one figure: `OP id=.. instr=<per op> cs=<critical sections per op> ticks=.. empty=..`.
 fn report(id: &str, ticks: [u32; REPEATS], empty: [u32; REPEATS], critical_sections: u32) {
-    let net = u64::from(ticks[0].saturating_sub(empty[0])) * u64::from(INSTRUCTIONS_PER_TICK);
+    let net = u64::from(ticks[0].saturating_sub(empty[0])) * u64::from(UNITS_PER_TICK);
     // Per operation, in thousandths of an instruction.
     let milli = net * 1000 / u64::from(ITERS);
     out!(
