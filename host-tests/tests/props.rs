@@ -8,8 +8,8 @@
 //! `try_` forms must return the predicted `NoReaderSlot` / `NoFreeGeneration`.
 
 use host_tests::{
-    drop_counts, panic_on_clone_after, silence_injected_panics, tracking_lock, Tracked, Watchdog,
-    INJECTED_PANIC,
+    drop_counts, panic_on_clone_after, panic_on_drop_after, silence_injected_panics, tracking_lock,
+    Tracked, Watchdog, INJECTED_PANIC,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -1646,6 +1646,130 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
             assert_eq!(held_contents, before);
             drop(held);
             probe_slots_with(&map, || TouchyKey(0), v).unwrap();
+        },
+    );
+}
+
+// =============================================================================================
+// Panicking `Drop`s and half-done copies (issue 9, items 1-3)
+// =============================================================================================
+
+/// A `Drop` that panics inside a write (where its catch-up overwrites old entries, or in
+/// `clear`) publishes nothing, and the copy it abandons must not poison the writes that later
+/// patch from it. Every drop position of a `clear` on a map of five keys, then unrelated writes
+/// that cycle through every generation slot, each checked against the oracle. (It used to drop
+/// an entry before its slot was on the change log and counted out of `len`: later writes
+/// published generations without key 2, or `len` 5 with 4 entries.)
+#[test]
+fn panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing() {
+    with_drop_accounting(
+        "panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing",
+        || {
+            let mut fired = 0;
+            for after in 0..24u64 {
+                let map: SnapMap<K, V, 8> = SnapMap::new();
+                let mut oracle = Oracle::new();
+                for i in 0..5u8 {
+                    map.insert(k(i), v(u32::from(i) * 10)).unwrap();
+                    oracle.insert(i, u32::from(i) * 10);
+                }
+                let mut version = 5;
+                let bomb = panic_on_drop_after(after);
+                let result = catch_unwind(AssertUnwindSafe(|| map.clear()));
+                let did_fire = bomb.fired();
+                drop(bomb);
+                if did_fire {
+                    fired += 1;
+                    assert!(
+                        result.is_err(),
+                        "after {after}: the panic did not propagate"
+                    );
+                } else {
+                    assert_eq!(result.ok(), Some(Ok(())), "after {after}");
+                    oracle.clear();
+                    version += 1;
+                }
+                let check = |oracle: &Oracle, version: u64, when: &str| {
+                    check_view(&map.snapshot(), oracle, version)
+                        .unwrap_or_else(|e| panic!("drop {after} panicked, {when}: {e}"));
+                };
+                check(&oracle, version, "then the clear");
+                for round in 0..8u32 {
+                    assert_eq!(values(map.insert(k(9), v(round))), Ok(None));
+                    oracle.insert(9, round);
+                    version += 1;
+                    check(&oracle, version, &format!("insert {round}"));
+                    assert_eq!(values(map.remove(&9)), Ok(Some(round)));
+                    oracle.remove(&9);
+                    version += 1;
+                    check(&oracle, version, &format!("remove {round}"));
+                }
+                probe_slots(&map).unwrap();
+            }
+            assert!(fired >= 10, "only {fired} drop panics fired");
+        },
+    );
+}
+
+/// A `Clone` that panics halfway through a whole-table copy (`L = 0`) leaves that copy with some
+/// slots copied and the rest as they were: it must still count and drop each entry exactly
+/// once. (The map's drop used to underflow the copy's `len` in debug builds.)
+#[test]
+fn panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once() {
+    with_drop_accounting(
+        "panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once",
+        || {
+            let mut fired = 0;
+            for after in 0..14u64 {
+                let before = drop_counts();
+                let map: SnapMap<K, V, 8, 4, 4, 0> = SnapMap::new();
+                for i in 0..6u8 {
+                    map.insert(k(i), v(u32::from(i))).unwrap();
+                }
+                let contents = snapshot_contents(&map.snapshot());
+                let bomb = panic_on_clone_after(after);
+                let result = catch_unwind(AssertUnwindSafe(|| map.insert(k(7), v(7))));
+                if bomb.fired() {
+                    fired += 1;
+                    assert!(
+                        result.is_err(),
+                        "after {after}: the panic did not propagate"
+                    );
+                    assert_eq!(snapshot_contents(&map.snapshot()), contents);
+                }
+                drop(bomb);
+                drop(map);
+                drop_counts().assert_balanced_since(&before, &format!("clone {after} panicked"));
+            }
+            assert!(fired >= 12, "only {fired} clone panics fired");
+        },
+    );
+}
+
+/// A `Drop` that panics while the map itself drops must not leak the rest of that generation's
+/// table: at every drop position, every key and value is dropped exactly once. (G = 2 and eight
+/// keys: 30 live keys and values in two tables; a panic used to leave the rest of its table.)
+#[test]
+fn panic_in_drop_while_the_map_drops_drops_everything_once() {
+    with_drop_accounting(
+        "panic_in_drop_while_the_map_drops_drops_everything_once",
+        || {
+            for after in 0..30u64 {
+                let before = drop_counts();
+                let map: SnapMap<K, V, 8, 2, 2> = SnapMap::new();
+                for i in 0..8u8 {
+                    map.insert(k(i), v(u32::from(i))).unwrap();
+                }
+                assert_eq!(drop_counts().live_since(&before), 30);
+                let bomb = panic_on_drop_after(after);
+                let result = catch_unwind(AssertUnwindSafe(move || drop(map)));
+                assert!(
+                    bomb.fired() && result.is_err(),
+                    "drop {after} of 30 did not panic"
+                );
+                drop(bomb);
+                drop_counts().assert_balanced_since(&before, &format!("drop {after} panicked"));
+            }
         },
     );
 }

@@ -96,8 +96,10 @@
 //!
 //! `try_` forms ([`SnapMap::try_insert`], [`SnapMap::try_remove`], [`SnapMap::try_update`],
 //! [`SnapMap::try_snapshot`], [`SnapMap::try_get`]) never wait for a slot. Every error and every
-//! panic in a user closure or in `K`/`V`'s `Clone`, `Hash` or `Eq` leaves the published
-//! generations untouched: the writer's private copy is discarded and its slot freed.
+//! panic in a user closure or in `K`/`V`'s `Clone`, `Hash`, `Eq` or `Drop` leaves the published
+//! generations untouched: the writer's private copy is discarded and its slot freed. A `Drop`
+//! that panics while the map itself drops does not stop it: every other key and value is still
+//! dropped, exactly once.
 //!
 //! # The table
 //!

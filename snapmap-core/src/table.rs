@@ -80,53 +80,73 @@ impl<K, V, const N: usize> Table<K, V, N> {
         }
     }
 
-    /// Removes every entry.
+    /// Removes every entry. If a drop panics, the unwind still removes (and reports) the rest,
+    /// as `Vec`'s drop does: a table dropped by an unwind must not leak what it held.
     pub(crate) fn clear(&mut self, wrote: &mut impl FnMut(usize)) {
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if Self::vacate(slot) {
-                self.len -= 1;
-                wrote(index);
+        /// The clear in progress; dropping it (at the end, or when a drop unwinds) finishes it.
+        struct Clearing<'t, K, V, W: FnMut(usize), const N: usize> {
+            table: &'t mut Table<K, V, N>,
+            wrote: &'t mut W,
+            next: usize,
+        }
+        impl<K, V, W: FnMut(usize), const N: usize> Clearing<'_, K, V, W, N> {
+            fn run(&mut self) {
+                while self.next < N {
+                    let index = self.next;
+                    self.next += 1; // first: a slot whose drop panicked is not visited again
+                    self.table.vacate(index, self.wrote);
+                }
             }
         }
+        impl<K, V, W: FnMut(usize), const N: usize> Drop for Clearing<'_, K, V, W, N> {
+            fn drop(&mut self) {
+                self.run(); // nothing left after a normal finish; the rest after a panic
+            }
+        }
+        Clearing {
+            table: self,
+            wrote,
+            next: 0,
+        }
+        .run();
     }
 
-    /// Empties `slot`, dropping its entry; returns whether there was one. The slot is marked
-    /// empty before the drop, so a panicking drop leaves the table consistent.
-    fn vacate(slot: &mut Slot<K, V>) -> bool {
-        let occupied = core::mem::replace(&mut slot.meta, 0) != 0;
-        if occupied {
-            // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked
-            // empty, so nothing will read or drop it again.
-            unsafe { slot.entry.assume_init_drop() };
+    /// Empties slot `index`, dropping its entry; returns whether there was one. The slot is
+    /// marked empty, counted out of `len` and reported to `wrote` *before* the drop, so a
+    /// panicking drop leaves the table consistent and the change on record: a writer's
+    /// abandoned copy is then exactly what its change log says.
+    fn vacate(&mut self, index: usize, wrote: &mut impl FnMut(usize)) -> bool {
+        let slot = &mut self.slots[index];
+        if core::mem::replace(&mut slot.meta, 0) == 0 {
+            return false;
         }
-        occupied
+        self.len -= 1;
+        wrote(index);
+        // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked empty,
+        // so nothing will read or drop it again.
+        unsafe { self.slots[index].entry.assume_init_drop() };
+        true
     }
 }
 
 impl<K: Clone, V: Clone, const N: usize> Table<K, V, N> {
-    /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe: if a
-    /// clone panics, `self` holds a consistent subset of `source` and drops correctly.
+    /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe like
+    /// [`copy_slot`](Self::copy_slot): if a drop or a clone panics, `self` holds some slots of
+    /// `source` and some of its own, with `len` counting exactly the entries it holds.
     pub(crate) fn clone_from(&mut self, source: &Self) {
-        self.len = 0;
-        for (slot, from) in self.slots.iter_mut().zip(&source.slots) {
-            Self::vacate(slot);
-            if let Some(entry) = from.get() {
-                slot.entry.write(entry.clone());
-                slot.meta = from.meta;
-                self.len += 1;
-            }
+        for index in 0..N {
+            self.copy_slot(source, index);
         }
     }
 
-    /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe like
-    /// `clone_from`.
+    /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe: the old
+    /// entry is counted out before it is dropped and the new one counted in only once its clone
+    /// returned, so a panic in either leaves the slot empty and `len` exact.
     pub(crate) fn copy_slot(&mut self, source: &Self, index: usize) {
-        let slot = &mut self.slots[index];
-        if Self::vacate(slot) {
-            self.len -= 1;
-        }
+        self.vacate(index, &mut |_| {});
         let from = &source.slots[index];
         if let Some(entry) = from.get() {
+            let slot = &mut self.slots[index];
             slot.entry.write(entry.clone());
             slot.meta = from.meta;
             self.len += 1;
@@ -502,6 +522,118 @@ mod tests {
         for k in 0..40 {
             let expected = (k < 32 && k % 3 != 0).then_some(k);
             assert_eq!(table.get(&Collide(k)).copied(), expected, "key {k}");
+        }
+    }
+
+    std::thread_local! {
+        /// `Noisy` values made (new or cloned) and dropped on this thread.
+        static MADE: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        static DROPPED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        /// The id whose next drop (or clone) panics.
+        static DROP_BOMB: core::cell::Cell<Option<u32>> = const { core::cell::Cell::new(None) };
+        static CLONE_BOMB: core::cell::Cell<Option<u32>> = const { core::cell::Cell::new(None) };
+    }
+
+    /// A value that counts itself in and out, and panics once in `drop` or `clone` on demand.
+    struct Noisy(u32);
+
+    impl Noisy {
+        fn new(id: u32) -> Self {
+            MADE.set(MADE.get() + 1);
+            Self(id)
+        }
+    }
+
+    impl Clone for Noisy {
+        fn clone(&self) -> Self {
+            if CLONE_BOMB.get() == Some(self.0) {
+                CLONE_BOMB.set(None);
+                panic!("injected clone panic");
+            }
+            Self::new(self.0)
+        }
+    }
+
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            DROPPED.set(DROPPED.get() + 1);
+            if DROP_BOMB.get() == Some(self.0) && !std::thread::panicking() {
+                DROP_BOMB.set(None);
+                panic!("injected drop panic");
+            }
+        }
+    }
+
+    fn live() -> u32 {
+        MADE.get() - DROPPED.get()
+    }
+
+    fn occupied<K, V, const N: usize>(table: &Table<K, V, N>) -> Vec<usize> {
+        (0..N).filter(|&i| table.slots[i].meta != 0).collect()
+    }
+
+    /// A drop that panics in `clear` (a `Txn`'s, or the table's own drop) must neither stop the
+    /// clear nor leave a slot it emptied off the record: every entry is dropped once, `len` is 0
+    /// and `wrote` heard of every slot that held one.
+    #[test]
+    fn a_panicking_drop_in_clear_drops_the_rest_and_reports_every_slot() {
+        for bomb in 0..6 {
+            let start = live();
+            let mut table = Table::<u32, Noisy, 8>::new();
+            for k in 0..6 {
+                assert!(table.insert(k, Noisy::new(k), &mut |_| {}).is_ok());
+            }
+            let full = occupied(&table);
+            let mut written = Vec::new();
+            DROP_BOMB.set(Some(bomb));
+            let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                table.clear(&mut |slot| written.push(slot));
+            }));
+            assert!(result.is_err() && DROP_BOMB.get().is_none(), "bomb {bomb}");
+            written.sort_unstable();
+            assert_eq!(written, full, "bomb {bomb}: slots reported");
+            assert_eq!((table.len(), table.iter().count()), (0, 0), "bomb {bomb}");
+            assert_eq!(live(), start, "bomb {bomb}: entries left undropped");
+        }
+    }
+
+    /// A drop or a clone that panics in `clone_from` or `copy_slot` leaves the copy with `len`
+    /// counting exactly the entries it holds, so that it drops each once (and `len` never
+    /// underflows).
+    #[test]
+    fn a_panicking_clone_or_drop_in_a_copy_keeps_len_exact() {
+        // Clones are of the source's ids 0..6; drops of the copy's own, 6..12.
+        for (bomb, in_drop) in (0..6).flat_map(|b| [(b, false), (b + 6, true)]) {
+            let start = live();
+            let mut source = Table::<u32, Noisy, 8>::new();
+            let mut copy = Table::<u32, Noisy, 8>::new();
+            for k in 0..6 {
+                assert!(source.insert(k, Noisy::new(k), &mut |_| {}).is_ok());
+                assert!(copy.insert(k + 6, Noisy::new(k + 6), &mut |_| {}).is_ok());
+            }
+            if in_drop {
+                DROP_BOMB.set(Some(bomb));
+            } else {
+                CLONE_BOMB.set(Some(bomb));
+            }
+            let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                if bomb % 2 == 0 {
+                    copy.clone_from(&source);
+                } else {
+                    for slot in 0..8 {
+                        copy.copy_slot(&source, slot);
+                    }
+                }
+            }));
+            assert!(result.is_err(), "bomb {bomb}, in drop {in_drop}");
+            assert_eq!(
+                copy.len(),
+                occupied(&copy).len(),
+                "bomb {bomb}, in drop {in_drop}"
+            );
+            assert_eq!(copy.iter().count(), copy.len());
+            drop((source, copy));
+            assert_eq!(live(), start, "bomb {bomb}, in drop {in_drop}");
         }
     }
 
