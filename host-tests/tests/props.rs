@@ -709,10 +709,19 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         }
                     }
                     TxOp::Retain(m) => {
-                        let before = work.len();
+                        let before = work.clone();
                         work.retain(|_, x| *x % m != 0);
-                        changed |= work.len() != before;
-                        tx.retain(|_, x| x.value() % m != 0);
+                        changed |= work.len() != before.len();
+                        // Each entry meets the predicate once (a stateful one must be able to
+                        // count on it).
+                        let mut met = BTreeMap::new();
+                        tx.retain(|key, x| {
+                            *met.entry(key.value()).or_insert(0) += 1;
+                            x.value() % m != 0
+                        });
+                        if !met.keys().eq(before.keys()) || met.values().any(|&n| n != 1) {
+                            mismatches.push(format!("tx.retain met {met:?}, for {before:?}"));
+                        }
                     }
                     TxOp::Clear => {
                         changed |= !work.is_empty();

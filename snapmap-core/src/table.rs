@@ -287,18 +287,31 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         Some(self.take(index, wrote).1)
     }
 
-    /// Keeps only the entries for which `keep` returns `true`.
+    /// Keeps only the entries for which `keep` returns `true`, asking once per entry.
     pub(crate) fn retain(
         &mut self,
         mut keep: impl FnMut(&K, &V) -> bool,
         wrote: &mut impl FnMut(usize),
     ) {
-        let mut index = 0;
-        while index < N {
+        // Visit the slots in order from one that is empty or holds an entry at its home. A
+        // removal shifts back only the entries after it up to such a slot, and the start stays
+        // such a slot (an entry shifted into it lands at its home), so no entry already asked
+        // about is ever shifted into a slot still to visit. From slot 0 instead, a removal near
+        // the end of the table would pull back the entries of a run that wraps past the end,
+        // asked about already in slots 0, 1, ... Every table has such a slot: one that is not full
+        // has an empty slot, and a full one an entry at home (the insert that took the last empty
+        // slot `e` walked up to `e` or started right after it, and did not move the entry that
+        // sat at home right after it).
+        let start = (0..N)
+            .find(|&i| self.slots[i].meta == 0 || Self::home(self.slots[i].meta) == i)
+            .unwrap_or(0);
+        let mut visited = 0;
+        while visited < N {
+            let index = (start + visited) & Self::MASK;
             match self.slots[index].get() {
-                // `take` may shift a later entry into `index`: look at it again.
+                // `take` shifts the next entry into `index` if it is not at home: ask again.
                 Some((k, v)) if !keep(k, v) => drop(self.take(index, wrote)),
-                _ => index += 1,
+                _ => visited += 1,
             }
         }
     }
@@ -419,6 +432,11 @@ mod tests {
             }
         }
         assert_eq!(occupied, table.len());
+        // What `retain` relies on to start its walk.
+        assert!(
+            occupied < N || (0..N).any(|i| distance(i) == Some(0)),
+            "a full table with no entry at its home"
+        );
     }
 
     /// `copy` has `table`'s exact layout: the same entry in the same slot, slot for slot.
@@ -467,7 +485,17 @@ mod tests {
                 }
                 6 => {
                     let odd = next() % 2;
-                    table.retain(|k, _| k % 2 != odd as u32, &mut |slot| written.push(slot));
+                    let mut met = BTreeMap::new();
+                    let keep = |k: &u32, _: &u32| {
+                        *met.entry(*k).or_insert(0) += 1;
+                        k % 2 != odd as u32
+                    };
+                    table.retain(keep, &mut |slot| written.push(slot));
+                    assert!(
+                        met.keys().eq(oracle.keys()) && met.values().all(|&n| n == 1),
+                        "retain met {met:?}, for entries {:?}",
+                        oracle.keys()
+                    );
                     oracle.retain(|k, _| k % 2 != odd as u32);
                 }
                 _ => {
@@ -635,6 +663,34 @@ mod tests {
             drop((source, copy));
             assert_eq!(live(), start, "bomb {bomb}, in drop {in_drop}");
         }
+    }
+
+    /// `retain` meets each entry once, even one that a removal at the end of the table shifts
+    /// back across the wrap, from slot 0 to slot N - 1 (issue 9, item 4: a stateful predicate
+    /// used to run twice on it).
+    #[test]
+    fn retain_meets_each_entry_once_across_the_wrap() {
+        type T = Table<u32, u32, 4>;
+        let mut homed_at_3 = (0u32..).filter(|k| T::home(meta_of(k)) == 3);
+        let (a, b) = (homed_at_3.next().unwrap(), homed_at_3.next().unwrap());
+        let mut table = T::new();
+        for key in [a, b] {
+            assert!(table.insert(key, key, &mut |_| {}).is_ok());
+        }
+        // a at home in slot 3, b wrapped around to slot 0.
+        assert_eq!(table.slots[3].get().map(|e| e.0), Some(a));
+        assert_eq!(table.slots[0].get().map(|e| e.0), Some(b));
+        let mut met = BTreeMap::new();
+        table.retain(
+            |k, _| {
+                *met.entry(*k).or_insert(0) += 1;
+                *k != a
+            },
+            &mut |_| {},
+        );
+        assert_eq!(met, BTreeMap::from([(a, 1), (b, 1)]));
+        assert_eq!((table.get(&a), table.get(&b)), (None, Some(&b)));
+        check_layout(&table);
     }
 
     #[test]
