@@ -179,6 +179,12 @@ enum Op {
         after: u64,
         op: Box<Op>,
     },
+    /// Runs `op` (a plain write or read) with the `after+1`-th `Drop` of a key or value on this
+    /// thread panicking.
+    DropBomb {
+        after: u64,
+        op: Box<Op>,
+    },
 }
 
 fn tx_op() -> impl Strategy<Value = TxOp> {
@@ -216,11 +222,35 @@ fn plain_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The operations a drop bomb goes off in: writes whose published effect the model can tell
+/// from the version alone (see `Op::DropBomb` in `exec`), and a read.
+fn drop_bomb_op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS;
+    prop_oneof![
+        3 => (key.clone(), 0..60u32, any::<bool>()).prop_map(|(key, value, try_)| Op::Insert { key, value, try_ }),
+        2 => (key.clone(), any::<bool>()).prop_map(|(key, try_)| Op::Remove { key, try_ }),
+        1 => (key, any::<bool>()).prop_map(|(key, try_)| Op::Get { key, try_ }),
+        1 => Just(Op::Clear),
+        3 => (prop::collection::vec(tx_op(), 0..8), prop::bool::weighted(0.2), any::<bool>())
+            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         24 => plain_op(),
         1 => (0..30u64, plain_op()).prop_map(|(after, op)| Op::CloneBomb { after, op: Box::new(op) }),
+        1 => (0..24u64, drop_bomb_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
     ]
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// Applies one transaction op to a `Txn` without checking anything (for panicking closures).
@@ -626,11 +656,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         inner
                     }
                     Err(payload) => {
-                        let message = payload
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
+                        let message = panic_message(&*payload);
                         ensure!(
                             fired && message.contains(INJECTED_PANIC),
                             "unexpected panic: {message}"
@@ -639,6 +665,45 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         Ok(())
                     }
                 };
+            }
+            Op::DropBomb { after, op } => {
+                let bomb = panic_on_drop_after(*after);
+                let result = catch_unwind(AssertUnwindSafe(|| self.exec(op)));
+                let fired = bomb.fired();
+                drop(bomb);
+                let payload = match result {
+                    Ok(inner) => {
+                        ensure!(!fired, "the injected drop panic fired but did not escape");
+                        return inner;
+                    }
+                    Err(payload) => payload,
+                };
+                let message = panic_message(&*payload);
+                ensure!(
+                    fired && message.contains(INJECTED_PANIC),
+                    "unexpected panic: {message}"
+                );
+                // The model is as before `op` (the map is called first). A drop that panicked
+                // before the publishing CAS (in the catch-up, in a `Txn`, of a rejected key)
+                // published nothing; only an insert or a remove drops something after it (the
+                // key and value it was given, the value it returned), and then its change stands.
+                let published = self.map.stats().publishes as u64 - self.version;
+                match (published, &**op) {
+                    (0, _) => hit("drop panicked, nothing published"),
+                    (1, &Op::Insert { key, value, .. }) => {
+                        self.model_insert(key, value)
+                            .map_err(|e| format!("insert published, but the model says {e:?}"))?;
+                        hit("drop panicked after publishing");
+                    }
+                    (1, &Op::Remove { key, .. }) => {
+                        ensure!(
+                            self.model_remove(key).is_some(),
+                            "remove of an absent key published"
+                        );
+                        hit("drop panicked after publishing");
+                    }
+                    (n, op) => return Err(format!("a drop panic in {op:?} published {n} times")),
+                }
             }
         }
         Ok(())
@@ -1027,6 +1092,8 @@ const COMMON: &[&str] = &[
     "update: changed nothing",
     "update closure panicked",
     "clone panicked",
+    "drop panicked, nothing published",
+    "drop panicked after publishing",
     "compare_exchange: swapped",
     "compare_exchange: mismatch",
     "remove_if: removed",

@@ -237,7 +237,9 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
                 wrote(index);
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
                 let entry = unsafe { self.slots[index].entry.assume_init_mut() };
-                Ok(Some(core::mem::replace(&mut entry.1, value)))
+                let old = core::mem::replace(&mut entry.1, value);
+                drop(key); // while `old` is a local (see `remove`)
+                Ok(Some(old))
             }
             Err(Some(_)) => {
                 self.place(meta, (key, value), wrote);
@@ -284,7 +286,11 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         Q: Hash + Eq + ?Sized,
     {
         let index = self.find(meta_of(key), key).ok()?;
-        Some(self.take(index, wrote).1)
+        let (key, value) = self.take(index, wrote);
+        // Dropped while `value` is a local: if the drop panics, the unwind drops `value` too
+        // (a value already moved into the return value would leak).
+        drop(key);
+        Some(value)
     }
 
     /// Keeps only the entries for which `keep` returns `true`, asking once per entry.
@@ -592,6 +598,23 @@ mod tests {
         }
     }
 
+    impl PartialEq for Noisy {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Eq for Noisy {}
+    impl Hash for Noisy {
+        fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+    impl Borrow<u32> for Noisy {
+        fn borrow(&self) -> &u32 {
+            &self.0
+        }
+    }
+
     fn live() -> u32 {
         MADE.get() - DROPPED.get()
     }
@@ -623,6 +646,34 @@ mod tests {
             assert_eq!((table.len(), table.iter().count()), (0, 0), "bomb {bomb}");
             assert_eq!(live(), start, "bomb {bomb}: entries left undropped");
         }
+    }
+
+    /// A key whose drop panics when `remove` or `insert` discards it must not take the value it
+    /// returns down with it: the value is dropped by the unwind.
+    #[test]
+    fn a_panicking_key_drop_in_remove_drops_the_value() {
+        let start = live();
+        let mut table = Table::<Noisy, Noisy, 8>::new();
+        for k in 0..4 {
+            assert!(table
+                .insert(Noisy::new(k), Noisy::new(k + 100), &mut |_| {})
+                .is_ok());
+        }
+        DROP_BOMB.set(Some(2));
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            table.remove(&2, &mut |_| {});
+        }));
+        assert!(result.is_err() && DROP_BOMB.get().is_none());
+        assert_eq!((table.len(), live() - start), (3, 6));
+        // Likewise the new key that an insert of a present key discards.
+        DROP_BOMB.set(Some(3));
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            let _ = table.insert(Noisy::new(3), Noisy::new(300), &mut |_| {});
+        }));
+        assert!(result.is_err() && DROP_BOMB.get().is_none());
+        assert_eq!((table.len(), live() - start), (3, 6));
+        drop(table);
+        assert_eq!(live(), start);
     }
 
     /// A drop or a clone that panics in `clone_from` or `copy_slot` leaves the copy with `len`

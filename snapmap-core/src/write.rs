@@ -327,7 +327,11 @@ impl<
     /// # Errors
     /// [`Error::Full`] if `key` is new and the map holds `N` entries.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::Spin, |tx| tx.insert(key.clone(), value.clone()))
+        let replaced = self.publish(Wait::Spin, |tx| tx.insert(key.clone(), value.clone()));
+        // Dropped while `replaced` is a local: if a drop panics, the unwind drops it too (a
+        // parameter dropped after the return value is built would leak that value).
+        drop((key, value));
+        replaced
     }
 
     /// [`insert`](Self::insert), without waiting.
@@ -335,7 +339,9 @@ impl<
     /// # Errors
     /// As `insert`, plus [`Error::NoReaderSlot`] or [`Error::NoFreeGeneration`].
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.publish(Wait::No, |tx| tx.insert(key.clone(), value.clone()))
+        let replaced = self.publish(Wait::No, |tx| tx.insert(key.clone(), value.clone()));
+        drop((key, value)); // as in `insert`
+        replaced
     }
 
     /// Removes `key`, returning its value (Go's `LoadAndDelete` / `Delete`). Publishes nothing
@@ -369,13 +375,15 @@ impl<
     /// # Errors
     /// [`Error::Full`] if `key` is absent and the map holds `N` entries.
     pub fn get_or_insert(&self, key: K, value: V) -> Result<V, Error> {
-        if let Some(existing) = self.get(&key) {
-            return Ok(existing);
-        }
-        self.publish(Wait::Spin, |tx| match tx.get(&key) {
-            Some(existing) => Ok(existing.clone()),
-            None => tx.insert(key.clone(), value.clone()).map(|_| value.clone()),
-        })
+        let result = match self.get(&key) {
+            Some(existing) => Ok(existing),
+            None => self.publish(Wait::Spin, |tx| match tx.get(&key) {
+                Some(existing) => Ok(existing.clone()),
+                None => tx.insert(key.clone(), value.clone()).map(|_| value.clone()),
+            }),
+        };
+        drop((key, value)); // as in `insert`
+        result
     }
 
     /// Replaces the value of `key` with `new` if it currently equals `current` (Go's
