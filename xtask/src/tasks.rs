@@ -2,12 +2,13 @@
 
 use std::env;
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::build_targets::{self, build_targets};
 use crate::toolchain::{cargo_program, host_triple};
-use crate::util::{fail, format_duration, run, workspace_root, Failure, Result};
+use crate::util::{display_command, fail, format_duration, run, workspace_root, Failure, Result};
 
 /// Loom's preemption bound unless `LOOM_MAX_PREEMPTIONS` is set: keeps CI short.
 pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "3";
@@ -27,6 +28,11 @@ const MIRI_STRESS_TESTS: [&str; 3] = [
     "transfers_conserve_the_sum_in_a_static_map",
     "every_key_and_value_dropped_once_with_scarce_generations",
 ];
+
+/// Protocol mutants (as for loom) that Miri must catch in those stress tests: each lets a writer
+/// overwrite a generation that a reader or another writer still reads, which Miri reports as a
+/// data race (Undefined Behavior).
+const MIRI_MUTANTS: [&str; 2] = ["no_writer_fence", "no_base_pin"];
 
 /// ThreadSanitizer suppressions (false positives of the uninstrumented std), from the root.
 pub const TSAN_SUPPRESSIONS: &str = "xtask/tsan-suppressions.txt";
@@ -80,8 +86,11 @@ cargo xtask miri [ARGS]...
 Runs under Miri (nightly, components miri and rust-src; into target/miri):
   1. snapmap-core's unit tests: cargo +nightly miri test -p snapmap-core --lib
   2. three small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting) at
-     SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4).
-Your MIRIFLAGS are appended to Miri's flags for both. ARGS go to both cargo commands (cargo
+     SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4);
+  3. without ARGS, the same stress tests under each of the protocol mutants no_writer_fence and
+     no_base_pin (--cfg snapmap_mutant, into target/miri-mutant): passes only if Miri reports
+     Undefined Behavior, which shows the run has teeth.
+Your MIRIFLAGS are appended to Miri's flags. ARGS go to the cargo commands of 1 and 2 (cargo
 options, before the test binary's `--`). Install Miri with:
   rustup component add --toolchain nightly miri rust-src
 ";
@@ -315,31 +324,59 @@ pub fn miri(extra: &[String]) -> Result {
     .args(extra);
     run(&mut unit)?;
 
-    let mut stress = nightly_cargo();
-    default_stress_scale(&mut stress, DEFAULT_MIRI_STRESS_SCALE);
+    run(&mut miri_stress(&target_dir, extra))?;
+    if !extra.is_empty() {
+        return Ok(());
+    }
+    for mutant in MIRI_MUTANTS {
+        println!("xtask: miri mutant {mutant}: the stress tests must show Undefined Behavior");
+        let mut cmd = miri_stress(&workspace_root().join("target/miri-mutant"), &[]);
+        cmd.env(
+            "RUSTFLAGS",
+            rustflags_with(&format!("--cfg snapmap_mutant=\"{mutant}\"")),
+        );
+        let shown = display_command(&cmd);
+        println!("$ {shown}");
+        let out = cmd
+            .output()
+            .map_err(|e| Failure(format!("could not start `{shown}`: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let Some(found) = stderr.lines().find(|l| l.contains("Undefined Behavior")) else {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{stderr}");
+            return fail(format!("Miri did not catch the mutant {mutant}"));
+        };
+        println!("xtask: caught: {}", found.trim());
+    }
+    Ok(())
+}
+
+/// `cargo miri test` of the stress tests Miri runs, into `target_dir`.
+fn miri_stress(target_dir: &Path, extra: &[String]) -> Command {
+    let mut cmd = nightly_cargo();
+    default_stress_scale(&mut cmd, DEFAULT_MIRI_STRESS_SCALE);
     // Miri isolates the program from the environment: forward the scale.
-    stress.env(
+    cmd.env(
         "MIRIFLAGS",
         flags_then_callers(
             "MIRIFLAGS",
             &format!("-Zmiri-env-forward=SNAPMAP_STRESS_SCALE -Zmiri-many-seeds=0..{MIRI_SEEDS}"),
         ),
     );
-    stress
-        .args([
-            "miri",
-            "test",
-            "-p",
-            "host-tests",
-            "--test",
-            "stress",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .args(extra)
-        .args(["--", "--exact"])
-        .args(MIRI_STRESS_TESTS);
-    run(&mut stress)
+    cmd.args([
+        "miri",
+        "test",
+        "-p",
+        "host-tests",
+        "--test",
+        "stress",
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .args(extra)
+    .args(["--", "--exact"])
+    .args(MIRI_STRESS_TESTS);
+    cmd
 }
 
 /// The CI steps' short names, in order (for `--skip`).
