@@ -130,18 +130,38 @@ impl<K, V, const N: usize> Table<K, V, N> {
 }
 
 impl<K: Clone, V: Clone, const N: usize> Table<K, V, N> {
-    /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe like
-    /// [`copy_slot`](Self::copy_slot): if a drop or a clone panics, `self` holds some slots of
-    /// `source` and some of its own, with `len` counting exactly the entries it holds.
+    /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe: if a
+    /// drop or a clone panics, `self` holds some slots of `source` and some of its own, and
+    /// `len` counts exactly the entries it holds.
     pub(crate) fn clone_from(&mut self, source: &Self) {
-        for index in 0..N {
-            self.copy_slot(source, index);
+        /// Recounts the entries if a drop or a clone unwinds out of the copy (the cold path: the
+        /// loop keeps no count, and a finished copy has `source`'s).
+        struct Recount<'t, K, V, const N: usize>(&'t mut Table<K, V, N>);
+        impl<K, V, const N: usize> Drop for Recount<'_, K, V, N> {
+            fn drop(&mut self) {
+                let table = &mut *self.0;
+                table.len = table.slots.iter().filter(|slot| slot.meta != 0).count();
+            }
         }
+        let guard = Recount(self);
+        for (slot, from) in guard.0.slots.iter_mut().zip(&source.slots) {
+            if core::mem::replace(&mut slot.meta, 0) != 0 {
+                // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked
+                // empty, so nothing will read or drop it again.
+                unsafe { slot.entry.assume_init_drop() };
+            }
+            if let Some(entry) = from.get() {
+                slot.entry.write(entry.clone());
+                slot.meta = from.meta;
+            }
+        }
+        guard.0.len = source.len;
+        core::mem::forget(guard);
     }
 
     /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe: the old
-    /// entry is counted out before it is dropped and the new one counted in only once its clone
-    /// returned, so a panic in either leaves the slot empty and `len` exact.
+    /// entry is counted out before it is dropped, the new one in once its clone returned, so a
+    /// panic in either leaves the slot empty and `len` exact.
     pub(crate) fn copy_slot(&mut self, source: &Self, index: usize) {
         self.vacate(index, &mut |_| {});
         let from = &source.slots[index];
