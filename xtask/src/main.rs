@@ -33,7 +33,10 @@ Commands:
   loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=3 unless set
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
-  ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed
+  asan            run the core's unit tests and the host tests under AddressSanitizer (nightly)
+  miri            run the core's unit tests and three small stress tests under Miri (nightly)
+  ci              fmt, clippy, cargo test, loom, build-targets, tsan, asan, miri, cargo
+                  package; timed
   bench [--quick] run the host benchmarks against peers; write BENCHMARKS.md and plots
   bench-m33 [--no-page]
                   instructions per get/insert/batch and per read under concurrent writes on
@@ -74,6 +77,8 @@ enum Cli {
     },
     Loom(Vec<String>),
     Tsan(Vec<String>),
+    Asan(Vec<String>),
+    Miri(Vec<String>),
     Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
     Bench(bench::Options),
@@ -102,6 +107,8 @@ fn command_help(name: &str) -> Option<&'static str> {
         "build-targets" => Some(build_targets::HELP),
         "loom" => Some(tasks::LOOM_HELP),
         "tsan" => Some(tasks::TSAN_HELP),
+        "asan" => Some(tasks::ASAN_HELP),
+        "miri" => Some(tasks::MIRI_HELP),
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
@@ -176,16 +183,17 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 read_path_check,
             })
         }
-        "loom" | "tsan" => {
+        "loom" | "tsan" | "asan" | "miri" => {
             // Everything is passed to cargo test; only a leading --help is ours.
             if rest.first().is_some_and(|a| is_help(a)) {
                 return Ok(Cli::Help(command_help(command)));
             }
             let extra = rest.to_vec();
-            Ok(if command == "loom" {
-                Cli::Loom(extra)
-            } else {
-                Cli::Tsan(extra)
+            Ok(match command.as_str() {
+                "loom" => Cli::Loom(extra),
+                "tsan" => Cli::Tsan(extra),
+                "asan" => Cli::Asan(extra),
+                _ => Cli::Miri(extra),
             })
         }
         "ci" => {
@@ -303,6 +311,8 @@ fn main() -> ExitCode {
         }),
         Cli::Loom(extra) => tasks::loom(&extra),
         Cli::Tsan(extra) => tasks::tsan(&extra),
+        Cli::Asan(extra) => tasks::asan(&extra),
+        Cli::Miri(extra) => tasks::miri(&extra),
         Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
@@ -430,6 +440,11 @@ mod tests {
             Ok(Cli::Loom(args("-- model --nocapture")))
         );
         assert_eq!(parse(&args("tsan")), Ok(Cli::Tsan(vec![])));
+        assert_eq!(parse(&args("asan")), Ok(Cli::Asan(vec![])));
+        assert_eq!(
+            parse(&args("miri --release")),
+            Ok(Cli::Miri(args("--release")))
+        );
         assert_eq!(
             parse(&args("ci --allow-dirty --skip tsan --skip fmt")),
             Ok(Cli::Ci(tasks::CiOptions {
