@@ -42,6 +42,8 @@ mod imp {
     const ALARM0: u32 = 1 << 0;
     /// [`cycles`] is SysTick's 24-bit counter.
     pub const CYCLES_MASK: u32 = super::SYSTICK_MASK;
+    /// What [`cycles`] counts, for keys and messages: the calling core's clk_sys cycles.
+    pub const CYCLES_UNIT: &str = "cycles";
 
     fn timer() -> &'static pac::timer::RegisterBlock {
         // SAFETY: the TIMER's registers are always mapped; this module is the only user of alarm
@@ -144,6 +146,11 @@ mod imp {
     /// [`cycles`] is [`board::now`], 32 bits.
     #[cfg(feature = "board-an521")]
     pub const CYCLES_MASK: u32 = u32::MAX;
+    /// What [`cycles`] counts, for keys and messages: ticks of the AN521's 20 MHz timer, which
+    /// QEMU advances with host time when it runs without `-icount` (the demo): not the cores'
+    /// cycles.
+    #[cfg(feature = "board-an521")]
+    pub const CYCLES_UNIT: &str = "timer_ticks";
 
     /// Starts the `SysTick` exception on the calling core at `hz` per second.
     ///
