@@ -5,8 +5,7 @@
 
 mod asm_graph;
 mod bench;
-mod bench_m33;
-mod bench_rp2040;
+mod bench_emulated;
 mod boards;
 mod build_targets;
 mod demo;
@@ -82,8 +81,7 @@ enum Cli {
     Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
     Bench(bench::Options),
-    BenchM33(bench_m33::Options),
-    BenchRp2040(bench_m33::Options),
+    BenchEmulated(&'static bench_emulated::Bench, bench_emulated::Options),
     Demo(demo::Options),
     TestTargets(target_tests::Options),
 }
@@ -112,8 +110,8 @@ fn command_help(name: &str) -> Option<&'static str> {
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
-        "bench-m33" => Some(bench_m33::HELP),
-        "bench-rp2040" => Some(bench_rp2040::HELP),
+        "bench-m33" => Some(bench_emulated::M33.help),
+        "bench-rp2040" => Some(bench_emulated::RP2040.help),
         "demo" => Some(demo::HELP),
         "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
@@ -248,21 +246,18 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::Bench)
                 .map_err(|e| usage_error(e, bench::HELP))
         }
-        "bench-m33" => {
+        "bench-m33" | "bench-rp2040" => {
+            let bench = if command == "bench-m33" {
+                &bench_emulated::M33
+            } else {
+                &bench_emulated::RP2040
+            };
             if rest.iter().any(|a| is_help(a)) {
-                return Ok(Cli::Help(Some(bench_m33::HELP)));
+                return Ok(Cli::Help(Some(bench.help)));
             }
-            bench_m33::parse(rest)
-                .map(Cli::BenchM33)
-                .map_err(|e| usage_error(e, bench_m33::HELP))
-        }
-        "bench-rp2040" => {
-            if rest.iter().any(|a| is_help(a)) {
-                return Ok(Cli::Help(Some(bench_rp2040::HELP)));
-            }
-            bench_rp2040::parse(rest)
-                .map(Cli::BenchRp2040)
-                .map_err(|e| usage_error(e, bench_rp2040::HELP))
+            bench_emulated::parse(rest)
+                .map(|options| Cli::BenchEmulated(bench, options))
+                .map_err(|e| usage_error(e, bench.help))
         }
         "demo" | "test-targets" => {
             let help = command_help(command).unwrap_or(USAGE);
@@ -316,8 +311,7 @@ fn main() -> ExitCode {
         Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
-        Cli::BenchM33(options) => bench_m33::run(&options),
-        Cli::BenchRp2040(options) => bench_rp2040::run(&options),
+        Cli::BenchEmulated(bench, options) => bench_emulated::run(bench, &options),
         // These print their own verdict as the last line, and choose their exit status.
         Cli::Demo(options) => return demo::run(&options),
         Cli::TestTargets(options) => return target_tests::run(&options),
@@ -459,5 +453,26 @@ mod tests {
             Ok(Cli::Toolchain(args("thumbv6m-none-eabi")))
         );
         assert!(parse(&args("toolchain --bogus")).is_err());
+    }
+
+    #[test]
+    fn each_emulated_bench_gets_its_board() {
+        let no_page = bench_emulated::Options { no_page: true };
+        assert_eq!(
+            parse(&args("bench-m33 --no-page")),
+            Ok(Cli::BenchEmulated(&bench_emulated::M33, no_page))
+        );
+        assert_eq!(
+            parse(&args("bench-rp2040")),
+            Ok(Cli::BenchEmulated(
+                &bench_emulated::RP2040,
+                bench_emulated::Options::default()
+            ))
+        );
+        assert_eq!(
+            parse(&args("bench-rp2040 -h")),
+            Ok(Cli::Help(Some(bench_emulated::RP2040.help)))
+        );
+        assert!(parse(&args("bench-m33 --quick")).is_err());
     }
 }

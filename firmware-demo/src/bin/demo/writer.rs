@@ -195,7 +195,7 @@ fn writes_so_far(writes: &Writes) -> Summary {
         slot_waits: stats.slot_waits as u32,
         overruns: reader::OVERRUNS.get(),
         core1_cs: reader::CORE1_CS_TOTAL.get(),
-        read_cycles: [reader::READ_CYCLES.median(), reader::READ_CYCLES.worst()],
+        read_time: [reader::READ_CYCLES.median(), reader::READ_CYCLES.worst()],
         first_violations: [lp.first_violation.get(), tick.first_violation.get()],
         ..Summary::default()
     }
