@@ -100,6 +100,7 @@ cargo xtask ci [--allow-dirty] [--skip STEP]...
 
 Runs, in order, stopping at the first failure:
   fmt             cargo fmt --all -- --check
+  fmt-firmware    cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check
   clippy          cargo clippy --workspace --all-targets -- -D warnings
   test            cargo test
   loom            cargo xtask loom
@@ -382,6 +383,7 @@ fn miri_stress(target_dir: &Path, extra: &[String]) -> Command {
 /// The CI steps' short names, in order (for `--skip`).
 pub const CI_STEPS: &[&str] = &[
     "fmt",
+    "fmt-firmware",
     "clippy",
     "test",
     "loom",
@@ -412,11 +414,23 @@ pub fn ci(opts: &CiOptions) -> Result {
     } else {
         &["package", "-p", "snapmap-core"]
     };
-    let steps: [(&str, String, Action); 9] = [
+    let steps: [(&str, String, Action); 10] = [
         (
             "fmt",
             "cargo fmt --all -- --check".into(),
             Action::Cargo(&["fmt", "--all", "--", "--check"]),
+        ),
+        (
+            // firmware-demo is a workspace of its own, which `--all` does not reach.
+            "fmt-firmware",
+            "cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check".into(),
+            Action::Cargo(&[
+                "fmt",
+                "--manifest-path",
+                "firmware-demo/Cargo.toml",
+                "--",
+                "--check",
+            ]),
         ),
         (
             "clippy",

@@ -85,7 +85,7 @@ pub fn core0_main(mut board: Board) -> ! {
             next_progress += ms_to_ticks(PROGRESS_MS);
         }
         let r = rng.next();
-        let result = if r % BATCH_ONE_IN == 0 {
+        let result = if r.is_multiple_of(BATCH_ONE_IN) {
             recalibrate(writes.batches + 1, r).map(|()| writes.batches += 1)
         } else {
             trim(r).map(|()| writes.trims += 1)
