@@ -6,9 +6,10 @@
 //!   it only *loads* and *stores*, which are native everywhere, ARMv6-M included; where the
 //!   target has native read-modify-writes, a reader announces its hazard with one native swap
 //!   ([`announce`]), cheaper than a store and a fence;
-//! - every other read-modify-write goes through [`compare_exchange`], [`announce_count`],
-//!   [`release_count`] or [`Counter::bump`]: native (via `portable-atomic`, which is the hardware instruction on such
-//!   targets) where the target has CAS, and a `critical-section` where it does not (thumbv6m).
+//! - every other read-modify-write goes through [`compare_exchange`], [`publish_exchange`],
+//!   [`announce_count`], [`release_count`] or [`Counter::bump`]: native (via `portable-atomic`,
+//!   which is the hardware instruction on such targets) where the target has CAS, and a
+//!   `critical-section` where it does not (thumbv6m).
 //!   Inside that critical section the word is still accessed with atomic loads and stores, so a
 //!   reader's concurrent plain load is never a data race.
 //!
@@ -167,33 +168,45 @@ impl Counter {
     }
 }
 
-/// [`compare_exchange`] that also bumps `counter` when it succeeds. On thumbv6m both happen in
-/// one critical section: a publication costs one, not two (a bump alone takes one there, about
-/// 80 cycles on the RP2040). The counter's load and store inside it are exclusive with every
-/// other bump, since those run in a critical section too ([`Counter::bump`]).
+/// The publishing CAS: [`compare_exchange`] that, when it succeeds, also bumps `counter` and
+/// ends the writer's counted base pin `base_pin` (as [`release_count`] would, after the CAS;
+/// `None` for a writer that holds no count). On thumbv6m all three happen in one critical
+/// section: a publication costs one, not three (one takes about 80 cycles on the RP2040). The
+/// counter's and the count's loads and stores inside it are exclusive with every other change
+/// of those words, since all of those run in a critical section too ([`Counter::bump`],
+/// [`announce_count`], [`release_count`]).
 #[inline]
-pub(crate) fn compare_exchange_counted(
+pub(crate) fn publish_exchange(
     word: &AtomicUsize,
     current: usize,
     new: usize,
     counter: &Counter,
+    base_pin: Option<&AtomicUsize>,
 ) -> Result<usize, usize> {
     #[cfg(any(loom, target_has_atomic = "ptr"))]
     {
         let result = compare_exchange(word, current, new);
         if result.is_ok() {
             counter.bump();
+            if let Some(count) = base_pin {
+                release_count(count);
+            }
         }
         result
     }
     #[cfg(not(any(loom, target_has_atomic = "ptr")))]
     {
-        // As in `compare_exchange`.
+        // As in `compare_exchange`, then as in `release_count`: the decrement's Release store
+        // comes after the CAS's, so it carries the writer's reads of its base as before.
         critical_section::with(|_| {
             let seen = word.load(Ordering::Acquire);
             if seen == current {
                 word.store(new, Ordering::Release);
                 counter.add_exclusive();
+                if let Some(count) = base_pin {
+                    let n = count.load(Ordering::Acquire);
+                    count.store(n - 1, Ordering::Release);
+                }
                 Ok(seen)
             } else {
                 Err(seen)

@@ -5,7 +5,7 @@ use crate::changes::{ChangeLog, Journal};
 use crate::generation::{FREE, IN_USE, UNUSED};
 use crate::reader::pinning;
 use crate::reentry;
-use crate::sync::{compare_exchange, compare_exchange_counted, fence, spin_wait, Ordering};
+use crate::sync::{compare_exchange, fence, publish_exchange, spin_wait, AtomicUsize, Ordering};
 use crate::table::Table;
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -50,6 +50,15 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S
         return map.current.load(Ordering::Acquire);
         #[cfg(not(snapmap_mutant = "no_base_pin"))]
         map.pin_counted()
+    }
+
+    /// The count this pin holds, for the publishing CAS to end it in its own critical section
+    /// (none under the `no_base_pin` mutant, which holds none).
+    fn count(&self) -> Option<&'m AtomicUsize> {
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        return None;
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        Some(&self.map.pins[self.base].word)
     }
 
     fn unpin(map: &SnapMap<K, V, N, G, R, L, S>, base: usize) {
@@ -165,9 +174,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
         // writer that retired `index` had it pinned as its base, by a read-modify-write of the
         // same count that happens-before our claim, so our load sees the count no lower than
         // that, and a reader's increment lands either inside that pin, keeping the count up, or
-        // after its release, which orders the reader after the retiring CAS. A registered
-        // reader's hazard is a plain store: for those the fence is essential, and the loom
-        // mutant `no_writer_fence` shows it.)
+        // after its release (sequenced after the retiring CAS, in `publish_exchange`), which
+        // orders the reader after that CAS. A registered reader's hazard is a plain store: for
+        // those the fence is essential, and the loom mutant `no_writer_fence` shows it.)
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
@@ -283,11 +292,22 @@ impl<
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
-            // The publication is counted with the CAS (one critical section on thumbv6m).
-            match compare_exchange_counted(&self.current, base, claim.index, &self.stats.publishes)
-            {
+            // The publication is counted, and the base pin ended, with the CAS (one critical
+            // section on thumbv6m). Ending the pin there, before the FREE store below rather than
+            // after it, changes no argument: its Release still follows every read of `base`,
+            // and it now also happens-before the next claimer's Acquire of FREE, which then finds
+            // no stale pin of ours (see `try_claim_slot`).
+            match publish_exchange(
+                &self.current,
+                base,
+                claim.index,
+                &self.stats.publishes,
+                pin.count(),
+            ) {
                 Ok(_) => {
                     core::mem::forget(claim);
+                    // Ended above.
+                    core::mem::forget(pin);
                     // Only the writer whose CAS replaced `base` retires it. Release: our copy of
                     // it happens-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
