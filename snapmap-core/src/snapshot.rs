@@ -110,6 +110,7 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
 
 impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Snapshot<'_, K, V, N, S> {
     /// The value of `key` in this snapshot.
+    #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
