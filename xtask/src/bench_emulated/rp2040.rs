@@ -280,17 +280,19 @@ fn render(m: &Measured, level: usize) -> String {
 fn why_short(m: &Measured, index: usize) -> String {
     match index {
         2 => format!(
-            "A one-key write copies-on-write: it pins its base through a reader slot of its own, \
+            "A one-key write copies-on-write: it pins its base (a count on that generation), \
              claims a generation slot, brings it up to date from the change logs (a binary \
              search of each log, the slots written since, the log itself inherited) and \
-             publishes by CAS; on the M0+ every claim and the CAS are critical sections, {} per \
-             insert to the mutex map's {} (each about 130 cycles with rp2040-hal's spinlock \
-             and the benchmark's counting wrapper, which both maps pay). A sampling profile of \
-             the insert loop (`cargo run -p rp2040-runner --example profile`) puts about a \
-             quarter of its cycles in the critical sections and another quarter in the \
-             change-log bookkeeping.",
+             publishes by CAS, which also ends the base pin; on the M0+ the pin, the claim and \
+             the CAS are critical sections, {} per insert to the mutex map's {}. At about 130 \
+             cycles each (rp2040-hal's spinlock and the benchmark's counting wrapper, which both \
+             maps pay) they are about {:.0}% of its cycles; most of the rest is the catch-up \
+             copy and the change-log bookkeeping (`cargo run -p rp2040-runner --example \
+             profile` gives a sampling profile).",
             m.cs("insert/snapmap"),
-            m.cs("insert/mutex")
+            m.cs("insert/mutex"),
+            m.per_op("insert/snapmap")
+                .map_or(0.0, |c| 100.0 * 130.0 * m.cs("insert/snapmap") as f64 / c)
         ),
         _ => String::new(),
     }
