@@ -240,7 +240,10 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         24 => plain_op(),
         1 => (0..30u64, plain_op()).prop_map(|(after, op)| Op::CloneBomb { after, op: Box::new(op) }),
-        1 => (0..24u64, drop_bomb_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
+        // Half the bombs go off among the first few drops: a write drops little after its
+        // publishing CAS (with moved-in keys, often only the value it returns), and the
+        // coverage check needs that path reached in every run, not in most.
+        2 => (prop_oneof![0..3u64, 0..24u64], drop_bomb_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
     ]
 }
 
