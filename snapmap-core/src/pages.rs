@@ -22,7 +22,7 @@
 //! `oldest` is the lowest version any reader or writer may still read. The writer computes it
 //! with the scan it already makes to claim a generation slot: after the SeqCst fence that follows
 //! its base pin's validation, the minimum of its base's version and the version of every
-//! generation slot a pin count or a hazard word names. No reference counts, nothing on the read
+//! generation slot a pin count or a hazard word names (read as below). No reference counts, nothing on the read
 //! path: readers still only load and store their own hazard word.
 //!
 //! Why it is safe, for a reader that reads page `x` (stamped `v`) through the generation it
@@ -32,8 +32,9 @@
 //! synchronizes with it, and it happens-before the writer's fence. In the single total order S of
 //! SeqCst operations, either
 //! - the reader's announcement (with its fence) precedes the writer's fence: the writer's scan
-//!   sees the hazard or count (or a later Release store of that reader, which carries its reads
-//!   with it), so `oldest <= u < v` and `x` is not reused; or
+//!   sees the hazard or count, with a version of `u` or lower (see below), or a later Release
+//!   store of that reader, which carries its reads with it; so `oldest <= u < v` and `x` is not
+//!   reused; or
 //! - the writer's fence precedes it: the reader's validating SeqCst load, after the fence in S,
 //!   cannot read a value of `current` older than the publication of `v`, which happens-before
 //!   that fence (C++20 [atomics.order] p4, second case). So it pinned a version `>= v`, which does
@@ -43,10 +44,23 @@
 //! not do. Loom's SeqCst fence is stronger than C++20's and cannot tell the two apart, so the model
 //! below cannot catch that mistake; this argument is the proof, the model its check.
 //!
-//! Extra values only lower a minimum: a stale hazard or count (a pin that will fail to validate)
-//! names a slot whose version may be anything, even half-written, and the rule stays safe. So
-//! generation slots carry their version in an atomic word the scan may read at any time, beside
-//! the plain copy readers read.
+//! **Which version a pin names.** A hazard word or a pin count names a generation *slot*, and
+//! slots are reused: a scan may read a pinner's old hazard on slot `s` (a pin since ended, whose
+//! end the scan has not synchronized with) while `s` already holds a newer generation. (The loom
+//! model found exactly that when the scan looked the version up after the hazard.) So each slot
+//! carries its version in an atomic word, stored with Release by the slot's claimer after its
+//! own scan, and a scan loads every slot's version word with Acquire *before* any hazard or
+//! count. If it loads a claimer's new version, it synchronizes with that claimer, whose scan saw
+//! no pin on `s`; every hazard or count it reads for `s` afterwards is no older than what that
+//! scan saw, so it is a pin on the new generation or a stale one (a pin that will fail to
+//! validate). If it loads an older version, that is lower still. Extra or lower values only
+//! lower a minimum: stale pins are harmless.
+//!
+//! On 32-bit targets the version word holds the version's low bits, and a writer widens them
+//! around its base's version. That is exact because the pool bounds how far apart the versions
+//! anyone can still read are: while version `u` is pinned, every publication retires at least
+//! one page that cannot be reused before that pin ends, so fewer than `P` (the pool's pages)
+//! publications follow `u`; a compile-time check keeps `P` far below 2^31.
 //!
 //! A page a writer claimed but never published (its change failed, or it lost the race and
 //! rebuilds) was reachable from no published generation: it goes straight back to FREE.
@@ -74,10 +88,10 @@
 //!
 //! # Status
 //!
-//! This module holds the pool and its reuse rule, proven by the unit tests below and by the
-//! loom model `reader_holds_a_page_a_writer_retires` (with the mutant `early_page_reuse`, which
-//! ignores the stamp and which that model catches). The map does not use it yet: generations
-//! are still whole tables with change logs.
+//! This module holds the pool and its reuse rule, proven by the unit tests below and by two loom
+//! models (a reader, and a writer's base pin, holding a page another writer retires), which the
+//! mutant `early_page_reuse` (ignore the stamp) makes fail. The map does not use it yet:
+//! generations are still whole tables with change logs.
 
 // Step 1 of issue 10: the pool and its reuse rule, proven alone before the map is moved onto it.
 #![cfg_attr(any(not(test), loom), allow(dead_code))]
@@ -112,8 +126,12 @@ pub(crate) struct Pool<T, const P: usize> {
 }
 
 impl<T, const P: usize> Pool<T, P> {
+    /// Keeps 32-bit version words exact (see the module docs): fewer than 2^30 pages.
+    const SIZE_OK: () = assert!(P < 1 << 30, "too many pages");
+
     /// A pool whose pages hold `init()` and are all FREE.
     pub(crate) fn new(mut init: impl FnMut() -> T) -> Self {
+        let () = Self::SIZE_OK;
         Self {
             pages: core::array::from_fn(|_| Page {
                 state: AtomicUsize::new(FREE),
@@ -274,23 +292,22 @@ mod tests {
     }
 }
 
-/// The loom model of page reuse against a reader holding an old generation.
+/// The loom models of page reuse against a reader, or a writer, holding an old generation.
 ///
 /// A miniature of the map's protocol with the real pool: generations are an index of two pages
-/// (page 1 shared by every generation, page 0 rewritten by every write) in three generation
-/// slots, published by CAS of `current`; the reader pins with a hazard word, announce, SeqCst
-/// fence, validate, as `Reader` does; the writer pins its base the same way, and before claiming
-/// a page computes `oldest` after its fence from its base and every slot a hazard names. A
-/// reader holding version 0 reads page 0, which the first write retires: the second write must
-/// find no page it may reuse (the pool has one spare) or see the reader gone. With the mutant
-/// `early_page_reuse` the second write overwrites page 0 under the reader, which loom reports.
+/// (page 1 shared by every generation, page 0 rewritten by every write with its base's value
+/// plus one, so it always equals the generation's version) in generation slots published by CAS
+/// of `current`. Readers and writers' base pins use hazard words (announce, SeqCst fence,
+/// validate, as `Reader` does); a writer claims a slot (CAS, fence, scan), takes `oldest` from
+/// that scan, claims a page, and after a lost race gives page and slot back and starts over.
+/// With the mutant `early_page_reuse` a page retired under a pin is overwritten while the pinned
+/// generation is read, which loom reports.
 #[cfg(all(test, loom))]
 mod model {
     use super::*;
     use crate::sync::fence;
     use loom::sync::Arc;
 
-    const G: usize = 3;
     const IDLE: usize = usize::MAX;
 
     struct Gen {
@@ -302,29 +319,28 @@ mod model {
         body: UnsafeCell<(u64, [usize; 2])>,
     }
 
-    struct Mini {
+    /// `G` generation slots, `H` hazard words, `P` pages (two for the initial generation).
+    struct Mini<const G: usize, const H: usize, const P: usize> {
         current: AtomicUsize,
         gens: [Gen; G],
-        /// Hazard words: the reader's and the writer's base pin.
-        hazards: [AtomicUsize; 2],
-        /// Two pages of the initial generation, one spare. A page holds the version that wrote it.
-        pool: Pool<u64, 3>,
+        hazards: [AtomicUsize; H],
+        /// A page holds the version that wrote it.
+        pool: Pool<u64, P>,
     }
 
-    impl Mini {
+    impl<const G: usize, const H: usize, const P: usize> Mini<G, H, P> {
         fn new() -> Self {
             let mut pool = Pool::new(|| 0);
             pool.take_initial(0);
             pool.take_initial(1);
-            let gen = |state| Gen {
-                state: AtomicUsize::new(state),
-                version_word: AtomicUsize::new(0),
-                body: UnsafeCell::new((0, [0, 1])),
-            };
             Self {
                 current: AtomicUsize::new(0),
-                gens: [gen(TAKEN), gen(FREE), gen(FREE)],
-                hazards: [AtomicUsize::new(IDLE), AtomicUsize::new(IDLE)],
+                gens: core::array::from_fn(|s| Gen {
+                    state: AtomicUsize::new(if s == 0 { TAKEN } else { FREE }),
+                    version_word: AtomicUsize::new(0),
+                    body: UnsafeCell::new((0, [0, 1])),
+                }),
+                hazards: core::array::from_fn(|_| AtomicUsize::new(IDLE)),
                 pool,
             }
         }
@@ -352,8 +368,14 @@ mod model {
             self.gens[slot].body.with(|body| unsafe { *body })
         }
 
-        /// Reads generation `slot` (pinned) and checks it: page 1 still holds 0 and page 0 the
-        /// version that wrote it, which is the generation's own.
+        /// Reads page 0 of pinned generation `slot`.
+        fn page0(&self, slot: usize) -> u64 {
+            // SAFETY: the page is in the pinned generation.
+            unsafe { self.pool.read(self.body(slot).1[0], |p| *p) }
+        }
+
+        /// Reads generation `slot` (pinned) and checks it: page 0 holds the generation's version,
+        /// page 1 still the initial 0.
         fn check(&self, slot: usize) {
             let (version, index) = self.body(slot);
             // SAFETY: both pages are in the pinned generation.
@@ -370,21 +392,17 @@ mod model {
             );
         }
 
-        /// One write: rewrites page 0 with the new version. Returns `false` if there was no
-        /// generation slot or page to claim (a `try_` form's error).
-        fn write(&self) -> bool {
-            let base = self.pin(1);
-            let (version, index) = self.body(base);
-            // Claim a generation slot no hazard names, as the map does: CAS, fence, scan. The
-            // scan that accepts the slot also gives `oldest`, the version of every generation
-            // a hazard names, and our base's.
-            let mut oldest = version;
-            let Some(slot) = (0..G).filter(|&s| s != base).find(|&s| {
-                if compare_exchange(&self.gens[s].state, FREE, TAKEN).is_err() {
-                    return false;
-                }
+        /// Claims a generation slot other than `base` that no hazard names, as the map does:
+        /// CAS, fence, scan. The scan that accepts it also gives `oldest`: the lowest of
+        /// `version` (the base's) and every version a hazard names.
+        fn claim_slot(&self, base: usize, version: u64) -> Option<(usize, u64)> {
+            (0..G).filter(|&s| s != base).find_map(|s| {
+                compare_exchange(&self.gens[s].state, FREE, TAKEN).ok()?;
                 fence(Ordering::SeqCst);
-                oldest = version;
+                // Every slot's version first, then the hazards (see the module docs).
+                let versions: [usize; G] =
+                    core::array::from_fn(|g| self.gens[g].version_word.load(Ordering::Acquire));
+                let mut oldest = version;
                 let mut pinned = false;
                 for hazard in &self.hazards {
                     let named = hazard.load(Ordering::Acquire);
@@ -392,52 +410,75 @@ mod model {
                         continue;
                     }
                     pinned |= named == s;
-                    let named_version = self.gens[named].version_word.load(Ordering::Relaxed);
-                    oldest = oldest.min(named_version as u64);
+                    oldest = oldest.min(versions[named] as u64);
                 }
                 if pinned {
                     self.gens[s].state.store(FREE, Ordering::Release);
+                    return None;
                 }
-                !pinned
-            }) else {
-                self.unpin(1);
-                return false;
-            };
-            let Some(page) = self.pool.try_claim(oldest) else {
+                Some((s, oldest))
+            })
+        }
+
+        /// One write through hazard `h`: page 0 becomes its base's value plus one. Returns
+        /// `false` if there was no generation slot or page to claim (a `try_` form's error).
+        fn write(&self, h: usize) -> bool {
+            loop {
+                let base = self.pin(h);
+                let (version, index) = self.body(base);
+                let claimed = self.claim_slot(base, version).and_then(|(slot, oldest)| {
+                    let page = self.pool.try_claim(oldest);
+                    if page.is_none() {
+                        self.gens[slot].state.store(FREE, Ordering::Release);
+                    }
+                    Some((slot, page?))
+                });
+                let Some((slot, page)) = claimed else {
+                    self.unpin(h);
+                    return false;
+                };
+                let new = self.page0(base) + 1;
+                // SAFETY: the page and the slot are ours, unpublished.
+                unsafe { self.pool.write(page, |p| *p = new) };
+                self.gens[slot]
+                    .body
+                    .with_mut(|body| unsafe { *body = (new, [page, index[1]]) });
+                // Release, after our scan: see the module docs.
+                self.gens[slot]
+                    .version_word
+                    .store(new as usize, Ordering::Release);
+                if compare_exchange(&self.current, base, slot).is_ok() {
+                    self.pool.retire(index[0], new);
+                    self.gens[base].state.store(FREE, Ordering::Release);
+                    self.unpin(h);
+                    return true;
+                }
+                // Lost the race: nothing of ours was published.
+                self.pool.give_back(page);
                 self.gens[slot].state.store(FREE, Ordering::Release);
-                self.unpin(1);
-                return false;
-            };
-            let new = version + 1;
-            // SAFETY: the page and the slot are ours, unpublished.
-            unsafe { self.pool.write(page, |p| *p = new) };
-            self.gens[slot]
-                .body
-                .with_mut(|body| unsafe { *body = (new, [page, index[1]]) });
-            self.gens[slot]
-                .version_word
-                .store(new as usize, Ordering::Relaxed);
-            // One writer: the CAS cannot fail.
-            compare_exchange(&self.current, base, slot).unwrap();
-            self.pool.retire(index[0], new);
-            self.gens[base].state.store(FREE, Ordering::Release);
-            self.unpin(1);
-            true
+                self.unpin(h);
+            }
         }
     }
 
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    /// A reader pins version 0 while a writer publishes twice: the second write must find no
+    /// page it may reuse (one spare, taken by the first), or find the reader gone.
     #[test]
     #[cfg_attr(
         snapmap_mutant = "early_page_reuse",
         should_panic(expected = "Causality violation")
     )]
     fn reader_holds_a_page_a_writer_retires() {
-        let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
-        builder.check(|| {
-            let map = Arc::new(Mini::new());
+        model(|| {
+            let map = Arc::new(Mini::<3, 2, 3>::new());
             let reader = {
                 let map = map.clone();
                 loom::thread::spawn(move || {
@@ -446,12 +487,36 @@ mod model {
                     map.unpin(0);
                 })
             };
-            let wrote = [map.write(), map.write()];
+            let wrote = [map.write(1), map.write(1)];
             reader.join().unwrap();
             assert!(wrote[0], "the first write has a spare page");
             let slot = map.pin(1);
             map.check(slot);
-            map.unpin(1);
+            assert_eq!(
+                map.body(slot).0,
+                wrote.iter().filter(|&&w| w).count() as u64
+            );
+        });
+    }
+
+    /// A writer's base pin protects the pages it copies from as a reader's pin does: one writer
+    /// reads page 0 of its base while the other publishes twice. The race's loser starts over
+    /// (giving its page back), and no write is lost.
+    #[test]
+    #[cfg_attr(snapmap_mutant = "early_page_reuse", should_panic)]
+    fn writer_copies_a_page_another_writer_retires() {
+        model(|| {
+            let map = Arc::new(Mini::<4, 2, 4>::new());
+            let other = {
+                let map = map.clone();
+                loom::thread::spawn(move || map.write(0))
+            };
+            let mine = [map.write(1), map.write(1)];
+            let theirs = other.join().unwrap();
+            let slot = map.pin(1);
+            map.check(slot);
+            let wrote = mine.iter().chain([&theirs]).filter(|&&w| w).count();
+            assert_eq!(map.body(slot).0, wrote as u64, "a write was lost");
         });
     }
 }
