@@ -30,7 +30,7 @@ mod imp {
     use super::{board, TickError};
     use crate::counter::SoloCounter;
     use core::sync::atomic::{AtomicU32, Ordering};
-    use cortex_m::peripheral::{NVIC, SYST};
+    use cortex_m::peripheral::NVIC;
     use rp2040_hal::pac::{self, Interrupt};
 
     /// The interrupt's period in TIMER microseconds (0: stopped).
@@ -40,12 +40,10 @@ mod imp {
     pub static MISSED: SoloCounter = SoloCounter::new();
 
     const ALARM0: u32 = 1 << 0;
-    /// SysTick: count the processor clock (clk_sys), no interrupt.
-    const CSR_ENABLE_CORE_CLOCK: u32 = (1 << 0) | (1 << 2);
-    /// SYST_CVR, the current value (counts down).
-    const CVR: *const u32 = 0xE000_E018 as *const u32;
-    /// SysTick counts 24 bits.
-    pub const CYCLES_MASK: u32 = 0x00FF_FFFF;
+    /// [`cycles`] is SysTick's 24-bit counter.
+    pub const CYCLES_MASK: u32 = super::SYSTICK_MASK;
+    /// What [`cycles`] counts, for keys and messages: the calling core's clk_sys cycles.
+    pub const CYCLES_UNIT: &str = "cycles";
 
     fn timer() -> &'static pac::timer::RegisterBlock {
         // SAFETY: the TIMER's registers are always mapped; this module is the only user of alarm
@@ -119,25 +117,17 @@ mod imp {
         cortex_m::asm::isb();
     }
 
-    /// Starts the calling core's SysTick counting clk_sys, free-running, without its interrupt.
+    /// Starts the calling core's SysTick counting clk_sys (nothing else uses it on the RP2040
+    /// build).
     pub fn start_cycles() {
-        // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), used by
-        // nothing else on the RP2040 build; disable, reload, clear, enable.
-        unsafe {
-            let syst = &*SYST::PTR;
-            syst.csr.write(0);
-            syst.rvr.write(CYCLES_MASK);
-            syst.cvr.write(0);
-            syst.csr.write(CSR_ENABLE_CORE_CLOCK);
-        }
+        super::start_systick_count();
     }
 
     /// The calling core's clock cycles, counting up modulo `CYCLES_MASK + 1` (134 ms at
     /// 125 MHz), once [`start_cycles`] (or [`start`]) ran on this core.
     #[inline(always)]
     pub fn cycles() -> u32 {
-        // SAFETY: reading SYST_CVR has no side effect.
-        CYCLES_MASK - unsafe { CVR.read_volatile() }
+        CYCLES_MASK - super::systick_count()
     }
 }
 
@@ -156,6 +146,11 @@ mod imp {
     /// [`cycles`] is [`board::now`], 32 bits.
     #[cfg(feature = "board-an521")]
     pub const CYCLES_MASK: u32 = u32::MAX;
+    /// What [`cycles`] counts, for keys and messages: ticks of the AN521's 20 MHz timer, which
+    /// QEMU advances with host time when it runs without `-icount` (the demo): not the cores'
+    /// cycles.
+    #[cfg(feature = "board-an521")]
+    pub const CYCLES_UNIT: &str = "timer_ticks";
 
     /// Starts the `SysTick` exception on the calling core at `hz` per second.
     ///
@@ -208,6 +203,37 @@ mod imp {
     pub fn cycles() -> u32 {
         board::now()
     }
+}
+
+/// SysTick's counter is 24 bits wide; [`start_systick_count`] reloads it there.
+pub const SYSTICK_MASK: u32 = 0x00FF_FFFF;
+/// SYST_CVR, the calling core's SysTick current value (counts down).
+pub const SYSTICK_CVR: *const u32 = 0xE000_E018 as *const u32;
+
+/// Starts the calling core's SysTick counting the processor clock down from [`SYSTICK_MASK`],
+/// free-running, without its interrupt: a counter for whoever does not use [`start`] on this
+/// core (the RP2040's [`cycles`], the benchmark's clock).
+#[inline]
+pub fn start_systick_count() {
+    /// Enable, counting the processor clock rather than the external reference.
+    const CSR_ENABLE_CORE_CLOCK: u32 = (1 << 0) | (1 << 2);
+    // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), which the
+    // caller does not use for the tick interrupt; disable, reload, clear, enable, as the
+    // architecture asks.
+    unsafe {
+        let syst = &*cortex_m::peripheral::SYST::PTR;
+        syst.csr.write(0);
+        syst.rvr.write(SYSTICK_MASK);
+        syst.cvr.write(0);
+        syst.csr.write(CSR_ENABLE_CORE_CLOCK);
+    }
+}
+
+/// The calling core's SysTick counter (counts down, wraps every 2^24 ticks).
+#[inline(always)]
+pub fn systick_count() -> u32 {
+    // SAFETY: reading SYST_CVR has no side effect.
+    unsafe { SYSTICK_CVR.read_volatile() }
 }
 
 /// Cycles from reading `start` to reading `end` with [`cycles`] on one core (less than

@@ -2,7 +2,8 @@
 //!
 //! - [`Tracked`]: a key/value wrapper that counts every construction (including clones) and
 //!   every drop in process-wide counters, detects double drops and reads of dropped values
-//!   (a canary word), and can be told to panic in `clone` (per thread), to test panic safety.
+//!   (a canary word), and can be told to panic in `clone` or in `drop` (per thread), to test
+//!   panic safety.
 //!   Tests that use it serialize on [`tracking_lock`] and compare [`DropCounts`] before and after.
 //! - [`scale`] / [`scaled`]: the `SNAPMAP_STRESS_SCALE` knob that sizes the stress tests.
 //! - [`Quota`]: "everyone keeps working until everyone has done their share", so that readers
@@ -193,6 +194,8 @@ pub const INJECTED_PANIC: &str = "snapmap-test: injected panic";
 thread_local! {
     /// Clones this thread may still make before one panics (`None`: never).
     static CLONES_BEFORE_PANIC: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Drops this thread may still make before one panics (`None`: never).
+    static DROPS_BEFORE_PANIC: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// A value that counts its constructions (`new` and every `clone`) and its drops in process-wide
@@ -262,6 +265,8 @@ impl<T: Clone> Clone for Tracked<T> {
 }
 
 impl<T> Drop for Tracked<T> {
+    /// Counts one drop, then panics if this thread armed [`panic_on_drop_after`] and has used up
+    /// its drops: the value counts as dropped either way (its fields are dropped by the unwind).
     fn drop(&mut self) {
         // swap, not load + store: makes the check-and-mark one step even if the code under test
         // raced two drops of the same value.
@@ -270,6 +275,19 @@ impl<T> Drop for Tracked<T> {
         } else {
             BAD_DROPS.fetch_add(1, Ordering::Relaxed);
         }
+        // Drops made while a panic unwinds neither count down nor fire: a second panic would
+        // abort the test binary.
+        if std::thread::panicking() {
+            return;
+        }
+        DROPS_BEFORE_PANIC.with(|left| match left.get() {
+            Some(0) => {
+                left.set(None);
+                panic!("{INJECTED_PANIC} (Tracked::drop)");
+            }
+            Some(n) => left.set(Some(n - 1)),
+            None => {}
+        });
     }
 }
 
@@ -334,6 +352,31 @@ impl CloneBomb {
 impl Drop for CloneBomb {
     fn drop(&mut self) {
         CLONES_BEFORE_PANIC.with(|left| left.set(None));
+    }
+}
+
+/// Makes the `n+1`-th drop of a [`Tracked`] on this thread from now panic, after counting itself
+/// as dropped (so `n == 0` panics on the next drop). Drops during an unwind are not counted. The
+/// returned guard disarms it when dropped, if it has not fired.
+pub fn panic_on_drop_after(n: u64) -> DropBomb {
+    DROPS_BEFORE_PANIC.with(|left| left.set(Some(n)));
+    DropBomb(())
+}
+
+/// Guard of [`panic_on_drop_after`].
+#[derive(Debug)]
+pub struct DropBomb(());
+
+impl DropBomb {
+    /// Whether the armed panic has fired.
+    pub fn fired(&self) -> bool {
+        DROPS_BEFORE_PANIC.with(|left| left.get().is_none())
+    }
+}
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        DROPS_BEFORE_PANIC.with(|left| left.set(None));
     }
 }
 
@@ -418,19 +461,22 @@ pub fn silence_injected_panics() {
 /// ThreadSanitizer reports).
 #[derive(Debug)]
 pub struct Watchdog {
-    // Leaked (one word per test) rather than an `Arc`: `Arc`'s drop synchronizes through a fence
-    // that ThreadSanitizer does not model, which it would report as a race.
-    done: &'static AtomicBool,
+    // A box of our own, freed once the thread is joined, rather than an `Arc`: `Arc`'s drop
+    // synchronizes through a fence that ThreadSanitizer does not model, which it would report as
+    // a race. (Not leaked either: Miri reports leaks.)
+    done: *mut AtomicBool,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watchdog {
     /// Starts a watchdog for the test `name`, which must finish within `limit`.
     pub fn new(name: &'static str, limit: Duration) -> Self {
-        let done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let done = Box::into_raw(Box::new(AtomicBool::new(false)));
+        // SAFETY: `done` stays allocated until `drop` frees it, after joining this thread.
+        let flag: &'static AtomicBool = unsafe { &*done };
         let thread = std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + limit;
-            while !done.load(Ordering::Acquire) {
+            while !flag.load(Ordering::Acquire) {
                 let now = std::time::Instant::now();
                 if now >= deadline {
                     eprintln!(
@@ -450,11 +496,15 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        self.done.store(true, Ordering::Release);
+        // SAFETY: allocated in `new` and freed only below.
+        unsafe { (*self.done).store(true, Ordering::Release) };
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
         }
+        // SAFETY: the thread, the only other user of `done`, has been joined (`thread` is set
+        // in `new` and taken only here).
+        drop(unsafe { Box::from_raw(self.done) });
     }
 }
 

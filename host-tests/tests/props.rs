@@ -8,8 +8,8 @@
 //! `try_` forms must return the predicted `NoReaderSlot` / `NoFreeGeneration`.
 
 use host_tests::{
-    drop_counts, panic_on_clone_after, silence_injected_panics, tracking_lock, Tracked, Watchdog,
-    INJECTED_PANIC,
+    drop_counts, panic_on_clone_after, panic_on_drop_after, silence_injected_panics, tracking_lock,
+    Tracked, Watchdog, INJECTED_PANIC,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -179,6 +179,12 @@ enum Op {
         after: u64,
         op: Box<Op>,
     },
+    /// Runs `op` (a plain write or read) with the `after+1`-th `Drop` of a key or value on this
+    /// thread panicking.
+    DropBomb {
+        after: u64,
+        op: Box<Op>,
+    },
 }
 
 fn tx_op() -> impl Strategy<Value = TxOp> {
@@ -216,11 +222,35 @@ fn plain_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The operations a drop bomb goes off in: writes whose published effect the model can tell
+/// from the version alone (see `Op::DropBomb` in `exec`), and a read.
+fn drop_bomb_op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS;
+    prop_oneof![
+        3 => (key.clone(), 0..60u32, any::<bool>()).prop_map(|(key, value, try_)| Op::Insert { key, value, try_ }),
+        2 => (key.clone(), any::<bool>()).prop_map(|(key, try_)| Op::Remove { key, try_ }),
+        1 => (key, any::<bool>()).prop_map(|(key, try_)| Op::Get { key, try_ }),
+        1 => Just(Op::Clear),
+        3 => (prop::collection::vec(tx_op(), 0..8), prop::bool::weighted(0.2), any::<bool>())
+            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         24 => plain_op(),
         1 => (0..30u64, plain_op()).prop_map(|(after, op)| Op::CloneBomb { after, op: Box::new(op) }),
+        1 => (0..24u64, drop_bomb_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
     ]
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// Applies one transaction op to a `Txn` without checking anything (for panicking closures).
@@ -604,11 +634,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         inner
                     }
                     Err(payload) => {
-                        let message = payload
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
+                        let message = panic_message(&*payload);
                         ensure!(
                             fired && message.contains(INJECTED_PANIC),
                             "unexpected panic: {message}"
@@ -617,6 +643,45 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         Ok(())
                     }
                 };
+            }
+            Op::DropBomb { after, op } => {
+                let bomb = panic_on_drop_after(*after);
+                let result = catch_unwind(AssertUnwindSafe(|| self.exec(op)));
+                let fired = bomb.fired();
+                drop(bomb);
+                let payload = match result {
+                    Ok(inner) => {
+                        ensure!(!fired, "the injected drop panic fired but did not escape");
+                        return inner;
+                    }
+                    Err(payload) => payload,
+                };
+                let message = panic_message(&*payload);
+                ensure!(
+                    fired && message.contains(INJECTED_PANIC),
+                    "unexpected panic: {message}"
+                );
+                // The model is as before `op` (the map is called first). A drop that panicked
+                // before the publishing CAS (in the catch-up, in a `Txn`, of a rejected key)
+                // published nothing; only an insert or a remove drops something after it (the
+                // key and value it was given, the value it returned), and then its change stands.
+                let published = self.map.stats().publishes as u64 - self.version;
+                match (published, &**op) {
+                    (0, _) => hit("drop panicked, nothing published"),
+                    (1, &Op::Insert { key, value, .. }) => {
+                        self.model_insert(key, value)
+                            .map_err(|e| format!("insert published, but the model says {e:?}"))?;
+                        hit("drop panicked after publishing");
+                    }
+                    (1, &Op::Remove { key, .. }) => {
+                        ensure!(
+                            self.model_remove(key).is_some(),
+                            "remove of an absent key published"
+                        );
+                        hit("drop panicked after publishing");
+                    }
+                    (n, op) => return Err(format!("a drop panic in {op:?} published {n} times")),
+                }
             }
         }
         Ok(())
@@ -687,10 +752,19 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         }
                     }
                     TxOp::Retain(m) => {
-                        let before = work.len();
+                        let before = work.clone();
                         work.retain(|_, x| *x % m != 0);
-                        changed |= work.len() != before;
-                        tx.retain(|_, x| x.value() % m != 0);
+                        changed |= work.len() != before.len();
+                        // Each entry meets the predicate once (a stateful one must be able to
+                        // count on it).
+                        let mut met = BTreeMap::new();
+                        tx.retain(|key, x| {
+                            *met.entry(key.value()).or_insert(0) += 1;
+                            x.value() % m != 0
+                        });
+                        if !met.keys().eq(before.keys()) || met.values().any(|&n| n != 1) {
+                            mismatches.push(format!("tx.retain met {met:?}, for {before:?}"));
+                        }
                     }
                     TxOp::Clear => {
                         changed |= !work.is_empty();
@@ -970,6 +1044,8 @@ const COMMON: &[&str] = &[
     "update: changed nothing",
     "update closure panicked",
     "clone panicked",
+    "drop panicked, nothing published",
+    "drop panicked after publishing",
     "compare_exchange: swapped",
     "compare_exchange: mismatch",
     "remove_if: removed",
@@ -1602,6 +1678,130 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
             assert_eq!(held_contents, before);
             drop(held);
             probe_slots_with(&map, || TouchyKey(0), v).unwrap();
+        },
+    );
+}
+
+// =============================================================================================
+// Panicking `Drop`s and half-done copies (issue 9, items 1-3)
+// =============================================================================================
+
+/// A `Drop` that panics inside a write (where its catch-up overwrites old entries, or in
+/// `clear`) publishes nothing, and the copy it abandons must not poison the writes that later
+/// patch from it. Every drop position of a `clear` on a map of five keys, then unrelated writes
+/// that cycle through every generation slot, each checked against the oracle. (It used to drop
+/// an entry before its slot was on the change log and counted out of `len`: later writes
+/// published generations without key 2, or `len` 5 with 4 entries.)
+#[test]
+fn panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing() {
+    with_drop_accounting(
+        "panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing",
+        || {
+            let mut fired = 0;
+            for after in 0..24u64 {
+                let map: SnapMap<K, V, 8> = SnapMap::new();
+                let mut oracle = Oracle::new();
+                for i in 0..5u8 {
+                    map.insert(k(i), v(u32::from(i) * 10)).unwrap();
+                    oracle.insert(i, u32::from(i) * 10);
+                }
+                let mut version = 5;
+                let bomb = panic_on_drop_after(after);
+                let result = catch_unwind(AssertUnwindSafe(|| map.clear()));
+                let did_fire = bomb.fired();
+                drop(bomb);
+                if did_fire {
+                    fired += 1;
+                    assert!(
+                        result.is_err(),
+                        "after {after}: the panic did not propagate"
+                    );
+                } else {
+                    assert_eq!(result.ok(), Some(Ok(())), "after {after}");
+                    oracle.clear();
+                    version += 1;
+                }
+                let check = |oracle: &Oracle, version: u64, when: &str| {
+                    check_view(&map.snapshot(), oracle, version)
+                        .unwrap_or_else(|e| panic!("drop {after} panicked, {when}: {e}"));
+                };
+                check(&oracle, version, "then the clear");
+                for round in 0..8u32 {
+                    assert_eq!(values(map.insert(k(9), v(round))), Ok(None));
+                    oracle.insert(9, round);
+                    version += 1;
+                    check(&oracle, version, &format!("insert {round}"));
+                    assert_eq!(values(map.remove(&9)), Ok(Some(round)));
+                    oracle.remove(&9);
+                    version += 1;
+                    check(&oracle, version, &format!("remove {round}"));
+                }
+                probe_slots(&map).unwrap();
+            }
+            assert!(fired >= 10, "only {fired} drop panics fired");
+        },
+    );
+}
+
+/// A `Clone` that panics halfway through a whole-table copy (`L = 0`) leaves that copy with some
+/// slots copied and the rest as they were: it must still count and drop each entry exactly
+/// once. (The map's drop used to underflow the copy's `len` in debug builds.)
+#[test]
+fn panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once() {
+    with_drop_accounting(
+        "panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once",
+        || {
+            let mut fired = 0;
+            for after in 0..14u64 {
+                let before = drop_counts();
+                let map: SnapMap<K, V, 8, 4, 2, 0> = SnapMap::new();
+                for i in 0..6u8 {
+                    map.insert(k(i), v(u32::from(i))).unwrap();
+                }
+                let contents = snapshot_contents(&map.snapshot());
+                let bomb = panic_on_clone_after(after);
+                let result = catch_unwind(AssertUnwindSafe(|| map.insert(k(7), v(7))));
+                if bomb.fired() {
+                    fired += 1;
+                    assert!(
+                        result.is_err(),
+                        "after {after}: the panic did not propagate"
+                    );
+                    assert_eq!(snapshot_contents(&map.snapshot()), contents);
+                }
+                drop(bomb);
+                drop(map);
+                drop_counts().assert_balanced_since(&before, &format!("clone {after} panicked"));
+            }
+            assert!(fired >= 12, "only {fired} clone panics fired");
+        },
+    );
+}
+
+/// A `Drop` that panics while the map itself drops must not leak the rest of that generation's
+/// table: at every drop position, every key and value is dropped exactly once. (G = 2 and eight
+/// keys: 30 live keys and values in two tables; a panic used to leave the rest of its table.)
+#[test]
+fn panic_in_drop_while_the_map_drops_drops_everything_once() {
+    with_drop_accounting(
+        "panic_in_drop_while_the_map_drops_drops_everything_once",
+        || {
+            for after in 0..30u64 {
+                let before = drop_counts();
+                let map: SnapMap<K, V, 8, 2, 0> = SnapMap::new();
+                for i in 0..8u8 {
+                    map.insert(k(i), v(u32::from(i))).unwrap();
+                }
+                assert_eq!(drop_counts().live_since(&before), 30);
+                let bomb = panic_on_drop_after(after);
+                let result = catch_unwind(AssertUnwindSafe(move || drop(map)));
+                assert!(
+                    bomb.fired() && result.is_err(),
+                    "drop {after} of 30 did not panic"
+                );
+                drop(bomb);
+                drop_counts().assert_balanced_since(&before, &format!("drop {after} panicked"));
+            }
         },
     );
 }

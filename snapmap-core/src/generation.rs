@@ -61,7 +61,7 @@ impl<K: Clone, V: Clone, const N: usize> Generation<K, V, N> {
     /// Makes this unpublished copy (with its `log`) equal to `base` (with `base_log`), ready for
     /// the changes of version `base.version + 1`. Copies only the slots that differ when both
     /// logs cover this copy's version, the whole table otherwise; returns whether it copied the
-    /// whole table. Panic-safe: if a clone panics, the log is left covering nothing.
+    /// whole table. Panic-safe: if a clone or a drop panics, the log is left covering nothing.
     pub(crate) fn catch_up(
         &mut self,
         log: &mut ChangeLog,

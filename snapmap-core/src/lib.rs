@@ -109,8 +109,9 @@
 //!
 //! `try_` forms ([`SnapMap::try_insert`], [`SnapMap::try_remove`], [`SnapMap::try_update`]) never
 //! wait for a generation slot. Every error and every panic in a user closure or in `K`/`V`'s
-//! `Clone`, `Hash` or `Eq` leaves the published generations untouched: the writer's private copy
-//! is discarded and its slot freed.
+//! `Clone`, `Hash`, `Eq` or `Drop` leaves the published generations untouched: the writer's
+//! private copy is discarded and its slot freed. A `Drop` that panics while the map itself drops
+//! does not stop it: every other key and value is still dropped, exactly once.
 //!
 //! Every write returns a `Result`, the blocking `remove`, `compare_exchange`, `remove_if` and
 //! `clear` too, whose only error is [`Error::Reentrant`]: a write to a map from code that one of

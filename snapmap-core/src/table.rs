@@ -94,53 +94,93 @@ impl<K, V, const N: usize> Table<K, V, N> {
         }
     }
 
-    /// Removes every entry.
+    /// Removes every entry. If a drop panics, the unwind still removes (and reports) the rest,
+    /// as `Vec`'s drop does: a table dropped by an unwind must not leak what it held.
     pub(crate) fn clear(&mut self, wrote: &mut impl FnMut(usize)) {
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if Self::vacate(slot) {
-                self.len -= 1;
-                wrote(index);
+        /// The clear in progress; dropping it (at the end, or when a drop unwinds) finishes it.
+        struct Clearing<'t, K, V, W: FnMut(usize), const N: usize> {
+            table: &'t mut Table<K, V, N>,
+            wrote: &'t mut W,
+            next: usize,
+        }
+        impl<K, V, W: FnMut(usize), const N: usize> Clearing<'_, K, V, W, N> {
+            fn run(&mut self) {
+                while self.next < N {
+                    let index = self.next;
+                    self.next += 1; // first: a slot whose drop panicked is not visited again
+                    self.table.vacate(index, self.wrote);
+                }
             }
         }
+        impl<K, V, W: FnMut(usize), const N: usize> Drop for Clearing<'_, K, V, W, N> {
+            fn drop(&mut self) {
+                self.run(); // nothing left after a normal finish; the rest after a panic
+            }
+        }
+        Clearing {
+            table: self,
+            wrote,
+            next: 0,
+        }
+        .run();
     }
 
-    /// Empties `slot`, dropping its entry; returns whether there was one. The slot is marked
-    /// empty before the drop, so a panicking drop leaves the table consistent.
-    fn vacate(slot: &mut Slot<K, V>) -> bool {
-        let occupied = core::mem::replace(&mut slot.meta, 0) != 0;
-        if occupied {
-            // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked
-            // empty, so nothing will read or drop it again.
-            unsafe { slot.entry.assume_init_drop() };
+    /// Empties slot `index`, dropping its entry; returns whether there was one. The slot is
+    /// marked empty, counted out of `len` and reported to `wrote` *before* the drop, so a
+    /// panicking drop leaves the table consistent and the change on record: a writer's
+    /// abandoned copy is then exactly what its change log says.
+    fn vacate(&mut self, index: usize, wrote: &mut impl FnMut(usize)) -> bool {
+        let slot = &mut self.slots[index];
+        if core::mem::replace(&mut slot.meta, 0) == 0 {
+            return false;
         }
-        occupied
+        self.len -= 1;
+        wrote(index);
+        // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked empty,
+        // so nothing will read or drop it again.
+        unsafe { self.slots[index].entry.assume_init_drop() };
+        true
     }
 }
 
 impl<K: Clone, V: Clone, const N: usize> Table<K, V, N> {
     /// Makes `self` a copy of `source`, slot for slot, reusing `self`'s memory. Panic-safe: if a
-    /// clone panics, `self` holds a consistent subset of `source` and drops correctly.
+    /// drop or a clone panics, `self` holds some slots of `source` and some of its own, and
+    /// `len` counts exactly the entries it holds.
     pub(crate) fn clone_from(&mut self, source: &Self) {
-        self.len = 0;
-        for (slot, from) in self.slots.iter_mut().zip(&source.slots) {
-            Self::vacate(slot);
+        /// Recounts the entries if a drop or a clone unwinds out of the copy (the cold path: the
+        /// loop keeps no count, and a finished copy has `source`'s).
+        struct Recount<'t, K, V, const N: usize>(&'t mut Table<K, V, N>);
+        impl<K, V, const N: usize> Drop for Recount<'_, K, V, N> {
+            fn drop(&mut self) {
+                let table = &mut *self.0;
+                table.len = table.slots.iter().filter(|slot| slot.meta != 0).count();
+            }
+        }
+        let guard = Recount(self);
+        for (slot, from) in guard.0.slots.iter_mut().zip(&source.slots) {
+            if core::mem::replace(&mut slot.meta, 0) != 0 {
+                // SAFETY: the meta was non-zero, so the entry was initialized; it is now marked
+                // empty, so nothing will read or drop it again.
+                unsafe { slot.entry.assume_init_drop() };
+            }
             if let Some(entry) = from.get() {
                 Self::write_clone(slot, entry);
                 slot.meta = from.meta;
-                self.len += 1;
             }
         }
+        guard.0.len = source.len;
+        core::mem::forget(guard);
     }
 
-    /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe like
-    /// `clone_from`.
+    /// Makes slot `index` of `self` a copy of the same slot of `source`. Panic-safe: the old
+    /// entry is counted out before it is dropped, the new one in once its clone returned, so a
+    /// panic in either leaves the slot empty and `len` exact.
     pub(crate) fn copy_slot(&mut self, source: &Self, index: usize) {
-        let slot = &mut self.slots[index];
-        if Self::vacate(slot) {
-            self.len -= 1;
-        }
+        self.vacate(index, &mut |_| {});
         let from = &source.slots[index];
         if let Some(entry) = from.get() {
+            let slot = &mut self.slots[index];
             Self::write_clone(slot, entry);
             slot.meta = from.meta;
             self.len += 1;
@@ -281,7 +321,9 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
                 wrote(index);
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
                 let entry = unsafe { self.slots[index].entry.assume_init_mut() };
-                Ok((index, Some(core::mem::replace(&mut entry.1, value))))
+                let old = core::mem::replace(&mut entry.1, value);
+                drop(key); // while `old` is a local (see `remove`)
+                Ok((index, Some(old)))
             }
             Err(Some(_)) => {
                 let index = self.place(meta, (key, value), wrote);
@@ -351,21 +393,38 @@ impl<K: Hash + Eq, V, const N: usize> Table<K, V, N> {
         Q: Hash + Eq + ?Sized,
     {
         let index = self.find(meta_of(hasher, key), key).ok()?;
-        Some(self.take(index, wrote).1)
+        let (key, value) = self.take(index, wrote);
+        // Dropped while `value` is a local: if the drop panics, the unwind drops `value` too
+        // (a value already moved into the return value would leak).
+        drop(key);
+        Some(value)
     }
 
-    /// Keeps only the entries for which `keep` returns `true`.
+    /// Keeps only the entries for which `keep` returns `true`, asking once per entry.
     pub(crate) fn retain(
         &mut self,
         mut keep: impl FnMut(&K, &V) -> bool,
         wrote: &mut impl FnMut(usize),
     ) {
-        let mut index = 0;
-        while index < N {
+        // Visit the slots in order from one that is empty or holds an entry at its home. A
+        // removal shifts back only the entries after it up to such a slot, and the start stays
+        // such a slot (an entry shifted into it lands at its home), so no entry already asked
+        // about is ever shifted into a slot still to visit. From slot 0 instead, a removal near
+        // the end of the table would pull back the entries of a run that wraps past the end,
+        // asked about already in slots 0, 1, ... Every table has such a slot: one that is not full
+        // has an empty slot, and a full one an entry at home (the insert that took the last empty
+        // slot `e` walked up to `e` or started right after it, and did not move the entry that
+        // sat at home right after it).
+        let start = (0..N)
+            .find(|&i| self.slots[i].meta == 0 || Self::home(self.slots[i].meta) == i)
+            .unwrap_or(0);
+        let mut visited = 0;
+        while visited < N {
+            let index = (start + visited) & Self::MASK;
             match self.slots[index].get() {
-                // `take` may shift a later entry into `index`: look at it again.
+                // `take` shifts the next entry into `index` if it is not at home: ask again.
                 Some((k, v)) if !keep(k, v) => drop(self.take(index, wrote)),
-                _ => index += 1,
+                _ => visited += 1,
             }
         }
     }
@@ -494,6 +553,11 @@ mod tests {
             }
         }
         assert_eq!(occupied, table.len());
+        // What `retain` relies on to start its walk.
+        assert!(
+            occupied < N || (0..N).any(|i| distance(i) == Some(0)),
+            "a full table with no entry at its home"
+        );
     }
 
     /// `copy` has `table`'s exact layout: the same entry in the same slot, slot for slot.
@@ -520,7 +584,10 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for step in 0..20_000u32 {
+        // Miri runs each step thousands of times slower: fewer steps still wrap and fill the
+        // tables.
+        let steps = if cfg!(miri) { 300 } else { 20_000u32 };
+        for step in 0..steps {
             let key = (next() % u64::from(keys)) as u32;
             match next() % 8 {
                 0..=3 => {
@@ -542,7 +609,17 @@ mod tests {
                 }
                 6 => {
                     let odd = next() % 2;
-                    table.retain(|k, _| k % 2 != odd as u32, &mut |slot| written.push(slot));
+                    let mut met = BTreeMap::new();
+                    let keep = |k: &u32, _: &u32| {
+                        *met.entry(*k).or_insert(0) += 1;
+                        k % 2 != odd as u32
+                    };
+                    table.retain(keep, &mut |slot| written.push(slot));
+                    assert!(
+                        met.keys().eq(oracle.keys()) && met.values().all(|&n| n == 1),
+                        "retain met {met:?}, for entries {:?}",
+                        oracle.keys()
+                    );
                     oracle.retain(|k, _| k % 2 != odd as u32);
                 }
                 _ => {
@@ -598,6 +675,193 @@ mod tests {
             let expected = (k < 32 && k % 3 != 0).then_some(k);
             assert_eq!(table.get(&Fx, &Collide(k)).copied(), expected, "key {k}");
         }
+    }
+
+    std::thread_local! {
+        /// `Noisy` values made (new or cloned) and dropped on this thread.
+        static MADE: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        static DROPPED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        /// The id whose next drop (or clone) panics.
+        static DROP_BOMB: core::cell::Cell<Option<u32>> = const { core::cell::Cell::new(None) };
+        static CLONE_BOMB: core::cell::Cell<Option<u32>> = const { core::cell::Cell::new(None) };
+    }
+
+    /// A value that counts itself in and out, and panics once in `drop` or `clone` on demand.
+    struct Noisy(u32);
+
+    impl Noisy {
+        fn new(id: u32) -> Self {
+            MADE.set(MADE.get() + 1);
+            Self(id)
+        }
+    }
+
+    impl Clone for Noisy {
+        fn clone(&self) -> Self {
+            if CLONE_BOMB.get() == Some(self.0) {
+                CLONE_BOMB.set(None);
+                panic!("injected clone panic");
+            }
+            Self::new(self.0)
+        }
+    }
+
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            DROPPED.set(DROPPED.get() + 1);
+            if DROP_BOMB.get() == Some(self.0) && !std::thread::panicking() {
+                DROP_BOMB.set(None);
+                panic!("injected drop panic");
+            }
+        }
+    }
+
+    impl PartialEq for Noisy {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+    impl Eq for Noisy {}
+    impl Hash for Noisy {
+        fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+    impl Borrow<u32> for Noisy {
+        fn borrow(&self) -> &u32 {
+            &self.0
+        }
+    }
+
+    fn live() -> u32 {
+        MADE.get() - DROPPED.get()
+    }
+
+    fn occupied<K, V, const N: usize>(table: &Table<K, V, N>) -> Vec<usize> {
+        (0..N).filter(|&i| table.slots[i].meta != 0).collect()
+    }
+
+    /// A drop that panics in `clear` (a `Txn`'s, or the table's own drop) must neither stop the
+    /// clear nor leave a slot it emptied off the record: every entry is dropped once, `len` is 0
+    /// and `wrote` heard of every slot that held one.
+    #[test]
+    fn a_panicking_drop_in_clear_drops_the_rest_and_reports_every_slot() {
+        for bomb in 0..6 {
+            let start = live();
+            let mut table = Table::<u32, Noisy, 8>::new();
+            for k in 0..6 {
+                assert!(table.insert(&Fx, k, Noisy::new(k), &mut |_| {}).is_ok());
+            }
+            let full = occupied(&table);
+            let mut written = Vec::new();
+            DROP_BOMB.set(Some(bomb));
+            let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                table.clear(&mut |slot| written.push(slot));
+            }));
+            assert!(result.is_err() && DROP_BOMB.get().is_none(), "bomb {bomb}");
+            written.sort_unstable();
+            assert_eq!(written, full, "bomb {bomb}: slots reported");
+            assert_eq!((table.len(), table.iter().count()), (0, 0), "bomb {bomb}");
+            assert_eq!(live(), start, "bomb {bomb}: entries left undropped");
+        }
+    }
+
+    /// A key whose drop panics when `remove` or `insert` discards it must not take the value it
+    /// returns down with it: the value is dropped by the unwind.
+    #[test]
+    fn a_panicking_key_drop_in_remove_drops_the_value() {
+        let start = live();
+        let mut table = Table::<Noisy, Noisy, 8>::new();
+        for k in 0..4 {
+            assert!(table
+                .insert(&Fx, Noisy::new(k), Noisy::new(k + 100), &mut |_| {})
+                .is_ok());
+        }
+        DROP_BOMB.set(Some(2));
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            table.remove(&Fx, &2, &mut |_| {});
+        }));
+        assert!(result.is_err() && DROP_BOMB.get().is_none());
+        assert_eq!((table.len(), live() - start), (3, 6));
+        // Likewise the new key that an insert of a present key discards.
+        DROP_BOMB.set(Some(3));
+        let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            let _ = table.insert(&Fx, Noisy::new(3), Noisy::new(300), &mut |_| {});
+        }));
+        assert!(result.is_err() && DROP_BOMB.get().is_none());
+        assert_eq!((table.len(), live() - start), (3, 6));
+        drop(table);
+        assert_eq!(live(), start);
+    }
+
+    /// A drop or a clone that panics in `clone_from` or `copy_slot` leaves the copy with `len`
+    /// counting exactly the entries it holds, so that it drops each once (and `len` never
+    /// underflows).
+    #[test]
+    fn a_panicking_clone_or_drop_in_a_copy_keeps_len_exact() {
+        // Clones are of the source's ids 0..6; drops of the copy's own, 6..12.
+        for (bomb, in_drop) in (0..6).flat_map(|b| [(b, false), (b + 6, true)]) {
+            let start = live();
+            let mut source = Table::<u32, Noisy, 8>::new();
+            let mut copy = Table::<u32, Noisy, 8>::new();
+            for k in 0..6 {
+                assert!(source.insert(&Fx, k, Noisy::new(k), &mut |_| {}).is_ok());
+                assert!(copy
+                    .insert(&Fx, k + 6, Noisy::new(k + 6), &mut |_| {})
+                    .is_ok());
+            }
+            if in_drop {
+                DROP_BOMB.set(Some(bomb));
+            } else {
+                CLONE_BOMB.set(Some(bomb));
+            }
+            let result = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+                if bomb % 2 == 0 {
+                    copy.clone_from(&source);
+                } else {
+                    for slot in 0..8 {
+                        copy.copy_slot(&source, slot);
+                    }
+                }
+            }));
+            assert!(result.is_err(), "bomb {bomb}, in drop {in_drop}");
+            assert_eq!(
+                copy.len(),
+                occupied(&copy).len(),
+                "bomb {bomb}, in drop {in_drop}"
+            );
+            assert_eq!(copy.iter().count(), copy.len());
+            drop((source, copy));
+            assert_eq!(live(), start, "bomb {bomb}, in drop {in_drop}");
+        }
+    }
+
+    /// `retain` meets each entry once, even one that a removal at the end of the table shifts
+    /// back across the wrap, from slot 0 to slot N - 1 (issue 9, item 4: a stateful predicate
+    /// used to run twice on it).
+    #[test]
+    fn retain_meets_each_entry_once_across_the_wrap() {
+        type T = Table<u32, u32, 4>;
+        let mut homed_at_3 = (0u32..).filter(|k| T::home(meta_of(&Fx, k)) == 3);
+        let (a, b) = (homed_at_3.next().unwrap(), homed_at_3.next().unwrap());
+        let mut table = T::new();
+        for key in [a, b] {
+            assert!(table.insert(&Fx, key, key, &mut |_| {}).is_ok());
+        }
+        // a at home in slot 3, b wrapped around to slot 0.
+        assert_eq!(table.slots[3].get().map(|e| e.0), Some(a));
+        assert_eq!(table.slots[0].get().map(|e| e.0), Some(b));
+        let mut met = BTreeMap::new();
+        table.retain(
+            |k, _| {
+                *met.entry(*k).or_insert(0) += 1;
+                *k != a
+            },
+            &mut |_| {},
+        );
+        assert_eq!(met, BTreeMap::from([(a, 1), (b, 1)]));
+        assert_eq!((table.get(&Fx, &a), table.get(&Fx, &b)), (None, Some(&b)));
+        check_layout(&table);
     }
 
     #[test]

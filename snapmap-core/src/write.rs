@@ -451,15 +451,19 @@ impl<
     /// # Errors
     /// [`Error::Full`] if `key` is absent and the map holds `N` entries; [`Error::Reentrant`].
     pub fn get_or_insert(&self, key: K, value: V) -> Result<(V, bool), Error> {
-        if let Some(existing) = self.get(&key) {
-            return Ok((existing, true));
-        }
-        self.publish(Wait::Spin, |tx| match tx.get(&key) {
-            Some(existing) => Ok((existing.clone(), true)),
-            None => tx
-                .insert(key.clone(), value.clone())
-                .map(|_| (value.clone(), false)),
-        })
+        let result = match self.get(&key) {
+            Some(existing) => Ok((existing, true)),
+            None => self.publish(Wait::Spin, |tx| match tx.get(&key) {
+                Some(existing) => Ok((existing.clone(), true)),
+                None => tx
+                    .insert(key.clone(), value.clone())
+                    .map(|_| (value.clone(), false)),
+            }),
+        };
+        // Dropped while `result` is a local: if a drop panics, the unwind drops it too (a
+        // parameter dropped after the return value is built would leak that value).
+        drop((key, value));
+        result
     }
 
     /// Replaces the value of `key` with `new` if it currently equals `current` (Go's

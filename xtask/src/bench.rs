@@ -9,7 +9,7 @@
 //! `xtask`.
 //!
 //! The emulated Cortex-M33 figures of issue 4 (instructions per get/insert/batch under QEMU
-//! `-icount`) come from `cargo xtask bench-m33` ([`crate::bench_m33`]), which this command runs
+//! `-icount`) come from `cargo xtask bench-m33` ([`crate::bench_emulated`]), which this command runs
 //! too; [`m33_section`] is where they go.
 
 use std::collections::BTreeMap;
@@ -130,9 +130,9 @@ pub fn bench(options: &Options) -> Result {
         }
         // The emulated Cortex-M33 figures (`cargo xtask bench-m33`): instruction counts, which
         // the machine's load does not change. A failure is shown in their section, not fatal.
-        crate::bench_m33::refresh_for_bench(options.quick);
+        crate::bench_emulated::refresh_for_bench(&crate::bench_emulated::M33, options.quick);
         // The emulated RP2040's cycle counts (`cargo xtask bench-rp2040`), likewise.
-        crate::bench_rp2040::refresh_for_bench(options.quick);
+        crate::bench_emulated::refresh_for_bench(&crate::bench_emulated::RP2040, options.quick);
     }
     // What the page says about the measuring run, kept with its results so that
     // `--report-only` does not replace it with the present moment's.
@@ -778,7 +778,7 @@ fn targets(w: &mut String, r: &Results) {
             fmt_ns(whole_insert.unwrap_or(f64::NAN))
         ),
     });
-    let (got, reached, why) = crate::bench_m33::target_row();
+    let (got, reached, why) = crate::bench_emulated::target_row();
     list.push(Target {
         text: "emulated M33 get ≤ 1.3× the unsynchronized table's instructions; worst-case read \
                under concurrent batches ≤ 2× its median",
@@ -1122,10 +1122,14 @@ fn memory(w: &mut String, r: &Results) {
 }
 
 /// The emulated Cortex-M33 figures (issue 4's second part), from `cargo xtask bench-m33`'s last
-/// run (QEMU `mps2-an521 -icount`): see [`crate::bench_m33`].
+/// run (QEMU `mps2-an521 -icount`): see [`crate::bench_emulated`].
 fn m33_section(w: &mut String) {
-    w.push_str(&crate::bench_m33::page_section());
-    w.push_str(&crate::bench_rp2040::page_section());
+    w.push_str(&crate::bench_emulated::page_section(
+        &crate::bench_emulated::M33,
+    ));
+    w.push_str(&crate::bench_emulated::page_section(
+        &crate::bench_emulated::RP2040,
+    ));
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
 
 Every run ends with the summary line:
   PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=.. cas_retries=..
-  violations=.. reader_cs=.. ...
+  violations=.. reader_cs=.. ... read_cycles_median=.. read_cycles_worst=.. ...
+(a control-loop read's time; on mps2-an521 `read_timer_ticks_*`: QEMU's 20 MHz timer runs in
+host time there, its ticks are not cycles).
 Exit status 0 only for PASS: the firmware stopped on its own saying PASS, the run completed,
 violations=0, reader_cs=0.
 
@@ -65,6 +67,17 @@ const REQUIRED_KEYS: &[&str] = &[
     "reader_cs",
     "completed",
 ];
+
+/// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
+/// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
+/// which QEMU runs in host time without `-icount`, counts no cycles.
+fn read_unit(board: &Board) -> &'static str {
+    if board == &RP2040 {
+        "cycles"
+    } else {
+        "timer_ticks"
+    }
+}
 
 /// Parsed `cargo xtask demo` options.
 #[derive(Debug, PartialEq, Eq)]
@@ -190,7 +203,7 @@ fn an521(build_only: bool) -> Result<Verdict> {
     let qemu_status = qemu_child.wait()?;
     let decoder_status = decoder_child.wait()?;
 
-    let mut summary = Summary::from_log(&log);
+    let mut summary = Summary::from_log(&log, &AN521);
     if let Some(problem) = emulator::explain_exit(qemu_status.code(), QEMU_LIMIT) {
         summary.problems.push(problem);
     }
@@ -254,7 +267,7 @@ fn rp2040(build_only: bool) -> Result<Verdict> {
         log.extend(more);
     }
     let status = child.wait()?;
-    let mut summary = Summary::from_log(&log);
+    let mut summary = Summary::from_log(&log, &RP2040);
     if !status.success() {
         summary
             .problems
@@ -292,7 +305,7 @@ fn rp2040_emulated(elf_path: &Path) -> Result<Verdict> {
         .map(|out| echo_lines(BufReader::new(out)))
         .unwrap_or_default();
     let status = child.wait()?;
-    let mut summary = Summary::from_log(&log);
+    let mut summary = Summary::from_log(&log, &RP2040);
     if let Some(problem) = emulator::explain_rp2040_exit(status.code()) {
         summary.problems.push(problem);
     }
@@ -377,8 +390,8 @@ struct Summary {
 }
 
 impl Summary {
-    /// Finds and checks the last `SUMMARY` line of a decoded log.
-    fn from_log(lines: &[String]) -> Self {
+    /// Finds and checks the last `SUMMARY` line of a decoded log from `board`.
+    fn from_log(lines: &[String], board: &Board) -> Self {
         let mut summary = Summary::default();
         let Some(line) = lines
             .iter()
@@ -397,7 +410,13 @@ impl Summary {
                 summary.fields.push((key.to_owned(), value.to_owned()));
             }
         }
-        for key in REQUIRED_KEYS {
+        let unit = read_unit(board);
+        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
+        for key in REQUIRED_KEYS
+            .iter()
+            .copied()
+            .chain(read_keys.iter().map(String::as_str))
+        {
             if summary.number(key).is_none() {
                 summary
                     .problems
@@ -456,7 +475,8 @@ mod tests {
     }
 
     const GOOD: &str = "INFO  SUMMARY PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 \
-                        cas_retries=0 violations=0 reader_cs=0 publishes=5 completed=1";
+                        cas_retries=0 violations=0 reader_cs=0 publishes=5 \
+                        read_cycles_median=180 read_cycles_worst=400 completed=1";
 
     #[test]
     fn options() {
@@ -492,12 +512,13 @@ mod tests {
 
     #[test]
     fn a_clean_summary_passes() {
-        let summary = Summary::from_log(&log(&["INFO  t=500ms ...", GOOD]));
+        let summary = Summary::from_log(&log(&["INFO  t=500ms ...", GOOD]), &RP2040);
         assert!(summary.passed(), "{:?}", summary.problems);
         assert_eq!(
             summary.line(),
             "PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 cas_retries=0 \
-             violations=0 reader_cs=0 publishes=5 completed=1"
+             violations=0 reader_cs=0 publishes=5 read_cycles_median=180 read_cycles_worst=400 \
+             completed=1"
         );
     }
 
@@ -509,13 +530,27 @@ mod tests {
             GOOD.replace("completed=1", "completed=0"),
             GOOD.replace("PASS", "FAIL"),
             GOOD.replace(" isr_reads=2", ""),
+            GOOD.replace(" read_cycles_worst=400", ""),
         ] {
-            let summary = Summary::from_log(&log(&[&bad]));
+            let summary = Summary::from_log(&log(&[&bad]), &RP2040);
             assert!(!summary.passed(), "{bad}");
             assert!(summary.line().starts_with("FAIL "));
         }
-        let nothing = Summary::from_log(&log(&["INFO  t=500ms"]));
+        let nothing = Summary::from_log(&log(&["INFO  t=500ms"]), &RP2040);
         assert!(!nothing.passed());
         assert_eq!(nothing.line(), "FAIL completed=0");
+    }
+
+    #[test]
+    fn the_read_times_carry_the_boards_unit() {
+        // QEMU's AN521 timer ticks in host time: its summary must not call them cycles.
+        let qemu = GOOD.replace("read_cycles_", "read_timer_ticks_");
+        assert!(Summary::from_log(&log(&[&qemu]), &AN521).passed());
+        let misnamed = Summary::from_log(&log(&[GOOD]), &AN521);
+        assert!(!misnamed.passed());
+        assert!(misnamed
+            .problems
+            .contains(&"the summary has no numeric `read_timer_ticks_median`".to_owned()));
+        assert!(!Summary::from_log(&log(&[&qemu]), &RP2040).passed());
     }
 }

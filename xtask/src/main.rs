@@ -5,8 +5,7 @@
 
 mod asm_graph;
 mod bench;
-mod bench_m33;
-mod bench_rp2040;
+mod bench_emulated;
 mod boards;
 mod build_targets;
 mod demo;
@@ -33,7 +32,10 @@ Commands:
   loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=3 unless set
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
-  ci              fmt, clippy, cargo test, loom, build-targets, tsan, cargo package; timed
+  asan            run the core's unit tests and the host tests under AddressSanitizer (nightly)
+  miri            run the core's unit tests and three small stress tests under Miri (nightly)
+  ci              fmt, clippy, cargo test, loom, build-targets, tsan, asan, miri, cargo
+                  package; timed
   bench [--quick] run the host benchmarks against peers; write BENCHMARKS.md and plots
   bench-m33 [--no-page]
                   instructions per get/insert/batch and per read under concurrent writes on
@@ -74,11 +76,12 @@ enum Cli {
     },
     Loom(Vec<String>),
     Tsan(Vec<String>),
+    Asan(Vec<String>),
+    Miri(Vec<String>),
     Ci(tasks::CiOptions),
     Toolchain(Vec<String>),
     Bench(bench::Options),
-    BenchM33(bench_m33::Options),
-    BenchRp2040(bench_m33::Options),
+    BenchEmulated(&'static bench_emulated::Bench, bench_emulated::Options),
     Demo(demo::Options),
     TestTargets(target_tests::Options),
 }
@@ -102,11 +105,13 @@ fn command_help(name: &str) -> Option<&'static str> {
         "build-targets" => Some(build_targets::HELP),
         "loom" => Some(tasks::LOOM_HELP),
         "tsan" => Some(tasks::TSAN_HELP),
+        "asan" => Some(tasks::ASAN_HELP),
+        "miri" => Some(tasks::MIRI_HELP),
         "ci" => Some(tasks::CI_HELP),
         "toolchain" => Some(TOOLCHAIN_HELP),
         "bench" => Some(bench::HELP),
-        "bench-m33" => Some(bench_m33::HELP),
-        "bench-rp2040" => Some(bench_rp2040::HELP),
+        "bench-m33" => Some(bench_emulated::M33.help),
+        "bench-rp2040" => Some(bench_emulated::RP2040.help),
         "demo" => Some(demo::HELP),
         "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
@@ -176,16 +181,17 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 read_path_check,
             })
         }
-        "loom" | "tsan" => {
+        "loom" | "tsan" | "asan" | "miri" => {
             // Everything is passed to cargo test; only a leading --help is ours.
             if rest.first().is_some_and(|a| is_help(a)) {
                 return Ok(Cli::Help(command_help(command)));
             }
             let extra = rest.to_vec();
-            Ok(if command == "loom" {
-                Cli::Loom(extra)
-            } else {
-                Cli::Tsan(extra)
+            Ok(match command.as_str() {
+                "loom" => Cli::Loom(extra),
+                "tsan" => Cli::Tsan(extra),
+                "asan" => Cli::Asan(extra),
+                _ => Cli::Miri(extra),
             })
         }
         "ci" => {
@@ -240,21 +246,18 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::Bench)
                 .map_err(|e| usage_error(e, bench::HELP))
         }
-        "bench-m33" => {
+        "bench-m33" | "bench-rp2040" => {
+            let bench = if command == "bench-m33" {
+                &bench_emulated::M33
+            } else {
+                &bench_emulated::RP2040
+            };
             if rest.iter().any(|a| is_help(a)) {
-                return Ok(Cli::Help(Some(bench_m33::HELP)));
+                return Ok(Cli::Help(Some(bench.help)));
             }
-            bench_m33::parse(rest)
-                .map(Cli::BenchM33)
-                .map_err(|e| usage_error(e, bench_m33::HELP))
-        }
-        "bench-rp2040" => {
-            if rest.iter().any(|a| is_help(a)) {
-                return Ok(Cli::Help(Some(bench_rp2040::HELP)));
-            }
-            bench_rp2040::parse(rest)
-                .map(Cli::BenchRp2040)
-                .map_err(|e| usage_error(e, bench_rp2040::HELP))
+            bench_emulated::parse(rest)
+                .map(|options| Cli::BenchEmulated(bench, options))
+                .map_err(|e| usage_error(e, bench.help))
         }
         "demo" | "test-targets" => {
             let help = command_help(command).unwrap_or(USAGE);
@@ -303,11 +306,12 @@ fn main() -> ExitCode {
         }),
         Cli::Loom(extra) => tasks::loom(&extra),
         Cli::Tsan(extra) => tasks::tsan(&extra),
+        Cli::Asan(extra) => tasks::asan(&extra),
+        Cli::Miri(extra) => tasks::miri(&extra),
         Cli::Ci(opts) => tasks::ci(&opts),
         Cli::Toolchain(triples) => show_toolchains(&triples),
         Cli::Bench(options) => bench::bench(&options),
-        Cli::BenchM33(options) => bench_m33::run(&options),
-        Cli::BenchRp2040(options) => bench_rp2040::run(&options),
+        Cli::BenchEmulated(bench, options) => bench_emulated::run(bench, &options),
         // These print their own verdict as the last line, and choose their exit status.
         Cli::Demo(options) => return demo::run(&options),
         Cli::TestTargets(options) => return target_tests::run(&options),
@@ -430,6 +434,11 @@ mod tests {
             Ok(Cli::Loom(args("-- model --nocapture")))
         );
         assert_eq!(parse(&args("tsan")), Ok(Cli::Tsan(vec![])));
+        assert_eq!(parse(&args("asan")), Ok(Cli::Asan(vec![])));
+        assert_eq!(
+            parse(&args("miri --release")),
+            Ok(Cli::Miri(args("--release")))
+        );
         assert_eq!(
             parse(&args("ci --allow-dirty --skip tsan --skip fmt")),
             Ok(Cli::Ci(tasks::CiOptions {
@@ -444,5 +453,26 @@ mod tests {
             Ok(Cli::Toolchain(args("thumbv6m-none-eabi")))
         );
         assert!(parse(&args("toolchain --bogus")).is_err());
+    }
+
+    #[test]
+    fn each_emulated_bench_gets_its_board() {
+        let no_page = bench_emulated::Options { no_page: true };
+        assert_eq!(
+            parse(&args("bench-m33 --no-page")),
+            Ok(Cli::BenchEmulated(&bench_emulated::M33, no_page))
+        );
+        assert_eq!(
+            parse(&args("bench-rp2040")),
+            Ok(Cli::BenchEmulated(
+                &bench_emulated::RP2040,
+                bench_emulated::Options::default()
+            ))
+        );
+        assert_eq!(
+            parse(&args("bench-rp2040 -h")),
+            Ok(Cli::Help(Some(bench_emulated::RP2040.help)))
+        );
+        assert!(parse(&args("bench-m33 --quick")).is_err());
     }
 }

@@ -1,18 +1,38 @@
-//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask ci`.
+//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask asan`, `cargo xtask miri`, `cargo xtask ci`.
 
 use std::env;
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::build_targets::{self, build_targets};
 use crate::toolchain::{cargo_program, host_triple};
-use crate::util::{fail, format_duration, run, workspace_root, Failure, Result};
+use crate::util::{display_command, fail, format_duration, run, workspace_root, Failure, Result};
 
 /// Loom's preemption bound unless `LOOM_MAX_PREEMPTIONS` is set: keeps CI short.
 pub const DEFAULT_LOOM_MAX_PREEMPTIONS: &str = "3";
 /// Work scale for the stress tests under ThreadSanitizer (5-15x slower) unless set.
 pub const DEFAULT_TSAN_STRESS_SCALE: &str = "0.05";
+
+/// Work scale for the stress tests under AddressSanitizer (about 2x slower) unless set.
+pub const DEFAULT_ASAN_STRESS_SCALE: &str = "0.2";
+/// Work scale for the stress tests under Miri (thousands of times slower) unless set.
+pub const DEFAULT_MIRI_STRESS_SCALE: &str = "0.0001";
+/// Scheduler seeds Miri runs the concurrent tests on (`-Zmiri-many-seeds=0..N`).
+pub const MIRI_SEEDS: u32 = 4;
+/// The stress tests Miri runs: batches racing two readers, transfers in a `static` map with
+/// CAS retries, and drop counting with injected clone panics (each under 10 s per seed).
+const MIRI_STRESS_TESTS: [&str; 3] = [
+    "batches_are_atomic_with_scarce_generations",
+    "transfers_conserve_the_sum_in_a_static_map",
+    "every_key_and_value_dropped_once_with_scarce_generations",
+];
+
+/// Protocol mutants (as for loom) that Miri must catch in those stress tests: each lets a writer
+/// overwrite a generation that a reader or another writer still reads, which Miri reports as a
+/// data race (Undefined Behavior).
+const MIRI_MUTANTS: [&str; 2] = ["no_writer_fence", "no_base_pin"];
 
 /// ThreadSanitizer suppressions (false positives of the uninstrumented std), from the root.
 pub const TSAN_SUPPRESSIONS: &str = "xtask/tsan-suppressions.txt";
@@ -65,16 +85,44 @@ SNAPMAP_STRESS_SCALE defaults to 0.05 (the stress tests scale their work by it).
 cargo test.
 ";
 
+pub const ASAN_HELP: &str = "\
+cargo xtask asan [ARGS]...
+
+Runs snapmap-core's unit tests and every host test (property, stress; the loom file is empty
+without --cfg loom) under AddressSanitizer with the nightly toolchain:
+RUSTFLAGS=\"-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer\" cargo +nightly test
+-p snapmap-core -p host-tests --tests --target <host> into target/asan. The standard library stays
+uninstrumented, as for tsan. SNAPMAP_STRESS_SCALE defaults to 0.2. ARGS go to cargo test.
+";
+
+pub const MIRI_HELP: &str = "\
+cargo xtask miri [ARGS]...
+
+Runs under Miri (nightly, components miri and rust-src; into target/miri):
+  1. snapmap-core's unit tests: cargo +nightly miri test -p snapmap-core --lib
+  2. three small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting) at
+     SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4);
+  3. without ARGS, the same stress tests under each of the protocol mutants no_writer_fence and
+     no_base_pin (--cfg snapmap_mutant, into target/miri-mutant): passes only if Miri reports
+     Undefined Behavior, which shows the run has teeth.
+Your MIRIFLAGS are appended to Miri's flags. ARGS go to the cargo commands of 1 and 2 (cargo
+options, before the test binary's `--`). Install Miri with:
+  rustup component add --toolchain nightly miri rust-src
+";
+
 pub const CI_HELP: &str = "\
 cargo xtask ci [--allow-dirty] [--skip STEP]...
 
 Runs, in order, stopping at the first failure:
   fmt             cargo fmt --all -- --check
+  fmt-firmware    cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check
   clippy          cargo clippy --workspace --all-targets -- -D warnings
   test            cargo test
   loom            cargo xtask loom
   build-targets   cargo xtask build-targets
   tsan            cargo xtask tsan
+  asan            cargo xtask asan
+  miri            cargo xtask miri
   package         cargo package -p snapmap-core
 and prints the time each step took.
 
@@ -95,6 +143,16 @@ fn rustflags_with(flags: &str) -> OsString {
         }
         _ => flags.into(),
     }
+}
+
+/// `flags`, then the caller's value of the variable `var`, if any (later flags win).
+fn flags_then_callers(var: &str, flags: &str) -> OsString {
+    let mut all = OsString::from(flags);
+    if let Some(user) = env::var_os(var).filter(|v| !v.is_empty()) {
+        all.push(" ");
+        all.push(user);
+    }
+    all
 }
 
 fn cargo_in_root() -> Command {
@@ -132,64 +190,80 @@ fn loom_test(cfgs: &str, target_dir: &str, models: &[&str]) -> Command {
     cmd
 }
 
-/// Whether rustup knows a nightly toolchain.
-fn nightly_installed() -> Result<bool> {
-    let out = Command::new("rustup")
-        .args(["toolchain", "list"])
-        .output()
-        .map_err(|e| {
-            Failure(format!(
-                "`rustup toolchain list` could not run: {e} (tsan needs rustup's nightly)"
-            ))
-        })?;
+/// What `rustup` prints for `args`, or a failure naming `what` needs it.
+fn rustup_output(args: &[&str], what: &str) -> Result<String> {
+    let out = Command::new("rustup").args(args).output().map_err(|e| {
+        Failure(format!(
+            "`rustup {}` could not run: {e} ({what} needs rustup's nightly)",
+            args.join(" ")
+        ))
+    })?;
     if !out.status.success() {
         return fail(format!(
-            "`rustup toolchain list` failed: {}",
+            "`rustup {}` failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Fails with how to install it unless rustup has a nightly toolchain (`what` needs it).
+fn require_nightly(what: &str) -> Result {
+    let toolchains = rustup_output(&["toolchain", "list"], what)?;
+    if toolchains
         .lines()
-        .any(|l| l.trim_start().starts_with("nightly")))
+        .any(|l| l.trim_start().starts_with("nightly"))
+    {
+        return Ok(());
+    }
+    fail(format!(
+        "{what} needs the nightly toolchain, and rustup has none.\n\
+         Install it with: rustup toolchain install nightly --profile minimal"
+    ))
+}
+
+/// `cargo +nightly ...` in the workspace root. Through the rustup proxy on PATH (not $CARGO,
+/// which is stable's cargo itself); `+nightly` overrides the RUSTUP_TOOLCHAIN that `cargo run`
+/// passed down, and the stable toolchain's rustc must not leak into the nightly build.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root());
+    cmd.env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO")
+        .arg("+nightly");
+    cmd
+}
+
+/// Sets `SNAPMAP_STRESS_SCALE` to `scale` unless the caller set it.
+fn default_stress_scale(cmd: &mut Command, scale: &str) {
+    if env::var_os("SNAPMAP_STRESS_SCALE").is_none() {
+        cmd.env("SNAPMAP_STRESS_SCALE", scale);
+    }
 }
 
 pub fn tsan(extra: &[String]) -> Result {
-    if !nightly_installed()? {
-        return fail(
-            "ThreadSanitizer needs the nightly toolchain, and rustup has none.\n\
-             Install it with: rustup toolchain install nightly --profile minimal",
-        );
-    }
+    require_nightly("ThreadSanitizer")?;
     let root = workspace_root();
     let host = host_triple()?;
-    // `cargo +nightly` goes through the rustup proxy on PATH (not $CARGO, which is stable's
-    // cargo itself); `+nightly` overrides the RUSTUP_TOOLCHAIN that `cargo run` passed down.
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(&root);
+    let mut cmd = nightly_cargo();
     cmd.env(
         "RUSTFLAGS",
         rustflags_with("-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer"),
     );
-    if env::var_os("SNAPMAP_STRESS_SCALE").is_none() {
-        cmd.env("SNAPMAP_STRESS_SCALE", DEFAULT_TSAN_STRESS_SCALE);
-    }
+    default_stress_scale(&mut cmd, DEFAULT_TSAN_STRESS_SCALE);
     // False positives of an uninstrumented std (see the file); the caller's options come after.
     let suppressions = root.join(TSAN_SUPPRESSIONS);
-    let mut options = OsString::from(format!(
-        "suppressions={} print_suppressions=1",
-        suppressions.display()
-    ));
-    if let Some(user) = env::var_os("TSAN_OPTIONS") {
-        options.push(" ");
-        options.push(user);
-    }
+    let options = flags_then_callers(
+        "TSAN_OPTIONS",
+        &format!(
+            "suppressions={} print_suppressions=1",
+            suppressions.display()
+        ),
+    );
     cmd.env("TSAN_OPTIONS", options);
-    // The stable toolchain's rustc must not leak into the nightly build.
-    cmd.env_remove("RUSTC")
-        .env_remove("RUSTDOC")
-        .env_remove("CARGO");
     cmd.args([
-        "+nightly",
         "test",
         "-p",
         "host-tests",
@@ -204,14 +278,131 @@ pub fn tsan(extra: &[String]) -> Result {
     run(&mut cmd)
 }
 
+pub fn asan(extra: &[String]) -> Result {
+    require_nightly("AddressSanitizer")?;
+    let host = host_triple()?;
+    let mut cmd = nightly_cargo();
+    // `--target`: build scripts and proc macros stay uninstrumented.
+    cmd.env(
+        "RUSTFLAGS",
+        rustflags_with("-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer"),
+    );
+    default_stress_scale(&mut cmd, DEFAULT_ASAN_STRESS_SCALE);
+    cmd.args([
+        "test",
+        "-p",
+        "snapmap-core",
+        "-p",
+        "host-tests",
+        "--tests",
+        "--target",
+        &host,
+        "--target-dir",
+    ])
+    .arg(workspace_root().join("target/asan"))
+    .args(extra);
+    run(&mut cmd)
+}
+
+pub fn miri(extra: &[String]) -> Result {
+    require_nightly("Miri")?;
+    let installed = rustup_output(
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+        "Miri",
+    )?;
+    for component in ["miri", "rust-src"] {
+        // Listed as `miri-x86_64-unknown-linux-gnu`, but `rust-src` bare.
+        if !installed
+            .lines()
+            .any(|l| l == component || l.starts_with(&format!("{component}-")))
+        {
+            return fail(format!(
+                "Miri needs the nightly component {component}.\n\
+                 Install it with: rustup component add --toolchain nightly miri rust-src"
+            ));
+        }
+    }
+    let target_dir = workspace_root().join("target/miri");
+    let mut unit = nightly_cargo();
+    unit.env("MIRIFLAGS", flags_then_callers("MIRIFLAGS", ""));
+    unit.args([
+        "miri",
+        "test",
+        "-p",
+        "snapmap-core",
+        "--lib",
+        "--target-dir",
+    ])
+    .arg(&target_dir)
+    .args(extra);
+    run(&mut unit)?;
+
+    run(&mut miri_stress(&target_dir, extra))?;
+    if !extra.is_empty() {
+        return Ok(());
+    }
+    for mutant in MIRI_MUTANTS {
+        println!("xtask: miri mutant {mutant}: the stress tests must show Undefined Behavior");
+        let mut cmd = miri_stress(&workspace_root().join("target/miri-mutant"), &[]);
+        cmd.env(
+            "RUSTFLAGS",
+            rustflags_with(&format!("--cfg snapmap_mutant=\"{mutant}\"")),
+        );
+        let shown = display_command(&cmd);
+        println!("$ {shown}");
+        let out = cmd
+            .output()
+            .map_err(|e| Failure(format!("could not start `{shown}`: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let Some(found) = stderr.lines().find(|l| l.contains("Undefined Behavior")) else {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{stderr}");
+            return fail(format!("Miri did not catch the mutant {mutant}"));
+        };
+        println!("xtask: caught: {}", found.trim());
+    }
+    Ok(())
+}
+
+/// `cargo miri test` of the stress tests Miri runs, into `target_dir`.
+fn miri_stress(target_dir: &Path, extra: &[String]) -> Command {
+    let mut cmd = nightly_cargo();
+    default_stress_scale(&mut cmd, DEFAULT_MIRI_STRESS_SCALE);
+    // Miri isolates the program from the environment: forward the scale.
+    cmd.env(
+        "MIRIFLAGS",
+        flags_then_callers(
+            "MIRIFLAGS",
+            &format!("-Zmiri-env-forward=SNAPMAP_STRESS_SCALE -Zmiri-many-seeds=0..{MIRI_SEEDS}"),
+        ),
+    );
+    cmd.args([
+        "miri",
+        "test",
+        "-p",
+        "host-tests",
+        "--test",
+        "stress",
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .args(extra)
+    .args(["--", "--exact"])
+    .args(MIRI_STRESS_TESTS);
+    cmd
+}
+
 /// The CI steps' short names, in order (for `--skip`).
 pub const CI_STEPS: &[&str] = &[
     "fmt",
+    "fmt-firmware",
     "clippy",
     "test",
     "loom",
     "build-targets",
     "tsan",
+    "asan",
+    "miri",
     "package",
 ];
 
@@ -235,11 +426,23 @@ pub fn ci(opts: &CiOptions) -> Result {
     } else {
         &["package", "-p", "snapmap-core"]
     };
-    let steps: [(&str, String, Action); 7] = [
+    let steps: [(&str, String, Action); 10] = [
         (
             "fmt",
             "cargo fmt --all -- --check".into(),
             Action::Cargo(&["fmt", "--all", "--", "--check"]),
+        ),
+        (
+            // firmware-demo is a workspace of its own, which `--all` does not reach.
+            "fmt-firmware",
+            "cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check".into(),
+            Action::Cargo(&[
+                "fmt",
+                "--manifest-path",
+                "firmware-demo/Cargo.toml",
+                "--",
+                "--check",
+            ]),
         ),
         (
             "clippy",
@@ -268,6 +471,16 @@ pub fn ci(opts: &CiOptions) -> Result {
             "tsan",
             "cargo xtask tsan".into(),
             Action::Task(|| tsan(&[])),
+        ),
+        (
+            "asan",
+            "cargo xtask asan".into(),
+            Action::Task(|| asan(&[])),
+        ),
+        (
+            "miri",
+            "cargo xtask miri".into(),
+            Action::Task(|| miri(&[])),
         ),
         (
             "package",

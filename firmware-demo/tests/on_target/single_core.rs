@@ -100,7 +100,11 @@ pub fn errors_leave_the_map_intact() {
     assert_eq!(MAP.reader().err(), Some(Error::NoReaderSlot));
     // One-off reads and writers' base pins need no reader slot.
     assert_eq!(MAP.get(&0), Some(0));
-    assert_eq!(MAP.try_insert(3, 33), Ok(Some(33)), "a write needs no reader slot");
+    assert_eq!(
+        MAP.try_insert(3, 33),
+        Ok(Some(33)),
+        "a write needs no reader slot"
+    );
 
     // Pin the current generation, publish, pin the new one: with G = 3 the next writer finds
     // one slot current and the other two pinned.

@@ -2,7 +2,7 @@
 //! host: instruction counts on the dual Cortex-M33 (QEMU `mps2-an521` with `-icount shift=0`,
 //! lines over semihosting, `cargo xtask bench-m33`) and cycle counts on the RP2040's two
 //! Cortex-M0+ (`rp2040-emu`, lines over defmt RTT, `cargo xtask bench-rp2040`). What differs
-//! per board is the clock (`clock_icount.rs`, `clock_cycles.rs`), the transport of the lines
+//! per board is the clock (`clock.rs`), the transport of the lines
 //! ([`out`]) and how the two cores interleave (see `concurrent.rs`).
 //!
 //! - `sizes`: `size_of` of the maps on this target.
@@ -20,8 +20,6 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg_attr(feature = "board-an521", path = "clock_icount.rs")]
-#[cfg_attr(feature = "board-rp2040", path = "clock_cycles.rs")]
 mod clock;
 mod concurrent;
 mod maps;

@@ -71,9 +71,9 @@ pub static CORE1_CS_TOTAL: SoloCounter = SoloCounter::new();
 /// Core 1's counting critical section passed its self-test.
 pub static CORE1_CS_COUNTED: AtomicBool = AtomicBool::new(false);
 
-/// Cycles of the control loop's reads while core 0 writes: pinning a snapshot and looking one
-/// channel up (what a control loop pays for a value; the checks that follow are the demo's own
-/// work). Reads the timer interrupt preempted are left out: their time is the handler's.
+/// Time (`tick::cycles`, in `tick::CYCLES_UNIT`) of the control loop's reads while core 0
+/// writes: pinning a snapshot and looking one channel up (what a control loop pays for a value;
+/// the checks that follow are the demo's own work). Reads the timer interrupt preempted are left out: their time is the handler's.
 pub static READ_CYCLES: Histogram = Histogram::new();
 /// Timer interrupts taken (written by the handler only): how the loop tells a preempted read.
 static INTERRUPTS: SoloCounter = SoloCounter::new();

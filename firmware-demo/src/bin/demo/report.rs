@@ -4,6 +4,7 @@
 //! pairs. Keep its keys stable.
 
 use crate::check::Violation;
+use firmware_demo::tick;
 
 /// Minimum snapshots for a run to count as a test at all (a stalled core 1 must not pass).
 const MIN_SNAPSHOTS: u32 = 1_000;
@@ -43,9 +44,9 @@ pub struct Summary {
     pub overruns: u32,
     /// Critical sections core 1 took in all, outside its reads included.
     pub core1_cs: u32,
-    /// Median and worst cycles (of the processor clock, `firmware_demo::tick::cycles`) of a
+    /// Median and worst time (`firmware_demo::tick::cycles`, in `tick::CYCLES_UNIT`) of a
     /// control-loop read on core 1 while core 0 writes: the pin and one lookup.
-    pub read_cycles: [u32; 2],
+    pub read_time: [u32; 2],
     /// First violation codes seen by the control loop and by the interrupt (0: none).
     pub first_violations: [u32; 2],
     /// How long core 0 wrote.
@@ -129,7 +130,7 @@ pub fn summary(s: &Summary) {
     }
     // `println!`, not `info!`: printed whatever DEFMT_LOG filters out, since xtask needs it.
     defmt::println!(
-        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} overruns={=u32} core1_cs={=u32} read_cycles_median={=u32} read_cycles_worst={=u32} seconds={=u32} completed={=u8}",
+        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} overruns={=u32} core1_cs={=u32} read_{=str}_median={=u32} read_{=str}_worst={=u32} seconds={=u32} completed={=u8}",
         if s.passed() { "PASS" } else { "FAIL" },
         s.reads,
         s.snapshots,
@@ -143,8 +144,10 @@ pub fn summary(s: &Summary) {
         s.slot_waits,
         s.overruns,
         s.core1_cs,
-        s.read_cycles[0],
-        s.read_cycles[1],
+        tick::CYCLES_UNIT,
+        s.read_time[0],
+        tick::CYCLES_UNIT,
+        s.read_time[1],
         s.seconds,
         u8::from(s.completed)
     );

@@ -85,7 +85,7 @@ pub fn core0_main(mut board: Board) -> ! {
             next_progress += ms_to_ticks(PROGRESS_MS);
         }
         let r = rng.next();
-        let result = if r % BATCH_ONE_IN == 0 {
+        let result = if r.is_multiple_of(BATCH_ONE_IN) {
             recalibrate(writes.batches + 1, r).map(|()| writes.batches += 1)
         } else {
             trim(r).map(|()| writes.trims += 1)
@@ -195,7 +195,7 @@ fn writes_so_far(writes: &Writes) -> Summary {
         slot_waits: stats.slot_waits as u32,
         overruns: reader::OVERRUNS.get(),
         core1_cs: reader::CORE1_CS_TOTAL.get(),
-        read_cycles: [reader::READ_CYCLES.median(), reader::READ_CYCLES.worst()],
+        read_time: [reader::READ_CYCLES.median(), reader::READ_CYCLES.worst()],
         first_violations: [lp.first_violation.get(), tick.first_violation.get()],
         ..Summary::default()
     }

@@ -1,0 +1,394 @@
+//! `cargo xtask bench-m33` and `cargo xtask bench-rp2040`: snapmap's instruction or cycle counts
+//! on an emulated two-core board.
+//!
+//! One driver for both: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
+//! its emulator (the two outputs must be identical), parses the output ([`output`]), checks that
+//! the figures are plausible, and renders them: printed as tables, written to the board's page
+//! (`BENCHMARKS-m33.md`, `BENCHMARKS-rp2040.md`), and kept raw in `target/<command>/`, from where
+//! `cargo xtask bench` puts the same section into `BENCHMARKS.md` ([`refresh_for_bench`],
+//! [`page_section`]). What differs per board is a [`Bench`]: how the firmware runs, what a tick
+//! counts, and the page with the targets it judges ([`m33`], [`rp2040`]).
+
+mod m33;
+mod output;
+mod rp2040;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::boards::Board;
+use crate::emulator;
+use crate::firmware::{self, Artifact};
+use crate::host_tools;
+use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
+
+pub use m33::{target_row, M33};
+use output::Measured;
+pub use rp2040::RP2040;
+
+/// One emulated board's benchmark.
+pub struct Bench {
+    /// The xtask command, `bench-m33`; also the folder under `target/` for the raw output.
+    pub command: &'static str,
+    pub help: &'static str,
+    pub board: &'static Board,
+    pub emulator: Emulator,
+    /// What the firmware's ticks count, for tables and messages: `instructions`, `cycles`.
+    pub unit: &'static str,
+    /// Units per SysTick tick.
+    pub per_tick: f64,
+    /// How many ticks an `OP` figure's repeats may differ by, if that is checked.
+    pub repeat_spread: Option<u64>,
+    /// The page at the workspace root, its title, and its section title in `BENCHMARKS.md`.
+    pub page: &'static str,
+    pub title: &'static str,
+    pub section: &'static str,
+    /// The tables and notes, with `##`-level headings at `level`.
+    pub render: fn(&Measured, usize) -> String,
+}
+
+/// A bench is known by its command (for `Cli`'s derived traits).
+impl PartialEq for Bench {
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command
+    }
+}
+
+impl std::fmt::Debug for Bench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bench({})", self.command)
+    }
+}
+
+/// How a board's benchmark firmware runs; both emulators give the same figures on every run.
+pub enum Emulator {
+    /// QEMU (the board's `qemu-args`) under `-icount`, bounded by `timeout`.
+    QemuIcount,
+    /// `targets/rp2040/runner`, bounded by a budget of cycles.
+    Rp2040Runner { budget_cycles: u64 },
+}
+
+/// How long one QEMU run may take (it takes about a second).
+const QEMU_LIMIT: Duration = Duration::from_secs(120);
+/// Appended to the board's QEMU arguments: one instruction per virtual nanosecond, CPUs
+/// round-robin on one thread. `sleep=off`: virtual time never waits for real time (with the
+/// default `sleep=on`, 3 to 6 runs in 30 came out different where core 1 waits for core 0's
+/// lock; with `sleep=off`, 110 runs out of 110 were byte-identical, also four at a time).
+const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// The RP2040 runner's own last line, which carries the wall time: not part of the output.
+const RUNNER_PREFIX: &str = "rp2040-runner:";
+
+impl Emulator {
+    /// For `==> running it ...`.
+    fn how(&self, board: &Board) -> String {
+        match self {
+            Self::QemuIcount => format!("on {} with {}", board.description, ICOUNT.join(" ")),
+            Self::Rp2040Runner { .. } => "on the emulated RP2040 (rp2040-emu)".to_owned(),
+        }
+    }
+
+    fn command(&self, board: &Board, elf: &Path) -> Result<Command> {
+        Ok(match self {
+            Self::QemuIcount => {
+                let mut qemu = emulator::qemu_command(board, elf, QEMU_LIMIT)?;
+                qemu.args(ICOUNT);
+                qemu
+            }
+            Self::Rp2040Runner { budget_cycles } => emulator::rp2040_command(elf, *budget_cycles),
+        })
+    }
+
+    fn explain_exit(&self, code: Option<i32>) -> Option<String> {
+        match self {
+            Self::QemuIcount => emulator::explain_exit(code, QEMU_LIMIT),
+            Self::Rp2040Runner { .. } => emulator::explain_rp2040_exit(code),
+        }
+    }
+
+    /// The `run.tsv` facts that name the emulator and how the runs compared.
+    fn facts(&self) -> [(&'static str, String); 2] {
+        match self {
+            Self::QemuIcount => [
+                ("emulator", command_line("qemu-system-arm", &["--version"])),
+                ("runs", "2, byte-identical".to_owned()),
+            ],
+            Self::Rp2040Runner { .. } => [
+                ("emulator", rp2040_emu_version()),
+                ("runs", "2, identical".to_owned()),
+            ],
+        }
+    }
+}
+
+/// Parsed `cargo xtask bench-m33` / `bench-rp2040` options.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub no_page: bool,
+}
+
+pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
+    let mut options = Options::default();
+    for arg in args {
+        match arg.as_str() {
+            "--no-page" => options.no_page = true,
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    Ok(options)
+}
+
+/// `cargo xtask bench-m33` / `bench-rp2040`.
+pub fn run(bench: &Bench, options: &Options) -> Result {
+    let started = Instant::now();
+    let measured = bench.measure()?;
+    println!();
+    print!("{}", (bench.render)(&measured, 2));
+    if !options.no_page {
+        let page = workspace_root().join(bench.page);
+        fs::write(&page, bench.render_page(&measured))?;
+        println!("{}: wrote {}", bench.command, page.display());
+    }
+    println!(
+        "{}: done in {} (raw output in {}/)",
+        bench.command,
+        format_duration(started.elapsed()),
+        bench.out_dir_name()
+    );
+    Ok(())
+}
+
+/// For `cargo xtask bench` (not with `--report-only`, which renders the last results kept in
+/// `target/<command>/`): measures again and, on a full run, rewrites the board's page. A failure
+/// (no QEMU, no thumb toolchain) is recorded for [`page_section`] to show; it does not stop the
+/// host benchmark.
+pub fn refresh_for_bench(bench: &Bench, quick: bool) {
+    let outcome = bench.measure().and_then(|measured| {
+        if !quick {
+            fs::write(
+                workspace_root().join(bench.page),
+                bench.render_page(&measured),
+            )?;
+        }
+        Ok(())
+    });
+    let failure = bench.out_dir().join("failure.txt");
+    match outcome {
+        Ok(()) => {
+            let _ = fs::remove_file(&failure);
+        }
+        Err(e) => {
+            eprintln!(
+                "bench: the figures on {} were not measured: {e}",
+                bench.board.description
+            );
+            let _ = fs::create_dir_all(bench.out_dir());
+            let _ = fs::write(&failure, e.to_string());
+        }
+    }
+}
+
+/// The board's section of `BENCHMARKS.md`, from the last run's raw output.
+pub fn page_section(bench: &Bench) -> String {
+    let (command, page, section) = (bench.command, bench.page, bench.section);
+    match bench.load() {
+        Ok(measured) => format!(
+            "## {section}\n\nGenerated by `cargo xtask {command}` (also run by `cargo xtask \
+             bench`); the same figures as [`{page}`]({page}).\n\n{}",
+            (bench.render)(&measured, 3)
+        ),
+        Err(e) => format!("## {section}\n\nNot measured: {e}\n\n"),
+    }
+}
+
+impl Bench {
+    fn out_dir_name(&self) -> String {
+        format!("target/{}", self.command)
+    }
+
+    fn out_dir(&self) -> PathBuf {
+        workspace_root().join(self.out_dir_name())
+    }
+
+    /// Builds and runs the firmware twice, saves its output and the run's facts, and parses
+    /// and checks them.
+    fn measure(&self) -> Result<Measured> {
+        if let Emulator::QemuIcount = self.emulator {
+            host_tools::timeout()?;
+            host_tools::qemu()?;
+        }
+        let elf = firmware::build(self.board, Artifact::Bench)?;
+        println!("==> running it {}, twice", self.emulator.how(self.board));
+        let first = self.run_once(&elf)?;
+        let second = self.run_once(&elf)?;
+        let dir = self.out_dir();
+        fs::create_dir_all(&dir)?;
+        if first != second {
+            fs::write(dir.join("output-1.txt"), &first)?;
+            fs::write(dir.join("output-2.txt"), &second)?;
+            return fail(format!(
+                "two runs {} printed different output: the {} counts are not deterministic \
+                 (see {}/output*.txt)",
+                self.emulator.how(self.board),
+                self.unit,
+                self.out_dir_name()
+            ));
+        }
+        fs::write(dir.join("output.txt"), &first)?;
+        // A fresh output supersedes the failure an earlier run recorded (which `load` reports).
+        let _ = fs::remove_file(dir.join("failure.txt"));
+        let [emulator, runs] = self.emulator.facts();
+        let facts = [
+            ("date", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
+            ("commit", commit()),
+            emulator,
+            runs,
+        ];
+        let facts: String = facts.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
+        fs::write(dir.join("run.tsv"), facts)?;
+        let measured = self.load()?;
+        measured.check(self)?;
+        Ok(measured)
+    }
+
+    /// One run; the firmware's lines, which must end with `DONE`.
+    fn run_once(&self, elf: &Path) -> Result<String> {
+        let mut cmd = self.emulator.command(self.board, elf)?;
+        println!("$ {}", display_command(&cmd));
+        let output = cmd
+            .stdout(Stdio::piped())
+            .output()
+            .map_err(|e| Failure(format!("could not start `{}`: {e}", display_command(&cmd))))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if let Some(problem) = self.emulator.explain_exit(output.status.code()) {
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            return fail(format!(
+                "{problem}; last lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(RUNNER_PREFIX))
+            .collect();
+        if lines.last() != Some(&"DONE") {
+            return fail("the benchmark firmware stopped before `DONE`");
+        }
+        Ok(lines.iter().map(|l| format!("{l}\n")).collect())
+    }
+
+    /// The last run's results from `target/<command>/`.
+    fn load(&self) -> Result<Measured> {
+        let dir = self.out_dir();
+        if let Ok(why) = fs::read_to_string(dir.join("failure.txt")) {
+            return fail(why);
+        }
+        let text = fs::read_to_string(dir.join("output.txt")).map_err(|_| {
+            Failure(format!(
+                "no results in {}/output.txt: run `cargo xtask {}`",
+                self.out_dir_name(),
+                self.command
+            ))
+        })?;
+        let mut m = Measured::parse(&text, self.per_tick)?;
+        m.facts = fs::read_to_string(dir.join("run.tsv"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(m)
+    }
+
+    /// The standalone page.
+    fn render_page(&self, m: &Measured) -> String {
+        format!(
+            "# {}\n\nGenerated by `cargo xtask {}` (and by `cargo xtask bench`, which puts the \
+             same section into [BENCHMARKS.md](BENCHMARKS.md)); do not edit by hand. Raw output: \
+             `{}/output.txt`.\n\n{}",
+            self.title,
+            self.command,
+            self.out_dir_name(),
+            (self.render)(m, 2)
+        )
+    }
+}
+
+/// The first line `program args` prints, or `?`.
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The short commit, with `+dirty` if the firmware or the core have uncommitted changes.
+fn commit() -> String {
+    let root = workspace_root();
+    let hash = command_line(
+        "git",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let dirty = Command::new("git")
+        .current_dir(&root)
+        .args([
+            "status",
+            "--porcelain",
+            "--",
+            "snapmap-core",
+            "firmware-demo",
+        ])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        format!("{hash}+dirty")
+    } else {
+        hash
+    }
+}
+
+/// `rp2040-emu <version>`, from Cargo.lock.
+fn rp2040_emu_version() -> String {
+    let lock = fs::read_to_string(workspace_root().join("Cargo.lock")).unwrap_or_default();
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"rp2040-emu\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_owned());
+    format!("rp2040-emu {}", version.as_deref().unwrap_or("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        assert_eq!(parse(&[]), Ok(Options::default()));
+        assert_eq!(parse(&["--no-page".into()]), Ok(Options { no_page: true }));
+        assert!(parse(&["--quick".into()]).is_err());
+    }
+
+    #[test]
+    fn each_board_has_its_own_page_and_folder() {
+        assert_ne!(M33.page, RP2040.page);
+        assert_eq!(M33.out_dir_name(), "target/bench-m33");
+        assert_eq!(RP2040.out_dir_name(), "target/bench-rp2040");
+    }
+}
