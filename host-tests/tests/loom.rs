@@ -14,7 +14,9 @@
 //! a hazard), `two_writers_and_a_reader` must fail; built with `"no_sticky_pin"` (a registered
 //! reader's pin ends with its snapshot, yet its next read trusts it),
 //! `reader_rereads_through_its_sticky_pin` must fail. Each is marked `should_panic` there, and
-//! `cargo xtask loom` runs every mutant after the real protocol.
+//! `cargo xtask loom` runs every mutant after the real protocol. The page pool's models (not yet
+//! used by the map) live beside it in `snapmap-core/src/pages.rs`, with their own mutant,
+//! `early_page_reuse`.
 #![cfg(loom)]
 
 use loom::sync::Arc;

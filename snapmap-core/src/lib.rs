@@ -184,6 +184,7 @@ mod error;
 mod generation;
 mod hash;
 mod map;
+mod pages;
 mod reader;
 mod reentry;
 mod snapshot;

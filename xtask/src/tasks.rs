@@ -41,21 +41,36 @@ pub const LOOM_HELP: &str = "\
 cargo xtask loom [ARGS]...
 
 Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom
-into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to cargo
-test (e.g. `-- model_name --nocapture`).
+(the map's), then the same for -p snapmap-core --lib (the page pool's, in src/pages.rs), into
+target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to both cargo
+test runs (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_writer_fence\", \"no_base_pin\" and \"no_sticky_pin\", into
-target/loom-mutant) it runs
+(--cfg snapmap_mutant=\"no_writer_fence\", \"no_base_pin\", \"no_sticky_pin\" and
+\"early_page_reuse\", into target/loom-mutant) it runs
 the model that must catch it, which passes only if loom reports the race (`should_panic`).
 ";
 
-/// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the loom model that must fail
-/// under each.
-const LOOM_MUTANTS: [(&str, &str); 3] = [
-    ("no_writer_fence", "two_writers_and_a_reader"),
-    ("no_base_pin", "two_writers_and_a_reader"),
-    ("no_sticky_pin", "reader_rereads_through_its_sticky_pin"),
+/// Where loom models live: the map's, through its public API, and the page pool's, inside the
+/// crate (the pool is not public).
+const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
+const POOL_MODELS: [&str; 3] = ["-p", "snapmap-core", "--lib"];
+
+/// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core), where the model that must fail
+/// under each lives, and its name.
+const LOOM_MUTANTS: [(&str, &[&str], &str); 4] = [
+    ("no_writer_fence", &MAP_MODELS, "two_writers_and_a_reader"),
+    ("no_base_pin", &MAP_MODELS, "two_writers_and_a_reader"),
+    (
+        "no_sticky_pin",
+        &MAP_MODELS,
+        "reader_rereads_through_its_sticky_pin",
+    ),
+    (
+        "early_page_reuse",
+        &POOL_MODELS,
+        "pages::model::reader_holds_a_page_a_writer_retires",
+    ),
 ];
 
 pub const TSAN_HELP: &str = "\
@@ -147,34 +162,31 @@ fn cargo_in_root() -> Command {
 }
 
 pub fn loom(extra: &[String]) -> Result {
-    run(loom_test("--cfg loom", "target/loom").args(extra))?;
+    for models in [&MAP_MODELS[..], &POOL_MODELS] {
+        run(loom_test("--cfg loom", "target/loom", models).args(extra))?;
+    }
     if extra.is_empty() {
-        for (mutant, model) in LOOM_MUTANTS {
+        for (mutant, models, model) in LOOM_MUTANTS {
             println!("xtask: loom mutant {mutant}: {model} must fail");
             let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
-            run(loom_test(&cfg, "target/loom-mutant").args(["--", "--exact", model]))?;
+            run(loom_test(&cfg, "target/loom-mutant", models).args(["--", "--exact", model]))?;
         }
     }
     Ok(())
 }
 
-/// `cargo test` of the loom models with `cfgs` added to RUSTFLAGS, into `target_dir`.
-fn loom_test(cfgs: &str, target_dir: &str) -> Command {
+/// `cargo test` of the loom models in `models` (cargo's package and target selection) with
+/// `cfgs` added to RUSTFLAGS, into `target_dir`.
+fn loom_test(cfgs: &str, target_dir: &str, models: &[&str]) -> Command {
     let mut cmd = cargo_in_root();
     cmd.env("RUSTFLAGS", rustflags_with(cfgs));
     if env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
         cmd.env("LOOM_MAX_PREEMPTIONS", DEFAULT_LOOM_MAX_PREEMPTIONS);
     }
-    cmd.args([
-        "test",
-        "-p",
-        "host-tests",
-        "--release",
-        "--test",
-        "loom",
-        "--target-dir",
-    ])
-    .arg(workspace_root().join(target_dir));
+    cmd.arg("test")
+        .args(models)
+        .args(["--release", "--target-dir"])
+        .arg(workspace_root().join(target_dir));
     cmd
 }
 
