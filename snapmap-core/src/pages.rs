@@ -100,7 +100,7 @@
 //! generations are still whole tables with change logs.
 
 // Step 1 of issue 10: the pool and its reuse rule, proven alone before the map is moved onto it.
-#![cfg_attr(any(not(test), loom), allow(dead_code))]
+#![cfg_attr(loom, allow(dead_code))]
 
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
 
