@@ -446,6 +446,8 @@ mod model {
                 let new = self.page0(base) + 1;
                 // SAFETY: the page and the slot are ours, unpublished.
                 unsafe { self.pool.write(page, |p| *p = new) };
+                // SAFETY: the generation slot was claimed above and is not yet published, so no
+                // reader or other writer can reach its body while we fill it.
                 self.gens[slot]
                     .body
                     .with_mut(|body| unsafe { *body = (new, [page, index[1]]) });
