@@ -446,11 +446,11 @@ mod model {
                 let new = self.page0(base) + 1;
                 // SAFETY: the page and the slot are ours, unpublished.
                 unsafe { self.pool.write(page, |p| *p = new) };
-                // SAFETY: the generation slot was claimed above and is not yet published, so no
-                // reader or other writer can reach its body while we fill it.
-                self.gens[slot]
-                    .body
-                    .with_mut(|body| unsafe { *body = (new, [page, index[1]]) });
+                self.gens[slot].body.with_mut(|body| {
+                    // SAFETY: the generation slot was claimed above and is not published yet:
+                    // no reader or other writer can reach its body while we fill it.
+                    unsafe { *body = (new, [page, index[1]]) }
+                });
                 // Release, after our scan: see the module docs.
                 self.gens[slot]
                     .version_word
