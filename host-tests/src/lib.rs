@@ -333,50 +333,39 @@ impl<T: fmt::Debug> fmt::Debug for Tracked<T> {
 
 /// Makes the `n+1`-th [`Tracked::clone`] on this thread from now panic (so `n == 0` panics on the
 /// next clone). The returned guard disarms it when dropped, if it has not fired.
-pub fn panic_on_clone_after(n: u64) -> CloneBomb {
-    CLONES_BEFORE_PANIC.with(|left| left.set(Some(n)));
-    CloneBomb(())
-}
-
-/// Guard of [`panic_on_clone_after`].
-#[derive(Debug)]
-pub struct CloneBomb(());
-
-impl CloneBomb {
-    /// Whether the armed panic has fired (or was otherwise disarmed).
-    pub fn fired(&self) -> bool {
-        CLONES_BEFORE_PANIC.with(|left| left.get().is_none())
-    }
-}
-
-impl Drop for CloneBomb {
-    fn drop(&mut self) {
-        CLONES_BEFORE_PANIC.with(|left| left.set(None));
-    }
+pub fn panic_on_clone_after(n: u64) -> Bomb {
+    Bomb::arm(&CLONES_BEFORE_PANIC, n)
 }
 
 /// Makes the `n+1`-th drop of a [`Tracked`] on this thread from now panic, after counting itself
 /// as dropped (so `n == 0` panics on the next drop). Drops during an unwind are not counted. The
 /// returned guard disarms it when dropped, if it has not fired.
-pub fn panic_on_drop_after(n: u64) -> DropBomb {
-    DROPS_BEFORE_PANIC.with(|left| left.set(Some(n)));
-    DropBomb(())
+pub fn panic_on_drop_after(n: u64) -> Bomb {
+    Bomb::arm(&DROPS_BEFORE_PANIC, n)
 }
 
-/// Guard of [`panic_on_drop_after`].
+/// Guard of [`panic_on_clone_after`] and [`panic_on_drop_after`]: one armed countdown of this
+/// thread's, disarmed when the guard drops.
 #[derive(Debug)]
-pub struct DropBomb(());
+pub struct Bomb {
+    left: &'static std::thread::LocalKey<Cell<Option<u64>>>,
+}
 
-impl DropBomb {
+impl Bomb {
+    fn arm(left: &'static std::thread::LocalKey<Cell<Option<u64>>>, n: u64) -> Self {
+        left.with(|left| left.set(Some(n)));
+        Self { left }
+    }
+
     /// Whether the armed panic has fired.
     pub fn fired(&self) -> bool {
-        DROPS_BEFORE_PANIC.with(|left| left.get().is_none())
+        self.left.with(|left| left.get().is_none())
     }
 }
 
-impl Drop for DropBomb {
+impl Drop for Bomb {
     fn drop(&mut self) {
-        DROPS_BEFORE_PANIC.with(|left| left.set(None));
+        self.left.with(|left| left.set(None));
     }
 }
 
