@@ -13,6 +13,11 @@ pub enum Error {
     /// Every generation slot is pinned by a reader or being written by another writer
     /// (only from `try_` forms; blocking forms wait instead).
     NoFreeGeneration,
+    /// No spare page could be claimed: the pages writes replaced are still held by snapshots
+    /// older than those writes, or other writers hold them (only from `try_` forms; blocking
+    /// forms wait instead), or the change needs more pages than the map has spare (`P`, from
+    /// every form: such a change can never be made; see [`SnapMap`](crate::SnapMap)).
+    NoFreePage,
     /// All `R` reader slots are owned by registered readers (only from
     /// [`SnapMap::reader`](crate::SnapMap::reader); one-off reads and writers need no slot).
     NoReaderSlot,
@@ -32,6 +37,10 @@ impl fmt::Display for Error {
         f.write_str(match self {
             Error::Full => "snapmap is full: no room for a new key",
             Error::NoFreeGeneration => "no free generation slot: all are pinned or being written",
+            Error::NoFreePage => {
+                "no free page: snapshots or other writers hold the spare pages, or the change \
+                 needs more than there are"
+            }
             Error::NoReaderSlot => "no free reader slot",
             Error::Aborted => "transaction aborted",
             Error::Reentrant => "write to a snapmap from inside a write to the same map",

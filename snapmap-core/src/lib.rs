@@ -179,15 +179,10 @@
 #[cfg(feature = "std")]
 extern crate std;
 
-mod changes;
 mod error;
 mod generation;
 mod hash;
 mod map;
-// Issue 10's page pool and its reuse rule, proven on its own (unit tests, loom models and the
-// `early_page_reuse` mutant) before generations are built on it; `SnapMap` does not use it yet,
-// so it is compiled only where it is tested.
-#[cfg(any(test, loom))]
 mod pages;
 mod reader;
 mod reentry;

@@ -1,11 +1,12 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
-use crate::generation::GenSlot;
+use crate::generation::{Body, GenSlot};
+use crate::pages::{Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
-
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
-use crate::sync::AtomicUsize;
+use crate::sync::{array, AtomicUsize, UnsafeCell};
+use crate::table::{Shape, SlotCell, View};
 use crate::{Error, FxBuildHasher, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -13,41 +14,37 @@ use core::hash::{BuildHasher, Hash};
 
 /// A concurrent map whose readers see consistent snapshots without locks.
 ///
-/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^24). Lookups are
+/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). Lookups are
 ///   fastest with the map at most about three-quarters full (see the crate docs, "The table").
-/// - `G`: generation slots, each a full copy of the table, at least `R + 2`. One is current, one
-///   is claimed by each writer in flight, and each pin holds one (a pin on the current one holds
-///   no extra slot).
+/// - `G`: generation slots, at least `R + 2` and at most 16 (and at most `N`). One is current,
+///   one is claimed by each writer in flight, and each pinned snapshot holds one (a snapshot of
+///   the current one holds no extra slot). A generation costs a few words and an index of two
+///   bytes per 16 entries: the table's pages are shared between generations.
 /// - `R`: reader slots, one per registered [`Reader`] (0 is allowed: then only one-off reads).
-///   A registered `Reader` keeps the generation it read last pinned until it reads again or
-///   [`unpin`](Reader::unpin)s, so `R` idle readers can hold `R` generations indefinitely.
 ///   One-off reads ([`snapshot`](Self::snapshot), [`get`](Self::get)) and writers' base pins
 ///   take no reader slot: they count themselves on the generation they pin, so any number of
 ///   them can pin at once, and none ever waits for a slot.
-/// - `L`: table slots each generation remembers writing (8 bytes each), so that a writer can
-///   bring an older copy up to date by copying only the slots written since, instead of the
-///   whole table. A transaction that writes more slots than `L` makes the next write copy the
-///   whole table once ([`Stats::full_copies`](crate::Stats::full_copies) counts those). `L = 0`
-///   copies the whole table on every write: the least memory, and the choice for small `N`.
+/// - `P`: spare pages of 16 slots, which writers copy the pages they change into. A one-key
+///   write claims one (two when its probe run crosses a page boundary); a transaction claims
+///   one per page it changes, and one that would change more pages than `P` returns
+///   [`Error::NoFreePage`] even from a blocking form. A page replaced by a write is reused once
+///   no snapshot older than that write is held: a snapshot held across many writes holds the
+///   pages they replaced (see "Memory" in the crate docs).
 ///
-/// **The budget, `G >= R + 2`, is checked at compile time.** It is what makes every registered
-/// reader harmless to writers: with all `R` readers idle on `R` different generations, a writer
-/// still has the current generation to copy from and one more to write into, so a write waits
-/// only for other writers (who are making progress) and for one-off snapshots that are being
-/// held. Those are the caller's to drop: a blocking write waits for them (a thread holding
-/// snapshots of every spare generation and then writing waits for itself, as with a re-locked
-/// lock); a `try_` form returns [`Error::NoFreeGeneration`]. `W` writers in flight at once each
-/// claim a slot: with `G >= R + W + 1` none of them ever waits for another.
+/// **The budget, `G >= R + 2`, is checked at compile time.** `R` registered readers reading at
+/// once hold at most `R` generations, and a writer still has the current generation to copy
+/// from and one more to write into, so a write waits for a generation slot only while other
+/// writers are in flight (who are making progress) or while one-off snapshots are held. Those
+/// are the caller's to drop: a blocking write waits for them (a thread holding snapshots of
+/// every spare generation and then writing waits for itself, as with a re-locked lock); a
+/// `try_` form returns [`Error::NoFreeGeneration`]. `W` writers in flight at once each claim a
+/// slot: with `G >= R + W + 1` none of them ever waits for another.
 ///
-/// The alternatives were to give writers hazard slots of their own (a slot count `W` that every
-/// user must choose, and writers waiting for writer slots) or to let [`reader`](Self::reader)
-/// refuse the slots writers need (a runtime refusal of a configuration the type already
-/// describes). Counting is one mechanism for every short-lived pin; a compile-time check makes a
-/// configuration in which an idle reader could stop every writer impossible to build:
+/// A configuration in which readers could leave writers no generation is impossible to build:
 ///
 /// ```compile_fail
 /// use snapmap_core::SnapMap;
-/// // G = 2, R = 1: one idle Reader would leave writers no generation to write into.
+/// // G = 2, R = 1: one reading Reader would leave writers no generation to write into.
 /// static TOO_FEW: SnapMap<u8, u8, 4, 2, 1> = SnapMap::new();
 /// # let _ = TOO_FEW.snapshot();
 /// ```
@@ -63,7 +60,7 @@ pub struct SnapMap<
     const N: usize,
     const G: usize = 4,
     const R: usize = 2,
-    const L: usize = 32,
+    const P: usize = 8,
     S = FxBuildHasher,
 > {
     /// Registered readers' hazard words.
@@ -72,33 +69,38 @@ pub struct SnapMap<
     pub(crate) current: AtomicUsize,
     /// Hashes keys; only read (beside `current`, which every read loads anyway).
     pub(crate) hasher: S,
-    pub(crate) generations: [GenSlot<K, V, N, L>; G],
+    pub(crate) generations: [GenSlot; G],
+    /// The generations' indices, `Shape::<N>::PAGES` entries each, generation `g`'s from entry
+    /// `g * PAGES` on (see `table`). In one block of `N` entries because `[u16; N / 16]` cannot
+    /// be written; it holds `G` indices because `G <= 16` (and `G <= N`, for `N < 16`).
+    pub(crate) index: [UnsafeCell<u16>; N],
+    pub(crate) pages: Pages<K, V, N, P>,
+    pub(crate) pool: Pool<[Entry; P]>,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
     pub(crate) stats: Counters,
 }
 
-// SAFETY: readers on any thread get `&K` and `&V` out of shared generations (so K, V: Sync)
-// and hash with `&S` (so S: Sync),
-// and writers on any thread clone, move and drop keys and values (so K, V: Send). Every shared
-// mutation of the arena goes through the protocol documented on the crate: a generation is
-// written only by the writer that claimed it, while no pin can be on it, and is immutable once
-// published until it is retired and no hazard is left on it.
+// SAFETY: readers on any thread get `&K` and `&V` out of shared pages (so K, V: Sync) and hash
+// with `&S` (so S: Sync), and writers on any thread clone, move and drop keys and values (so K,
+// V: Send). Every shared mutation of the arena goes through the protocol documented on the
+// crate: a generation (and a page) is written only by the writer that claimed it, while no pin
+// can reach it, and is immutable once published until it is retired and no pin is left on it.
 unsafe impl<
         K: Send + Sync,
         V: Send + Sync,
         const N: usize,
         const G: usize,
         const R: usize,
-        const L: usize,
+        const P: usize,
         S: Sync,
-    > Sync for SnapMap<K, V, N, G, R, L, S>
+    > Sync for SnapMap<K, V, N, G, R, P, S>
 {
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
-    SnapMap<K, V, N, G, R, L, FxBuildHasher>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize>
+    SnapMap<K, V, N, G, R, P, FxBuildHasher>
 {
     /// An empty map hashing with [`FxBuildHasher`] (the default), usable in a `static`. All zero
     /// bytes, so a `static` one lands in `.bss` and costs no flash.
@@ -120,8 +122,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize>
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
-    SnapMap<K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    SnapMap<K, V, N, G, R, P, S>
 {
     const PARAMETERS_OK: () = {
         assert!(
@@ -130,6 +132,15 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
              writers need the current one and one to write into"
         );
         assert!(G < IDLE, "too many generation slots");
+        assert!(
+            G * Shape::<N>::PAGES <= N,
+            "SnapMap keeps its generations' page indices in N words: G must be at most 16, \
+             and at most N"
+        );
+        assert!(
+            P >= 1 && P + Shape::<N>::PAGES <= 1 << 15,
+            "SnapMap needs P >= 1 spare pages, and P + N / 16 < 2^15"
+        );
     };
 
     /// An empty map hashing with `hasher`, usable in a `static` (a `const fn`).
@@ -137,7 +148,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
     /// ```
     /// use snapmap_core::{SipBuildHasher, SnapMap};
     /// // A key known when the firmware is built: see `SipBuildHasher` for keys drawn at start-up.
-    /// static PEERS: SnapMap<u32, u8, 64, 4, 2, 32, SipBuildHasher> =
+    /// static PEERS: SnapMap<u32, u8, 64, 4, 2, 8, SipBuildHasher> =
     ///     SnapMap::with_hasher(SipBuildHasher::new(0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344));
     /// PEERS.insert(7, 1).unwrap();
     /// assert_eq!(PEERS.get(&7), Some(1));
@@ -150,6 +161,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
             current: AtomicUsize::new(0),
             hasher,
             generations: [const { GenSlot::new() }; G],
+            index: array![UnsafeCell::new(0); N],
+            pages: Pages::new(),
+            pool: Pool::new(),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -164,6 +178,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
             current: AtomicUsize::new(0),
             hasher,
             generations: core::array::from_fn(|_| GenSlot::new()),
+            index: array![UnsafeCell::new(0); N],
+            pages: Pages::new(),
+            pool: Pool::new(),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
@@ -189,7 +206,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
     ///
     /// # Errors
     /// [`Error::NoReaderSlot`] if all `R` slots are claimed.
-    pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R, L, S>, Error> {
+    pub fn reader(&self) -> Result<Reader<'_, K, V, N, G, R, P, S>, Error> {
         let slot = self.claim_reader_slot().ok_or(Error::NoReaderSlot)?;
         Ok(Reader::new(self, slot))
     }
@@ -202,11 +219,65 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
     /// critical section: readers there that must never take one use a [`Reader`].
     pub fn snapshot(&self) -> Snapshot<'_, K, V, N, S> {
         let generation = self.pin_counted();
-        Snapshot::new(
-            &self.generations[generation].generation,
-            &self.hasher,
-            Some(&self.pins[generation].word),
+        // SAFETY: the counted pin validated `generation` as current, and the snapshot ends it.
+        unsafe { self.pinned(generation, Release::Count(&self.pins[generation].word)) }
+    }
+
+    /// A snapshot of generation `generation`, which the caller has pinned with `release`.
+    ///
+    /// # Safety
+    /// The pin validated `generation` as current and stands until `release` ends it.
+    #[inline(always)]
+    pub(crate) unsafe fn pinned<'m>(
+        &'m self,
+        generation: usize,
+        release: Release<'m>,
+    ) -> Snapshot<'m, K, V, N, S> {
+        // SAFETY: a validated pin makes the generation published and immutable, with its
+        // pages, until it ends (see `pages`).
+        unsafe {
+            Snapshot::new(
+                &self.generations[generation].body,
+                self.view_parts(generation),
+                &self.hasher,
+                release,
+            )
+        }
+    }
+
+    /// The body of generation slot `generation`.
+    ///
+    /// # Safety
+    /// The caller pins or owns the slot.
+    #[inline(always)]
+    pub(crate) unsafe fn body(&self, generation: usize) -> Body {
+        // SAFETY: pinned or owned: not written meanwhile.
+        self.generations[generation].body.with(|body| unsafe { *body })
+    }
+
+    /// Home slot 0 of the pages, and generation `generation`'s index.
+    #[inline(always)]
+    pub(crate) fn view_parts(
+        &self,
+        generation: usize,
+    ) -> (*const SlotCell<K, V>, *const UnsafeCell<u16>) {
+        (
+            self.pages.home(),
+            self.index
+                .as_ptr()
+                .wrapping_add(generation * Shape::<N>::PAGES),
         )
+    }
+
+    /// The table of generation `generation`.
+    ///
+    /// # Safety
+    /// The caller pins the generation for `'m`.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn view(&self, generation: usize) -> View<'_, K, V, N> {
+        let (home, index) = self.view_parts(generation);
+        // SAFETY: pinned, by the caller's contract.
+        unsafe { View::new(home, index, self.body(generation).len) }
     }
 
     /// Clones the value of `key` out of the current generation (a one-off
@@ -222,16 +293,16 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S: Default> Default
-    for SnapMap<K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S: Default> Default
+    for SnapMap<K, V, N, G, R, P, S>
 {
     fn default() -> Self {
         Self::with_hasher(S::default())
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> fmt::Debug
-    for SnapMap<K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> fmt::Debug
+    for SnapMap<K, V, N, G, R, P, S>
 {
     /// Shows the shape and the counters; print a [`snapshot`](Self::snapshot) for the entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

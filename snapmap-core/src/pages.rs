@@ -1,15 +1,18 @@
-//! [`Pool`]: the static pool of table pages that generations share, and the rule that says when
-//! a page may be reused.
+//! The table's pages ([`Pages`]), the pool of spare pages writers copy into ([`Pool`]), and the
+//! rule that says when a page may be reused.
 //!
-//! # The model (issue 10: generations that share what they did not change)
+//! # The model
 //!
-//! **Pages.** The table's `N` slots are cut into fixed-size pages. A generation is no longer a
-//! table: it is a version and an *index*, one page number per page of the table. Every page
-//! lives in one static pool sized at compile time: one table's worth, plus spares. A write
-//! copies only the pages it changes into spare pages, builds its index from its base's with those
-//! page numbers replaced, and publishes the index as today (claim a generation slot, CAS
-//! `current`). Every page it did not change is shared with the base, and with every older
-//! generation that still has it.
+//! **Pages.** The table's `N` slots are cut into pages of 16 (see `table`). A generation is a
+//! version, a length and an *index*: for each position of the table, the page that holds it.
+//! The map owns `N / 16` *home* pages (the initial generation's) and `P` spare pages, and every
+//! page is, at any moment, in exactly one of two places: in the index of the current generation,
+//! or held by one of the pool's `P` *entries*. A write claims entries (each holding a page no
+//! one can still read), copies into their pages the positions it changes, and builds its index
+//! from its base's with those pages in place of the base's. When its compare-and-swap of
+//! `current` publishes it, each entry it claimed takes the page its own page replaced: so the
+//! pool always holds the `P` pages that are not current, and every page the write did not change
+//! is shared with the base, and with every older generation that still has it.
 //!
 //! **Retiring.** History is a line: each published generation is built from the one it replaces
 //! (the base pin makes the CAS free of ABA). So a page is in a contiguous run of versions, from
@@ -18,12 +21,12 @@
 //! stamped `v` is in no generation of version `v` or later, and no later generation can get it
 //! back (they are all built from `v` or its successors).
 //!
-//! **Reuse.** A writer may claim a retired page stamped `v` only if `v <= oldest`, where
-//! `oldest` is the lowest version any reader or writer may still read. The writer computes it
-//! with the scan it already makes to claim a generation slot: after the SeqCst fence that follows
-//! its base pin's validation, the minimum of its base's version and the version of every
-//! generation slot a pin count or a hazard word names (read as below). No reference counts, nothing on the read
-//! path: readers still only load and store their own hazard word.
+//! **Reuse.** A writer may claim a retired page stamped `v` only if `v <= oldest`, where `oldest`
+//! is the lowest version any reader or writer may still read. The writer computes it with the
+//! scan it already makes to claim a generation slot (`write::try_claim_slot`): after the SeqCst
+//! fence that follows its base pin's validation, the minimum of its base's version and the
+//! version of every generation slot a pin count or a hazard word names. No reference counts,
+//! nothing on the read path: readers still only load and store their own hazard word.
 //!
 //! Why it is safe, for a reader that reads page `x` (stamped `v`) through the generation it
 //! pinned, of version `u < v` (the only generations that have `x`). `oldest` is at most the base's
@@ -41,15 +44,14 @@
 //!   not have `x`.
 //!
 //! The fence must follow the base pin's validation: the base pin's own fence precedes it and does
-//! not do. Loom's SeqCst fence is stronger than C++20's and cannot tell the two apart, so the model
-//! below cannot catch that mistake; this argument is the proof, the model its check.
+//! not do. Loom's SeqCst fence is stronger than C++20's and cannot tell the two apart, so the
+//! models cannot catch that mistake; this argument is the proof, the models its check.
 //!
 //! **Which version a pin names.** A hazard word or a pin count names a generation *slot*, and
 //! slots are reused: a scan may read a pinner's old hazard on slot `s` (a pin since ended, whose
-//! end the scan has not synchronized with) while `s` already holds a newer generation. (The loom
-//! model found exactly that when the scan looked the version up after the hazard.) So each slot
-//! carries its version in an atomic word, stored with Release by the slot's claimer after its
-//! own scan, and a scan loads every slot's version word with Acquire *before* any hazard or
+//! end the scan has not synchronized with) while `s` already holds a newer generation. So each
+//! slot carries its version in an atomic word, stored with Release by the slot's claimer after
+//! its own scan, and a scan loads every slot's version word with Acquire *before* any hazard or
 //! count. If it loads a claimer's new version, it synchronizes with that claimer, whose scan saw
 //! no pin on `s`; every hazard or count it reads for `s` afterwards is no older than what that
 //! scan saw, so it is a pin on the new generation or a stale one (a pin that will fail to
@@ -59,185 +61,290 @@
 //! On 32-bit targets the version word holds the version's low bits, and a writer widens them
 //! around its base's version. That is exact because the pool bounds how far apart the versions
 //! anyone can still read are: while version `u` is pinned, every publication retires at least
-//! one page that cannot be reused before that pin ends, so fewer than `P` (the pool's pages)
-//! publications follow `u`; a compile-time check keeps `P` far below 2^31.
+//! one page that cannot be reused before that pin ends, so fewer than `P` publications follow
+//! `u`, and `P` is far below 2^31.
 //!
 //! A page a writer claimed but never published (its change failed, or it lost the race and
-//! rebuilds) was reachable from no published generation: it goes straight back to FREE.
+//! rebuilds) was reachable from no published generation: its entry goes straight back to FREE.
 //!
-//! **Ownership of a page's stamp.** Only the state word is shared. The stamp is written by the
-//! one writer that retires the page (exactly one publication replaces it) before its Release
-//! store of RETIRED, and read by a claimer only after its Acquire CAS RETIRED -> TAKEN made the
-//! page its own; a claimer that finds the stamp too new stores RETIRED back. So the stamp is a
-//! plain `u64`, with no wrap-around to reason about on 32-bit targets, and no ABA: the
-//! comparison is made on the page the claimer holds.
+//! **Ownership of an entry's page and stamp.** Only the state word is shared. The page and stamp
+//! are written by the one writer that holds the entry: the retirer (exactly one publication
+//! replaces a page) before its Release store of RETIRED, a claimer only after its Acquire CAS
+//! made the entry its own; a claimer that finds the stamp too new stores RETIRED back. So they
+//! are plain words, with no wrap-around to reason about on 32-bit targets and no ABA: the
+//! comparison is made on the entry the claimer holds.
 //!
-//! **What pins cost now.** A pinned generation holds its slot, as today, and the pages it has
-//! that `current` does not: a few for a pin a few versions old, up to a whole table for one held
-//! across many writes. Spare pages beyond one table bound what writers can copy while old
-//! generations are pinned. A write that finds no page it may claim returns an error from a
-//! `try_` form and waits in a blocking one (for a pin to move on, as it waits for a generation
-//! slot today); it never claims a page a pinned generation can reach.
-//!
-//! That changes what a registered [`Reader`](crate::Reader)'s *sticky* pin costs (kept after
-//! its snapshot drops, so that a read of an unchanged map announces nothing). Today it holds one
-//! slot, which `G >= R + 2` pays for; with pages it would also hold every page its generation has
-//! that `current` no longer has, and an idle reader would hold them for ever. Either the pin
-//! ends when the snapshot drops (one Release store; the next read announces again), or it stays
-//! sticky and writers may wait for a reader that idles across many writes (unless it calls
-//! [`Reader::unpin`](crate::Reader::unpin)). Measured with the first, unsticky: M33
-//! `Reader::get` 60.0 -> 65.0 instructions; RP2040 170.9 -> 171.9 cycles on one core, but
-//! medians 152 -> 193 and 142 -> 184 cycles on core 1 while core 0 writes. Undecided.
-//!
-//! **What replaces the change logs.** A write copies the pages it changes and shares the rest,
-//! so no copy has to be brought up to date: the logs, and the full copies when they overflow, go.
-//!
-//! # Status
-//!
-//! This module holds the pool and its reuse rule, proven by the unit tests below and by two loom
-//! models (a reader, and a writer's base pin, holding a page another writer retires), which the
-//! mutant `early_page_reuse` (ignore the stamp) makes fail. The map does not use it yet:
-//! generations are still whole tables with change logs.
-
-// Step 1 of issue 10: the pool and its reuse rule, proven alone before the map is moved onto it.
-#![cfg_attr(loom, allow(dead_code))]
+//! **What pins cost.** A pinned generation holds its slot, and the pages it has that `current`
+//! does not: a few for a pin a few versions old, up to a whole table for one held across many
+//! writes. So pins end when their snapshot drops, a registered [`Reader`](crate::Reader)'s too
+//! (an idle reader holds nothing), and a writer that finds no page it may claim returns an error
+//! from a `try_` form and waits in a blocking one, for the snapshots that hold pages to drop. It
+//! never claims a page a pinned generation can reach.
 
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
+use crate::table::{SlotCell, PAGE};
 
-/// Page states. A page moves FREE -> TAKEN when a writer claims it, stays TAKEN while that writer
-/// fills it and while published generations have it, and becomes RETIRED when the publication
-/// that replaced it is made, or FREE again if it was never published. A RETIRED page is claimed
-/// RETIRED -> TAKEN, and given back (stored RETIRED again) if its stamp is too new.
+/// Entry states. An entry moves FREE -> TAKEN when a writer claims it, stays TAKEN while that
+/// writer fills its page, and becomes RETIRED (holding the page the publication replaced) when
+/// the writer publishes, or FREE again if it does not. A RETIRED entry is claimed RETIRED ->
+/// TAKEN, and given back (stored RETIRED again) if its stamp is too new.
 const FREE: usize = 0;
 const TAKEN: usize = 1;
 const RETIRED: usize = 2;
 
-struct Page<T> {
+/// One of the pool's entries: a page that is not in the current generation.
+pub(crate) struct Entry {
     /// FREE / TAKEN / RETIRED: the only word shared between writers.
     state: AtomicUsize,
-    /// The version whose publication replaced the page; accessed only by the writer that owns
-    /// the state (see the module docs).
+    /// The page held, as its distance from the entry's own spare page (so that a new pool is all
+    /// zeros: entry `e` starts with spare page `e`). Accessed only by the entry's holder.
+    page: UnsafeCell<u16>,
+    /// The version whose publication replaced the page; accessed only by the entry's holder.
     stamp: UnsafeCell<u64>,
-    /// The page's contents: written only by the writer that claimed it, before publishing it;
-    /// read by anyone whose pin reaches it.
-    data: UnsafeCell<T>,
 }
 
-/// `P` pages of `T`, shared by the generations of one map.
-pub(crate) struct Pool<T, const P: usize> {
-    pages: [Page<T>; P],
-    /// Where the next claim starts looking: pages are taken in rotation, so the first candidate
+/// The spare pages' entries, `[Entry; P]` where stored and `[Entry]` where used, so that the code
+/// that claims pages does not depend on `P`.
+pub(crate) struct Pool<E: ?Sized = [Entry]> {
+    /// Where the next claim starts looking: entries are taken in rotation, so the first candidate
     /// is the least recently retired, the one most likely to be reusable. Only a hint.
     next: AtomicUsize,
+    entries: E,
 }
 
-impl<T, const P: usize> Pool<T, P> {
-    /// Keeps 32-bit version words exact (see the module docs): fewer than 2^30 pages.
-    const SIZE_OK: () = assert!(P < 1 << 30, "too many pages");
-
-    /// A pool whose pages hold `init()` and are all FREE.
-    pub(crate) fn new(mut init: impl FnMut() -> T) -> Self {
-        let () = Self::SIZE_OK;
-        Self {
-            pages: core::array::from_fn(|_| Page {
-                state: AtomicUsize::new(FREE),
-                stamp: UnsafeCell::new(0),
-                data: UnsafeCell::new(init()),
-            }),
-            next: AtomicUsize::new(0),
+macro_rules! pool_new {
+    ($($const:ident)?) => {
+        pub(crate) $($const)? fn new() -> Self {
+            Self {
+                next: AtomicUsize::new(0),
+                entries: crate::sync::array![Entry {
+                    state: AtomicUsize::new(FREE),
+                    page: UnsafeCell::new(0),
+                    stamp: UnsafeCell::new(0),
+                }; P],
+            }
         }
-    }
+    };
+}
 
-    /// Marks page `id` TAKEN without a claim: for the pages of the initial generation, before
-    /// the pool is shared (`&mut self`).
-    pub(crate) fn take_initial(&mut self, id: usize) {
-        // Relaxed: `&mut self`, nobody else sees the pool yet.
-        self.pages[id].state.store(TAKEN, Ordering::Relaxed);
-    }
+impl<const P: usize> Pool<[Entry; P]> {
+    #[cfg(not(loom))]
+    pool_new!(const);
+    #[cfg(loom)]
+    pool_new!();
+}
 
-    /// Claims a page that no generation of version `oldest` or later can reach, and that no
+impl Pool {
+    /// Claims an entry whose page no generation of version `oldest` or later can reach, and no
     /// reader of an older one can (the caller computed `oldest` as the module docs say): a FREE
-    /// page, or a RETIRED one stamped at most `oldest`. `None` if there is none.
-    pub(crate) fn try_claim(&self, oldest: u64) -> Option<usize> {
+    /// entry, or a RETIRED one stamped at most `oldest`. `None` if there is none.
+    fn try_claim(&self, oldest: u64) -> Option<usize> {
+        let count = self.entries.len();
         // Relaxed: a hint; any start is correct.
         let start = self.next.load(Ordering::Relaxed);
-        let id = (0..P)
-            .map(|step| (start + step) % P)
-            .find(|&id| self.try_claim_page(id, oldest))?;
-        self.next.store((id + 1) % P, Ordering::Relaxed);
+        let id = (0..count)
+            .map(|step| (start + step) % count)
+            .find(|&id| self.try_claim_entry(id, oldest))?;
+        self.next.store((id + 1) % count, Ordering::Relaxed);
         Some(id)
     }
 
-    fn try_claim_page(&self, id: usize, oldest: u64) -> bool {
-        let page = &self.pages[id];
-        // Relaxed pre-check: skip taken pages without a read-modify-write.
-        let seen = page.state.load(Ordering::Relaxed);
+    fn try_claim_entry(&self, id: usize, oldest: u64) -> bool {
+        let entry = &self.entries[id];
+        // Relaxed pre-check: skip taken entries without a read-modify-write.
+        let seen = entry.state.load(Ordering::Relaxed);
         if seen == TAKEN {
             return false;
         }
         // Acquire on success: synchronizes with the Release store that freed or retired the
-        // page, so the last writer's accesses, the readers' reads that the caller's scan ordered
-        // before it, and the retirer's stamp all happen-before what we do next.
-        if compare_exchange(&page.state, seen, TAKEN).is_err() {
+        // entry, so the last writer's accesses to its page, the readers' reads that the caller's
+        // scan ordered before it, and the retirer's page and stamp all happen-before what we do
+        // next.
+        if compare_exchange(&entry.state, seen, TAKEN).is_err() {
             return false;
         }
         if seen == FREE {
             return true;
         }
-        // SAFETY: the page is ours (our CAS took it from RETIRED), so nobody else accesses its
+        // SAFETY: the entry is ours (our CAS took it from RETIRED), so nobody else accesses its
         // stamp; the retirer's write happens-before our CAS.
-        let stamp = page.stamp.with(|stamp| unsafe { *stamp });
+        let stamp = entry.stamp.with(|stamp| unsafe { *stamp });
         // The `early_page_reuse` mutant (loom runs only) reuses any retired page, to show that
-        // the loom model catches a reader's read of a page reused under it.
+        // the loom models catch a reader's read of a page reused under it.
         #[cfg(snapmap_mutant = "early_page_reuse")]
         let _ = (stamp, oldest);
         #[cfg(not(snapmap_mutant = "early_page_reuse"))]
         if stamp > oldest {
             // Still reachable from a generation someone may read. Release: hands on what we
-            // acquired to the next claimer.
-            page.state.store(RETIRED, Ordering::Release);
+            // acquired to the next claimer (a plain store does not extend a release sequence).
+            entry.state.store(RETIRED, Ordering::Release);
             return false;
         }
         true
     }
 
-    /// Gives back page `id`, claimed by the caller and reachable from no published generation.
-    /// Release: the caller's writes to it happen-before the next claimer's.
-    pub(crate) fn give_back(&self, id: usize) {
-        self.pages[id].state.store(FREE, Ordering::Release);
+    /// The page entry `id` holds; for its holder.
+    fn page(&self, id: usize) -> usize {
+        // SAFETY: the caller holds the entry (TAKEN by its claim), so nobody else writes it.
+        let distance = self.entries[id].page.with(|page| unsafe { *page });
+        (id + usize::from(distance)) % (1 << 16)
     }
 
-    /// Retires page `id`: the caller's publication of `version` replaced it. Only the writer
-    /// whose CAS published `version` retires the pages it replaced, each once.
-    pub(crate) fn retire(&self, id: usize, version: u64) {
-        let page = &self.pages[id];
-        // SAFETY: the page is TAKEN and only its retirer, the caller, touches its stamp until the
-        // Release store below hands it to a claimer.
-        page.stamp.with_mut(|stamp| unsafe { *stamp = version });
-        // Release: the stamp happens-before the Acquire CAS of whoever claims the page.
-        page.state.store(RETIRED, Ordering::Release);
+    /// Gives back entry `id`, claimed by the caller, whose page no published generation has.
+    /// Release: the caller's writes to the page happen-before the next claimer's.
+    fn give_back(&self, id: usize) {
+        self.entries[id].state.store(FREE, Ordering::Release);
     }
 
-    /// Reads page `id` with `f`.
-    ///
-    /// # Safety
-    /// The page must be reachable from a generation the caller has pinned (a validated hazard
-    /// or count that stands until this returns), or claimed by the caller.
-    pub(crate) unsafe fn read<R>(&self, id: usize, f: impl FnOnce(&T) -> R) -> R {
-        // SAFETY: by the caller's contract the page is published and immutable while pinned (or
-        // the caller's own), so no write races this read.
-        self.pages[id].data.with(|data| f(unsafe { &*data }))
+    /// Makes entry `id` (claimed by the caller, whose page the caller's publication of `version`
+    /// put in the current generation) hold `page`, the page that publication replaced.
+    fn retire(&self, id: usize, page: usize, version: u64) {
+        let entry = &self.entries[id];
+        // SAFETY: the entry is TAKEN by the caller, and only its holder touches its page and
+        // stamp until the Release store below hands them to a claimer.
+        unsafe {
+            entry
+                .page
+                .with_mut(|held| *held = page.wrapping_sub(id) as u16);
+            entry.stamp.with_mut(|stamp| *stamp = version);
+        }
+        // Release: page and stamp happen-before the Acquire CAS of whoever claims the entry.
+        entry.state.store(RETIRED, Ordering::Release);
+    }
+}
+
+/// The pages a writer claimed for one attempt at a write. Dropping it gives them back
+/// (the attempt failed, lost its race or unwound); [`retire_all`](Self::retire_all) is for a
+/// publication.
+pub(crate) struct Claims<'a> {
+    pool: &'a Pool,
+    /// The lowest version anyone may still read, from the writer's scan (see the module docs).
+    oldest: u64,
+    /// `(position, entry)` for each page claimed, in `held[..len]`; room for every entry.
+    held: &'a mut [(u16, u16)],
+    len: usize,
+}
+
+impl<'a> Claims<'a> {
+    pub(crate) fn new(pool: &'a Pool, oldest: u64, held: &'a mut [(u16, u16)]) -> Self {
+        debug_assert_eq!(held.len(), pool.entries.len());
+        Self {
+            pool,
+            oldest,
+            held,
+            len: 0,
+        }
     }
 
-    /// Writes page `id` with `f`.
-    ///
-    /// # Safety
-    /// The page must be claimed by the caller and not yet published.
-    pub(crate) unsafe fn write<R>(&self, id: usize, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: by the caller's contract nobody else can reach the page.
-        self.pages[id]
-            .data
-            .with_mut(|data| f(unsafe { &mut *data }))
+    /// The id of the home page of `position` (spare pages come first, see [`Pages`]).
+    pub(crate) fn home_page(&self, position: usize) -> usize {
+        self.pool.entries.len() + position
+    }
+
+    /// Claims a page for `position`; returns its id. `None` if no entry may be claimed.
+    pub(crate) fn claim(&mut self, position: usize) -> Option<usize> {
+        if self.len == self.held.len() {
+            return None;
+        }
+        let id = self.pool.try_claim(self.oldest)?;
+        self.held[self.len] = (position as u16, id as u16);
+        self.len += 1;
+        Some(self.pool.page(id))
+    }
+
+    /// Whether every entry of the pool is claimed here: a change that needs more pages than
+    /// that can never be made.
+    pub(crate) fn hold_all(&self) -> bool {
+        self.len == self.held.len()
+    }
+
+    /// How many pages were claimed.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// After the publication of `version`: each claimed entry takes the page its own replaced,
+    /// the page `replaced(position)` named in the base.
+    pub(crate) fn retire_all(mut self, version: u64, replaced: impl Fn(usize) -> usize) {
+        for &(position, id) in &self.held[..self.len] {
+            self.pool
+                .retire(usize::from(id), replaced(usize::from(position)), version);
+        }
+        self.len = 0;
+    }
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        for &(_, id) in &self.held[..self.len] {
+            self.pool.give_back(usize::from(id));
+        }
+    }
+}
+
+/// Every page of a map: the `P` spare pages, then the `N / 16` home pages (the initial table,
+/// `N` slots), in one block, so that page `p` starts at slot `16 * p` of it whatever `p` is.
+/// (Spare pages come first so that the home pages end the block even when `N < 16`.)
+#[repr(C)]
+pub(crate) struct Pages<K, V, const N: usize, const P: usize> {
+    spare: [[SlotCell<K, V>; PAGE]; P],
+    home: [SlotCell<K, V>; N],
+}
+
+macro_rules! pages_new {
+    ($($const:ident)?) => {
+        pub(crate) $($const)? fn new() -> Self {
+            Self {
+                spare: crate::sync::array![
+                    crate::sync::array![UnsafeCell::new(crate::table::Slot::EMPTY); PAGE]; P
+                ],
+                home: crate::sync::array![UnsafeCell::new(crate::table::Slot::EMPTY); N],
+            }
+        }
+    };
+}
+
+impl<K, V, const N: usize, const P: usize> Pages<K, V, N, P> {
+    #[cfg(not(loom))]
+    pages_new!(const);
+    #[cfg(loom)]
+    pages_new!();
+
+    /// Home slot 0, with provenance over every page: slot `i` of page `p` is at
+    /// `home() + i + 16 * (p - P - i / 16)`.
+    #[inline(always)]
+    pub(crate) fn home(&self) -> *const SlotCell<K, V> {
+        // `repr(C)` and equal element types: the block is one array of `16 * P + N` cells, the
+        // home pages at offset `16 * P`.
+        (self as *const Self)
+            .cast::<SlotCell<K, V>>()
+            .wrapping_add(PAGE * P)
+    }
+}
+
+impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
+    /// Drops every entry of every page, each page once (a page is in the current generation or
+    /// held by one entry of the pool, never both). If a drop panics, the unwind drops the rest.
+    fn drop(&mut self) {
+        struct Rest<'a, K, V>(core::slice::IterMut<'a, SlotCell<K, V>>);
+        impl<K, V> Drop for Rest<'_, K, V> {
+            fn drop(&mut self) {
+                for cell in self.0.by_ref() {
+                    // SAFETY: `&mut` to the whole map: nobody else can reach its pages.
+                    cell.with_mut(|slot| unsafe { (*slot).vacate() });
+                }
+            }
+        }
+        // SAFETY: `repr(C)` with equal element types and no padding (each array's size is a
+        // multiple of the cell's alignment): the block is `16 * P + N` consecutive cells, which
+        // `&mut self` lends us whole.
+        let all = unsafe {
+            core::slice::from_raw_parts_mut(
+                (self as *mut Self).cast::<SlotCell<K, V>>(),
+                PAGE * P + N,
+            )
+        };
+        drop(Rest(all.iter_mut()));
     }
 }
 
@@ -245,21 +352,21 @@ impl<T, const P: usize> Pool<T, P> {
 mod tests {
     use super::*;
 
-    /// Page 0 is the initial generation's; the other two are spares.
-    fn pool() -> Pool<u64, 3> {
-        let mut pool = Pool::new(|| 0);
-        pool.take_initial(0);
-        pool
+    fn pool() -> Pool<[Entry; 3]> {
+        Pool::new()
     }
 
     #[test]
-    fn free_pages_are_claimed_in_rotation_and_given_back() {
+    fn free_entries_are_claimed_in_rotation_and_given_back() {
         let pool = pool();
+        let pool: &Pool = &pool;
+        assert_eq!(pool.try_claim(0), Some(0));
         assert_eq!(pool.try_claim(0), Some(1));
         assert_eq!(pool.try_claim(0), Some(2));
-        assert_eq!(pool.try_claim(0), None, "page 0 is taken, 1 and 2 claimed");
+        assert_eq!(pool.try_claim(0), None, "all three claimed");
         pool.give_back(1);
         assert_eq!(pool.try_claim(0), Some(1));
+        assert_eq!([0, 1, 2].map(|id| pool.page(id)), [0, 1, 2]);
     }
 
     /// A page retired by the publication of version 5 is in every generation before 5: it is
@@ -267,264 +374,39 @@ mod tests {
     #[test]
     fn a_retired_page_waits_for_the_oldest_pin_to_reach_its_stamp() {
         let pool = pool();
-        let (one, two) = (pool.try_claim(0).unwrap(), pool.try_claim(0).unwrap());
-        pool.retire(0, 5);
+        let pool: &Pool = &pool;
+        let ids = [0, 1, 2].map(|_| pool.try_claim(0).unwrap());
+        pool.retire(ids[0], 7, 5);
         for oldest in 0..5 {
             assert_eq!(pool.try_claim(oldest), None, "reused at oldest = {oldest}");
         }
-        assert_eq!(pool.try_claim(5), Some(0));
-        // Retired again at 9, then reused past it.
-        pool.retire(0, 9);
-        assert_eq!(pool.try_claim(8), None);
-        assert_eq!(pool.try_claim(u64::MAX), Some(0));
-        // SAFETY: pages `one` and `two` are claimed here and never published.
-        unsafe {
-            pool.write(one, |page| *page = 11);
-            assert_eq!(pool.read(one, |page| *page), 11);
-        }
-        pool.give_back(two);
-        assert_eq!(pool.try_claim(0), Some(two));
+        assert_eq!(pool.try_claim(5), Some(ids[0]));
+        assert_eq!(pool.page(ids[0]), 7, "the retired page, not the entry's own");
+        // Retired again at 9 (stamps are full 64-bit versions), then reused past it.
+        pool.retire(ids[0], 0, (1 << 32) + 9);
+        assert_eq!(pool.try_claim(9), None);
+        assert_eq!(pool.try_claim(u64::MAX), Some(ids[0]));
+        assert_eq!(pool.page(ids[0]), 0);
     }
 
-    /// Stamps are full 64-bit versions: a page retired past 2^32 is not mistaken for an old one.
+    /// Dropped claims give their entries back; retired ones keep them until reusable.
     #[test]
-    fn stamps_do_not_wrap() {
-        let pool = pool();
-        pool.retire(0, (1 << 32) + 7);
-        assert_eq!(pool.try_claim(7), Some(1));
-        assert_eq!(pool.try_claim(7), Some(2));
-        assert_eq!(pool.try_claim(7), None);
-        assert_eq!(pool.try_claim((1 << 32) + 7), Some(0));
-    }
-}
-
-/// The loom models of page reuse against a reader, or a writer, holding an old generation.
-///
-/// A miniature of the map's protocol with the real pool: generations are an index of two pages
-/// (page 1 shared by every generation, page 0 rewritten by every write with its base's value
-/// plus one, so it always equals the generation's version) in generation slots published by CAS
-/// of `current`. Readers and writers' base pins use hazard words (announce, SeqCst fence,
-/// validate, as `Reader` does); a writer claims a slot (CAS, fence, scan), takes `oldest` from
-/// that scan, claims a page, and after a lost race gives page and slot back and starts over.
-/// With the mutant `early_page_reuse` a page retired under a pin is overwritten while the pinned
-/// generation is read, which loom reports.
-#[cfg(all(test, loom))]
-mod model {
-    use super::*;
-    use crate::sync::fence;
-    use loom::sync::Arc;
-
-    const IDLE: usize = usize::MAX;
-
-    struct Gen {
-        /// Writers only (claims); FREE = 0, TAKEN = 1 as for pages.
-        state: AtomicUsize,
-        /// The version, for the writers' scan (see the module docs: any value is safe there).
-        version_word: AtomicUsize,
-        /// (version, index): written by the slot's claimer before publishing it.
-        body: UnsafeCell<(u64, [usize; 2])>,
-    }
-
-    /// `G` generation slots, `H` hazard words, `P` pages (two for the initial generation).
-    struct Mini<const G: usize, const H: usize, const P: usize> {
-        current: AtomicUsize,
-        gens: [Gen; G],
-        hazards: [AtomicUsize; H],
-        /// A page holds the version that wrote it.
-        pool: Pool<u64, P>,
-    }
-
-    impl<const G: usize, const H: usize, const P: usize> Mini<G, H, P> {
-        fn new() -> Self {
-            let mut pool = Pool::new(|| 0);
-            pool.take_initial(0);
-            pool.take_initial(1);
-            Self {
-                current: AtomicUsize::new(0),
-                gens: core::array::from_fn(|s| Gen {
-                    state: AtomicUsize::new(if s == 0 { TAKEN } else { FREE }),
-                    version_word: AtomicUsize::new(0),
-                    body: UnsafeCell::new((0, [0, 1])),
-                }),
-                hazards: core::array::from_fn(|_| AtomicUsize::new(IDLE)),
-                pool,
-            }
-        }
-
-        /// Pins the current generation through hazard `h` (announce, fence, validate).
-        fn pin(&self, h: usize) -> usize {
-            let mut seen = self.current.load(Ordering::Acquire);
-            loop {
-                self.hazards[h].store(seen, Ordering::Release);
-                fence(Ordering::SeqCst);
-                let now = self.current.load(Ordering::SeqCst);
-                if now == seen {
-                    return seen;
-                }
-                seen = now;
-            }
-        }
-
-        fn unpin(&self, h: usize) {
-            self.hazards[h].store(IDLE, Ordering::Release);
-        }
-
-        fn body(&self, slot: usize) -> (u64, [usize; 2]) {
-            // SAFETY: callers read only a slot they pinned or claimed.
-            self.gens[slot].body.with(|body| unsafe { *body })
-        }
-
-        /// Reads page 0 of pinned generation `slot`.
-        fn page0(&self, slot: usize) -> u64 {
-            // SAFETY: the page is in the pinned generation.
-            unsafe { self.pool.read(self.body(slot).1[0], |p| *p) }
-        }
-
-        /// Reads generation `slot` (pinned) and checks it: page 0 holds the generation's version,
-        /// page 1 still the initial 0.
-        fn check(&self, slot: usize) {
-            let (version, index) = self.body(slot);
-            // SAFETY: both pages are in the pinned generation.
-            let pages = unsafe {
-                [
-                    self.pool.read(index[0], |p| *p),
-                    self.pool.read(index[1], |p| *p),
-                ]
-            };
-            assert_eq!(
-                pages,
-                [version, 0],
-                "generation {version} reads a reused page"
-            );
-        }
-
-        /// Claims a generation slot other than `base` that no hazard names, as the map does:
-        /// CAS, fence, scan. The scan that accepts it also gives `oldest`: the lowest of
-        /// `version` (the base's) and every version a hazard names.
-        fn claim_slot(&self, base: usize, version: u64) -> Option<(usize, u64)> {
-            (0..G).filter(|&s| s != base).find_map(|s| {
-                compare_exchange(&self.gens[s].state, FREE, TAKEN).ok()?;
-                fence(Ordering::SeqCst);
-                // Every slot's version first, then the hazards (see the module docs).
-                let versions: [usize; G] =
-                    core::array::from_fn(|g| self.gens[g].version_word.load(Ordering::Acquire));
-                let mut oldest = version;
-                let mut pinned = false;
-                for hazard in &self.hazards {
-                    let named = hazard.load(Ordering::Acquire);
-                    if named == IDLE {
-                        continue;
-                    }
-                    pinned |= named == s;
-                    oldest = oldest.min(versions[named] as u64);
-                }
-                if pinned {
-                    self.gens[s].state.store(FREE, Ordering::Release);
-                    return None;
-                }
-                Some((s, oldest))
-            })
-        }
-
-        /// One write through hazard `h`: page 0 becomes its base's value plus one. Returns
-        /// `false` if there was no generation slot or page to claim (a `try_` form's error).
-        fn write(&self, h: usize) -> bool {
-            loop {
-                let base = self.pin(h);
-                let (version, index) = self.body(base);
-                let claimed = self.claim_slot(base, version).and_then(|(slot, oldest)| {
-                    let page = self.pool.try_claim(oldest);
-                    if page.is_none() {
-                        self.gens[slot].state.store(FREE, Ordering::Release);
-                    }
-                    Some((slot, page?))
-                });
-                let Some((slot, page)) = claimed else {
-                    self.unpin(h);
-                    return false;
-                };
-                let new = self.page0(base) + 1;
-                // SAFETY: the page and the slot are ours, unpublished.
-                unsafe { self.pool.write(page, |p| *p = new) };
-                self.gens[slot].body.with_mut(|body| {
-                    // SAFETY: the generation slot was claimed above and is not published yet:
-                    // no reader or other writer can reach its body while we fill it.
-                    unsafe { *body = (new, [page, index[1]]) }
-                });
-                // Release, after our scan: see the module docs.
-                self.gens[slot]
-                    .version_word
-                    .store(new as usize, Ordering::Release);
-                if compare_exchange(&self.current, base, slot).is_ok() {
-                    self.pool.retire(index[0], new);
-                    self.gens[base].state.store(FREE, Ordering::Release);
-                    self.unpin(h);
-                    return true;
-                }
-                // Lost the race: nothing of ours was published.
-                self.pool.give_back(page);
-                self.gens[slot].state.store(FREE, Ordering::Release);
-                self.unpin(h);
-            }
-        }
-    }
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
-        builder.check(f);
-    }
-
-    /// A reader pins version 0 while a writer publishes twice: the second write must find no
-    /// page it may reuse (one spare, taken by the first), or find the reader gone.
-    #[test]
-    #[cfg_attr(
-        snapmap_mutant = "early_page_reuse",
-        should_panic(expected = "Causality violation")
-    )]
-    fn reader_holds_a_page_a_writer_retires() {
-        model(|| {
-            let map = Arc::new(Mini::<3, 2, 3>::new());
-            let reader = {
-                let map = map.clone();
-                loom::thread::spawn(move || {
-                    let slot = map.pin(0);
-                    map.check(slot);
-                    map.unpin(0);
-                })
-            };
-            let wrote = [map.write(1), map.write(1)];
-            reader.join().unwrap();
-            assert!(wrote[0], "the first write has a spare page");
-            let slot = map.pin(1);
-            map.check(slot);
-            assert_eq!(
-                map.body(slot).0,
-                wrote.iter().filter(|&&w| w).count() as u64
-            );
-        });
-    }
-
-    /// A writer's base pin protects the pages it copies from as a reader's pin does: one writer
-    /// reads page 0 of its base while the other publishes twice. The race's loser starts over
-    /// (giving its page back), and no write is lost.
-    #[test]
-    #[cfg_attr(snapmap_mutant = "early_page_reuse", should_panic)]
-    fn writer_copies_a_page_another_writer_retires() {
-        model(|| {
-            let map = Arc::new(Mini::<4, 2, 4>::new());
-            let other = {
-                let map = map.clone();
-                loom::thread::spawn(move || map.write(0))
-            };
-            let mine = [map.write(1), map.write(1)];
-            let theirs = other.join().unwrap();
-            let slot = map.pin(1);
-            map.check(slot);
-            let wrote = mine.iter().chain([&theirs]).filter(|&&w| w).count();
-            assert_eq!(map.body(slot).0, wrote as u64, "a write was lost");
-        });
+    fn claims_give_back_unless_retired() {
+        let stored = pool();
+        let pool: &Pool = &stored;
+        let mut held = [(0, 0); 3];
+        let mut claims = Claims::new(pool, 0, &mut held);
+        assert_eq!((claims.claim(4), claims.claim(5)), (Some(0), Some(1)));
+        assert!(!claims.hold_all());
+        drop(claims);
+        let mut held = [(0, 0); 3];
+        let mut claims = Claims::new(pool, 0, &mut held);
+        assert!(claims.claim(4).is_some());
+        claims.retire_all(3, |position| 100 + position);
+        // The retired entry holds page 104, stamped 3; the other two are free.
+        assert!(pool.try_claim(2).is_some() && pool.try_claim(2).is_some());
+        assert_eq!(pool.try_claim(2), None, "reused before its stamp");
+        let retired = pool.try_claim(3).expect("reusable at its stamp");
+        assert_eq!(pool.page(retired), 104);
     }
 }

@@ -1,7 +1,7 @@
 //! The pin protocol: registered readers' hazard words and the [`Reader`] handle, and the
 //! generations' pin counts that one-off reads and writers' bases use.
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Release, Snapshot};
 use crate::sync::{
     announce, announce_count, compare_exchange, release_count, AtomicUsize, Ordering,
 };
@@ -101,8 +101,8 @@ impl ReaderSlot {
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
-    SnapMap<K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    SnapMap<K, V, N, G, R, P, S>
 {
     /// Claims a free reader slot for a registered [`Reader`], UNCLAIMED -> IDLE. Acquire on
     /// success orders this owner's later stores after the previous owner's final Release store.
@@ -117,28 +117,12 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
         })
     }
 
-    /// A registered reader's pin: its hazard still announces `pinned`, the generation of its
-    /// last read, if any (a *sticky* pin). While that is current there is nothing to announce:
-    /// the hazard has kept it from reuse since its pin validated, so it is the same published
-    /// generation, and that validation ordered this reader after its publication.
-    #[inline]
-    pub(crate) fn repin(&self, slot: usize, pinned: Option<usize>) -> usize {
-        // Relaxed: only compared with `pinned`. Coherence still makes it no older than any
-        // value of `current` this thread has written or synchronized with, so a reader sees its
-        // own thread's writes and whatever happened-before them.
-        let now = self.current.load(Ordering::Relaxed);
-        if Some(now) == pinned {
-            return now;
-        }
-        self.pin_from(slot, now)
-    }
-
     /// Publishes a hazard on the current generation from reader slot `slot` (owned by the
     /// caller), starting from the guess `seen`, and returns that generation's index, protected
     /// until [`ReaderSlot::unpin`]. Lock-free: it retries only if a writer published between
     /// its announcement and its validation.
     #[inline]
-    fn pin_from(&self, slot: usize, mut seen: usize) -> usize {
+    pub(crate) fn pin_from(&self, slot: usize, mut seen: usize) -> usize {
         loop {
             // Release (inside `announce`), not Relaxed: a writer's Acquire scan that reads this
             // store (or any later one by this owner) must also see every read this owner made
@@ -216,13 +200,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
 /// without compare-and-swap (Cortex-M0/M0+), where the one-off [`SnapMap::snapshot`] needs a
 /// critical section to count its pin.
 ///
-/// A `Reader` keeps the generation it read last pinned until it reads again: if no writer has
-/// published since, the next read announces nothing and costs one load of `current` besides
-/// the lookup; after a publication it pins the new generation. So an idle `Reader` keeps one
-/// generation slot from reuse, which the budget `G >= R + 2` that [`SnapMap`] checks at compile
-/// time already counts: however long its `R` readers idle, writers keep two generations, the
-/// current one and one to write the next in. [`unpin`](Self::unpin) still frees that slot for a
-/// reader that will be idle for long (writers then rotate through more slots).
+/// A snapshot's pin ends when it drops, so an idle `Reader` holds nothing: no generation slot
+/// and no page. (A pin kept between reads would save the next read its announcement, a store
+/// and a fence, while the map is unchanged; but it would hold every page that writes replace
+/// meanwhile, so that an idle reader could stop every writer once they had used up the spare
+/// pages.)
 ///
 /// ```
 /// use snapmap_core::SnapMap;
@@ -241,52 +223,33 @@ pub struct Reader<
     V,
     const N: usize,
     const G: usize = 4,
-    const R: usize = 4,
-    const L: usize = 32,
+    const R: usize = 2,
+    const P: usize = 8,
     S = crate::FxBuildHasher,
 > {
-    map: &'m SnapMap<K, V, N, G, R, L, S>,
+    map: &'m SnapMap<K, V, N, G, R, P, S>,
     slot: usize,
-    /// The generation this reader's hazard pins, kept between reads.
-    pinned: Option<usize>,
 }
 
-impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
-    Reader<'m, K, V, N, G, R, L, S>
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    Reader<'m, K, V, N, G, R, P, S>
 {
-    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, L, S>, slot: usize) -> Self {
-        Self {
-            map,
-            slot,
-            pinned: None,
-        }
+    pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, P, S>, slot: usize) -> Self {
+        Self { map, slot }
     }
 
-    /// Pins the current generation (or finds it still pinned). The snapshot borrows this
-    /// reader, so a reader holds at most one pin at a time.
+    /// Pins the current generation until the snapshot drops. The snapshot borrows this reader,
+    /// so a reader holds at most one pin at a time.
     #[inline]
     pub fn snapshot(&mut self) -> Snapshot<'_, K, V, N, S> {
-        // The `no_sticky_pin` mutant (loom runs only) ends the pin with the previous snapshot
-        // yet still trusts it, to show that the models catch a read of a reused generation.
-        #[cfg(snapmap_mutant = "no_sticky_pin")]
-        if self.pinned.is_some() {
-            self.map.readers[self.slot].unpin(IDLE);
-        }
-        let generation = self.map.repin(self.slot, self.pinned);
-        self.pinned = Some(generation);
-        Snapshot::new(
-            &self.map.generations[generation].generation,
-            &self.map.hasher,
-            None,
-        )
-    }
-
-    /// Stops pinning the generation this reader read last, so that writers may reuse its slot
-    /// while the reader is idle. The next read pins again.
-    pub fn unpin(&mut self) {
-        if self.pinned.take().is_some() {
-            self.map.readers[self.slot].unpin(IDLE);
-        }
+        // Relaxed: only a guess, announced and validated by `pin_from`.
+        let seen = self.map.current.load(Ordering::Relaxed);
+        let generation = self.map.pin_from(self.slot, seen);
+        let hazard = self.map.readers[self.slot].hazard();
+        // SAFETY: `pin_from` validated `generation` through our hazard, which only the
+        // snapshot's drop (storing IDLE) or this reader's next pin (after that drop: the snapshot
+        // borrows `self`) changes.
+        unsafe { self.map.pinned(generation, Release::Hazard(hazard)) }
     }
 
     /// Clones the value of `key` out of the current generation.
@@ -302,8 +265,8 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
-    for Reader<'_, K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
+    for Reader<'_, K, V, N, G, R, P, S>
 {
     fn drop(&mut self) {
         // Any snapshot borrowed from this reader is gone: hand the slot back, pin and all.
@@ -311,8 +274,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Dr
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> core::fmt::Debug
-    for Reader<'_, K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> core::fmt::Debug
+    for Reader<'_, K, V, N, G, R, P, S>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader").field("slot", &self.slot).finish()

@@ -1,12 +1,20 @@
 //! [`Snapshot`]: a pinned, immutable generation.
 
-use crate::generation::Generation;
-use crate::sync::{release_count, AtomicUsize, UnsafeCell};
-use crate::table::Iter;
+use crate::generation::Body;
+use crate::sync::{release_count, AtomicUsize, Ordering, UnsafeCell};
+use crate::table::{Iter, SlotCell, View};
 use crate::FxBuildHasher;
 use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
+
+/// How a snapshot's pin ends when it drops.
+pub(crate) enum Release<'a> {
+    /// A one-off read's counted pin: decrement the count.
+    Count(&'a AtomicUsize),
+    /// A registered reader's hazard (which the snapshot borrows): store IDLE in it.
+    Hazard(&'a AtomicUsize),
+}
 
 /// A consistent view of the map: one published generation, pinned until the snapshot is dropped.
 ///
@@ -15,9 +23,12 @@ use core::hash::{BuildHasher, Hash};
 /// versions of successively published generations strictly increase.
 ///
 /// Hold snapshots briefly: a pinned generation cannot be reused, so writers have one slot fewer
-/// while it lives. (A thread that holds snapshots of every spare generation and then writes with
-/// a blocking form waits for itself, as a thread re-locking a lock would; `try_` forms return
-/// [`Error::NoFreeGeneration`](crate::Error::NoFreeGeneration) instead.)
+/// while it lives, and the pages that writes replace while it lives cannot be reused either (see
+/// [`SnapMap`](crate::SnapMap)'s `P`). (A thread that holds snapshots of every spare generation,
+/// or across more writes than there are spare pages, and then writes with a blocking form waits
+/// for itself, as a thread re-locking a lock would; `try_` forms return
+/// [`Error::NoFreeGeneration`](crate::Error::NoFreeGeneration) or
+/// [`Error::NoFreePage`](crate::Error::NoFreePage) instead.)
 ///
 /// ```
 /// use snapmap_core::SnapMap;
@@ -32,60 +43,66 @@ use core::hash::{BuildHasher, Hash};
 /// assert!(map.snapshot().version() > before.version());
 /// ```
 pub struct Snapshot<'a, K, V, const N: usize, S = FxBuildHasher> {
-    generation: &'a UnsafeCell<Generation<K, V, N>>,
+    body: &'a UnsafeCell<Body>,
+    home: *const SlotCell<K, V>,
+    index: *const UnsafeCell<u16>,
     hasher: &'a S,
-    /// The pin count a one-off snapshot decrements on drop; `None` for a registered reader's,
-    /// whose pin outlives it (see [`Reader`](crate::Reader)).
-    release: Option<&'a AtomicUsize>,
+    release: Release<'a>,
 }
 
 // SAFETY: a snapshot hands out only shared references to K and V, and hashes with `&S` (so K,
-// V, S: Sync suffice to send
-// or share it), and its drop only changes an atomic pin count.
+// V, S: Sync suffice to send or share it), and its drop only stores or changes an atomic word.
 unsafe impl<K: Sync, V: Sync, const N: usize, S: Sync> Send for Snapshot<'_, K, V, N, S> {}
 // SAFETY: as above; every method takes `&self` and only reads the immutable generation.
 unsafe impl<K: Sync, V: Sync, const N: usize, S: Sync> Sync for Snapshot<'_, K, V, N, S> {}
 
 impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
-    /// `generation` must be pinned by a validated hazard that stands until the snapshot drops:
-    /// a count in `release`, or a registered reader's hazard that the snapshot borrows.
-    pub(crate) fn new(
-        generation: &'a UnsafeCell<Generation<K, V, N>>,
+    /// # Safety
+    /// The generation whose body and index these are (with its pages, from `home`) is pinned by
+    /// a validated pin that stands until `release` ends it, when the snapshot drops.
+    #[inline(always)]
+    pub(crate) unsafe fn new(
+        body: &'a UnsafeCell<Body>,
+        (home, index): (*const SlotCell<K, V>, *const UnsafeCell<u16>),
         hasher: &'a S,
-        release: Option<&'a AtomicUsize>,
+        release: Release<'a>,
     ) -> Self {
         Self {
-            generation,
+            body,
+            home,
+            index,
             hasher,
             release,
         }
     }
 
-    #[inline]
-    fn generation(&self) -> &Generation<K, V, N> {
-        self.generation.with(|generation| {
-            // A pin validated this slot as `current` (its load synchronized with the publishing
-            // CAS), and the hazard announced then still stands (a one-off's until drop; a
-            // registered reader's, which we borrow, until its next pin).
-            // SAFETY: so the generation is published and immutable for the lifetime of `&self`,
-            // within the snapshot's.
-            unsafe { &*generation }
-        })
+    #[inline(always)]
+    fn body(&self) -> Body {
+        // A pin validated this generation as current (its load synchronized with the publishing
+        // CAS), and it stands until the snapshot drops.
+        // SAFETY: so the body is published and immutable for the lifetime of `&self`.
+        self.body.with(|body| unsafe { *body })
+    }
+
+    #[inline(always)]
+    fn view(&self) -> View<'_, K, V, N> {
+        // SAFETY: pinned as above, with every page its index names (see `pages`).
+        unsafe { View::new(self.home, self.index, self.body().len) }
     }
 
     /// The generation's version: strictly greater in every later-published generation.
     pub fn version(&self) -> u64 {
-        self.generation().version
+        self.body().version
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.generation().table.len()
+        self.body().len
     }
 
     /// Whether the snapshot holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.generation().table.len() == 0
+        self.body().len == 0
     }
 
     /// The most entries the map can hold (`N`).
@@ -99,12 +116,12 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
     /// [`SipBuildHasher`](crate::SipBuildHasher)). Scans the whole table: a health check, not a
     /// hot-path call.
     pub fn longest_probe(&self) -> usize {
-        self.generation().table.longest_probe()
+        self.view().longest_probe()
     }
 
     /// The entries, in an unspecified order; all from this snapshot's generation.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        self.generation().table.iter()
+        self.view().iter()
     }
 }
 
@@ -116,7 +133,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Snapshot<'_, K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.generation().table.get(self.hasher, key)
+        self.view().get(self.hasher, key)
     }
 
     /// Whether `key` is present in this snapshot.
@@ -125,19 +142,21 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Snapshot<'_, K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.generation().table.get(self.hasher, key).is_some()
+        self.view().get(self.hasher, key).is_some()
     }
 }
 
 impl<K, V, const N: usize, S> Drop for Snapshot<'_, K, V, N, S> {
-    // Inlined, and the decrement kept out of line: a registered reader's snapshot (`release`
-    // known `None` where it is built) then drops to nothing. With the decrement inline (a
-    // critical section on thumbv6m), `drop_in_place` stayed a call in every `Reader::get`:
-    // 35 of its 171 cycles on the RP2040 (`cargo xtask bench-rp2040`).
+    // Inlined, and the decrement kept out of line: a registered reader's snapshot then drops
+    // to one store. With the decrement inline (a critical section on thumbv6m), `drop_in_place`
+    // stayed a call in every `Reader::get`: 35 of its 171 cycles on the RP2040.
     #[inline]
     fn drop(&mut self) {
-        if let Some(count) = self.release {
-            release_one_off(count);
+        match self.release {
+            Release::Count(count) => release_one_off(count),
+            // Release: every read made under the pin happens-before a writer's reuse of the
+            // generation and its pages, since that writer's scan loads this word with Acquire.
+            Release::Hazard(hazard) => hazard.store(crate::reader::IDLE, Ordering::Release),
         }
     }
 }

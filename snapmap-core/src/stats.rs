@@ -14,17 +14,20 @@ pub struct Stats {
     pub cas_retries: usize,
     /// Times a blocking writer found no free generation slot and waited.
     pub slot_waits: usize,
-    /// Writes that copied the whole table, because the slot they claimed held a version older
-    /// than the change logs reach (see `L` on [`SnapMap`](crate::SnapMap)); every other write
-    /// copied only the slots written since.
-    pub full_copies: usize,
+    /// Times a blocking writer found no spare page it could claim and waited (see `P` on
+    /// [`SnapMap`](crate::SnapMap)).
+    pub page_waits: usize,
+    /// Pages copied by published writes: one per page each write changed (`page_copies /
+    /// publishes` is the pages a write copies on average).
+    pub page_copies: usize,
 }
 
 pub(crate) struct Counters {
     pub(crate) publishes: Counter,
     pub(crate) cas_retries: Counter,
     pub(crate) slot_waits: Counter,
-    pub(crate) full_copies: Counter,
+    pub(crate) page_waits: Counter,
+    pub(crate) page_copies: Counter,
 }
 
 impl Counters {
@@ -33,7 +36,8 @@ impl Counters {
             publishes: Counter::new(),
             cas_retries: Counter::new(),
             slot_waits: Counter::new(),
-            full_copies: Counter::new(),
+            page_waits: Counter::new(),
+            page_copies: Counter::new(),
         }
     }
 
@@ -42,7 +46,8 @@ impl Counters {
             publishes: self.publishes.get(),
             cas_retries: self.cas_retries.get(),
             slot_waits: self.slot_waits.get(),
-            full_copies: self.full_copies.get(),
+            page_waits: self.page_waits.get(),
+            page_copies: self.page_copies.get(),
         }
     }
 }

@@ -150,16 +150,23 @@ impl Counter {
         #[cfg(any(loom, target_has_atomic = "ptr"))]
         self.word.fetch_add(1, Ordering::Relaxed);
         #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-        critical_section::with(|_| self.add_exclusive());
+        critical_section::with(|_| self.add_exclusive(1));
     }
 
     /// Adds one with a load and a store: only inside a critical section, where no other bump
     /// can run.
+    /// Adds `n` where no other thread can change the counter (inside a critical section).
     #[cfg(not(any(loom, target_has_atomic = "ptr")))]
     #[inline(always)]
-    fn add_exclusive(&self) {
+    fn add_exclusive(&self, n: usize) {
         let v = self.word.load(Ordering::Relaxed);
-        self.word.store(v.wrapping_add(1), Ordering::Relaxed);
+        self.word.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[cfg(any(loom, target_has_atomic = "ptr"))]
+    #[inline]
+    fn add(&self, n: usize) {
+        self.word.fetch_add(n, Ordering::Relaxed);
     }
 
     #[inline]
@@ -168,10 +175,11 @@ impl Counter {
     }
 }
 
-/// The publishing CAS: [`compare_exchange`] that, when it succeeds, also bumps `counter` and
-/// ends the writer's counted base pin `base_pin` (as [`release_count`] would, after the CAS;
-/// `None` for a writer that holds no count). On thumbv6m all three happen in one critical
-/// section: a publication costs one, not three (one takes about 80 cycles on the RP2040). The
+/// The publishing CAS: [`compare_exchange`] that, when it succeeds, also bumps the publication
+/// counter, adds `copies` to the page-copy counter, and ends the writer's counted base pin
+/// `base_pin` (as [`release_count`] would, after the CAS; `None` for a writer that holds no
+/// count). On thumbv6m all of it happens in one critical section: a publication costs one, not
+/// four (one takes about 80 cycles on the RP2040). The
 /// counter's and the count's loads and stores inside it are exclusive with every other change
 /// of those words, since all of those run in a critical section too ([`Counter::bump`],
 /// [`announce_count`], [`release_count`]).
@@ -180,14 +188,15 @@ pub(crate) fn publish_exchange(
     word: &AtomicUsize,
     current: usize,
     new: usize,
-    counter: &Counter,
+    (publishes, page_copies, copies): (&Counter, &Counter, usize),
     base_pin: Option<&AtomicUsize>,
 ) -> Result<usize, usize> {
     #[cfg(any(loom, target_has_atomic = "ptr"))]
     {
         let result = compare_exchange(word, current, new);
         if result.is_ok() {
-            counter.bump();
+            publishes.add(1);
+            page_copies.add(copies);
             if let Some(count) = base_pin {
                 release_count(count);
             }
@@ -202,7 +211,8 @@ pub(crate) fn publish_exchange(
             let seen = word.load(Ordering::Acquire);
             if seen == current {
                 word.store(new, Ordering::Release);
-                counter.add_exclusive();
+                publishes.add_exclusive(1);
+                page_copies.add_exclusive(copies);
                 if let Some(count) = base_pin {
                     let n = count.load(Ordering::Acquire);
                     count.store(n - 1, Ordering::Release);
@@ -255,3 +265,19 @@ pub(crate) fn spin_wait(spins: &mut u32) {
     }
     core::hint::spin_loop();
 }
+
+/// `[value; N]` for a `value` that is not `Copy`: an inline `const` block where the value can be
+/// built in one (so a map stays a `const fn`), a closure under loom (its atomics cannot).
+#[cfg(not(loom))]
+macro_rules! array {
+    ($value:expr; $len:expr) => {
+        [const { $value }; $len]
+    };
+}
+#[cfg(loom)]
+macro_rules! array {
+    ($value:expr; $len:expr) => {
+        core::array::from_fn(|_| $value)
+    };
+}
+pub(crate) use array;

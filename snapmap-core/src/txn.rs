@@ -1,7 +1,6 @@
 //! [`Txn`]: the private copy a writer changes before publishing it.
 
-use crate::changes::Journal;
-use crate::table::{Iter, Table};
+use crate::table::{Iter, TableMut};
 use crate::{Error, FxBuildHasher};
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
@@ -13,24 +12,20 @@ use core::hash::{BuildHasher, Hash};
 /// published at once as one generation, or none is (an `Err`, or a panic, discards them all).
 /// If another writer publishes first, the closure runs again on a fresh copy of the new current
 /// generation, so it must be re-runnable (`FnMut`) and should have no side effects beyond `self`.
+///
+/// A change copies the pages it touches into spare pages (see [`SnapMap`](crate::SnapMap)'s
+/// `P`). If none can be claimed, the transaction is *out of pages*: [`insert`](Self::insert)
+/// returns [`Error::NoFreePage`], other changes do nothing (`remove` and `get_mut` return
+/// `None`), and whatever the closure returns, the write publishes nothing and returns
+/// `NoFreePage` (a `try_` form) or waits for pages and runs the closure again (a blocking one).
 pub struct Txn<'a, K, V, const N: usize, S = FxBuildHasher> {
-    table: &'a mut Table<K, V, N>,
-    journal: Journal<'a>,
+    pub(crate) table: TableMut<'a, K, V, N>,
     hasher: &'a S,
 }
 
 impl<'a, K, V, const N: usize, S> Txn<'a, K, V, N, S> {
-    pub(crate) fn new(table: &'a mut Table<K, V, N>, journal: Journal<'a>, hasher: &'a S) -> Self {
-        Self {
-            table,
-            journal,
-            hasher,
-        }
-    }
-
-    /// Whether anything was changed: a transaction that changed nothing publishes nothing.
-    pub(crate) fn changed(&self) -> bool {
-        self.journal.wrote()
+    pub(crate) fn new(table: TableMut<'a, K, V, N>, hasher: &'a S) -> Self {
+        Self { table, hasher }
     }
 
     /// Number of entries in the copy.
@@ -45,12 +40,7 @@ impl<'a, K, V, const N: usize, S> Txn<'a, K, V, N, S> {
 
     /// The entries of the copy, in an unspecified order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        self.table.iter()
-    }
-
-    /// Removes every entry.
-    pub fn clear(&mut self) {
-        self.table.clear(&mut |slot| self.journal.record(slot));
+        self.table.view().iter()
     }
 }
 
@@ -66,14 +56,19 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, const N: usize, S> core::fmt::Deb
     }
 }
 
-impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
+impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+
     /// The value of `key` in the copy, including this transaction's own changes.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.get(self.hasher, key)
+        self.table.view().get(self.hasher, key)
     }
 
     /// Whether `key` is present in the copy.
@@ -82,7 +77,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table.get(self.hasher, key).is_some()
+        self.table.view().get(self.hasher, key).is_some()
     }
 
     /// Mutable access to the value of `key`; counts as a change if the key is present.
@@ -91,31 +86,28 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table
-            .get_mut(self.hasher, key, &mut |slot| self.journal.record(slot))
+        self.table.get_mut(self.hasher, key)
     }
 
     /// Inserts or replaces `key`, returning the value it replaced.
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is new and the copy already holds `N` entries; the copy is
-    /// unchanged and `key` and `value` are dropped.
+    /// [`Error::Full`] if `key` is new and the copy already holds `N` entries;
+    /// [`Error::NoFreePage`] if the transaction is out of pages. The copy is unchanged and `key`
+    /// and `value` are dropped.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.table
-            .insert(self.hasher, key, value, &mut |slot| {
-                self.journal.record(slot)
-            })
-            .map_err(|_| Error::Full)
+        self.insert_at(key, value).map(|(_, old)| old)
     }
 
     /// [`insert`](Self::insert), also returning the slot the entry for `key` is in (see
     /// `Table::take_back`).
     pub(crate) fn insert_at(&mut self, key: K, value: V) -> Result<(usize, Option<V>), Error> {
         self.table
-            .insert_at(self.hasher, key, value, &mut |slot| {
-                self.journal.record(slot)
+            .insert_at(self.hasher, key, value)
+            .map_err(|(error, key, value)| {
+                drop((key, value));
+                error
             })
-            .map_err(|_| Error::Full)
     }
 
     /// Removes `key`, returning its value.
@@ -124,13 +116,11 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table
-            .remove(self.hasher, key, &mut |slot| self.journal.record(slot))
+        self.table.remove(self.hasher, key)
     }
 
     /// Keeps only the entries for which `keep` returns `true`.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.table
-            .retain(&mut keep, &mut |slot| self.journal.record(slot));
+        self.table.retain(&mut keep);
     }
 }

@@ -1,36 +1,46 @@
-//! The write path: claim a generation slot, catch it up, change it, publish it by
-//! compare-and-swap, retire its base.
+//! The write path: pin a base, claim a generation slot (its scan also tells which spare pages
+//! may be reused), copy the base's index, change the copy (copying each page it changes), publish
+//! it by compare-and-swap, retire its base and the pages it replaced.
 
-use crate::changes::{ChangeLog, Journal};
-use crate::generation::{FREE, IN_USE, UNUSED};
-use crate::reader::pinning;
+use crate::generation::{Body, FREE, IN_USE, UNUSED};
+use crate::pages::Claims;
+use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{compare_exchange, fence, publish_exchange, spin_wait, AtomicUsize, Ordering};
-use crate::table::Table;
+use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
 use core::cell::Cell;
 use core::hash::{BuildHasher, Hash};
 
-/// Whether a writer that finds no free slot returns an error or waits for one.
+/// Whether a writer that finds no free slot or page returns an error or waits for one.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wait {
     No,
     Spin,
 }
 
+/// How one attempt at a write ended.
+enum Attempt<T> {
+    Done(Result<T, Error>),
+    /// Out of pages after a lost race: scan again for pages retired since.
+    Rescan,
+    /// Out of pages: wait for snapshots to release some, then start over.
+    WaitForPages,
+}
+
 /// The writer's base pin: a counted pin (see `SnapMap::pin_counted`) on the generation it copies
 /// from, moved to the new current generation after each lost race. Dropping it (on success,
 /// error or unwind) ends the pin.
-struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> {
-    map: &'m SnapMap<K, V, N, G, R, L, S>,
+struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
+    map: &'m SnapMap<K, V, N, G, R, P, S>,
     base: usize,
 }
 
-impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
-    BasePin<'m, K, V, N, G, R, L, S>
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    BasePin<'m, K, V, N, G, R, P, S>
 {
-    fn new(map: &'m SnapMap<K, V, N, G, R, L, S>) -> Self {
+    fn new(map: &'m SnapMap<K, V, N, G, R, P, S>) -> Self {
         let base = Self::pin(map);
         Self { map, base }
     }
@@ -42,7 +52,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S
         self.base
     }
 
-    fn pin(map: &SnapMap<K, V, N, G, R, L, S>) -> usize {
+    fn pin(map: &SnapMap<K, V, N, G, R, P, S>) -> usize {
         // The `no_base_pin` mutant (loom runs only) reads `current` without a pin, to show that
         // the models catch the lost updates that follow (writer A copies from a base that
         // writer B is overwriting).
@@ -61,7 +71,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S
         Some(&self.map.pins[self.base].word)
     }
 
-    fn unpin(map: &SnapMap<K, V, N, G, R, L, S>, base: usize) {
+    fn unpin(map: &SnapMap<K, V, N, G, R, P, S>, base: usize) {
         #[cfg(snapmap_mutant = "no_base_pin")]
         let _ = (map, base);
         #[cfg(not(snapmap_mutant = "no_base_pin"))]
@@ -69,8 +79,8 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
-    for BasePin<'_, K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
+    for BasePin<'_, K, V, N, G, R, P, S>
 {
     fn drop(&mut self) {
         Self::unpin(self.map, self.base);
@@ -79,13 +89,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Dr
 
 /// A generation slot claimed (FREE -> IN_USE) by this writer and not published. Dropping it (on
 /// error, a change that changed nothing, or unwind) frees the slot; publishing forgets it.
-struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> {
-    map: &'m SnapMap<K, V, N, G, R, L, S>,
+struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
+    map: &'m SnapMap<K, V, N, G, R, P, S>,
     index: usize,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Drop
-    for Claim<'_, K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
+    for Claim<'_, K, V, N, G, R, P, S>
 {
     fn drop(&mut self) {
         // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
@@ -96,21 +106,22 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S> Dr
     }
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
-    SnapMap<K, V, N, G, R, L, S>
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    SnapMap<K, V, N, G, R, P, S>
 {
-    /// Claims a free slot to bring up to date with the pinned `base`, re-pinning the current
-    /// generation as the base after each failed attempt. Returns the base's index with the claim.
+    /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
+    /// current generation as the base after each failed attempt. Returns the base's index with
+    /// the claim and the oldest version anyone may still read (see `pages`).
     fn claim_generation<'m>(
         &'m self,
-        pin: &mut BasePin<'m, K, V, N, G, R, L, S>,
+        pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R, L, S>), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>, u64), Error> {
         let mut spins = 0;
         loop {
             let base = pin.base;
-            if let Some(index) = self.try_claim(base) {
-                return Ok((base, Claim { map: self, index }));
+            if let Some((index, oldest)) = self.try_claim(base) {
+                return Ok((base, Claim { map: self, index }, oldest));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
@@ -133,32 +144,34 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands. Candidates are taken in order
-    /// after `base`: with one writer, slots are retired in that same order, so the first
-    /// candidate is the least recently retired, the one least likely to still be pinned (a
-    /// reader's pin stays on the generation it read last), and slots are reused in rotation,
-    /// which keeps every slot's copy within reach of the change logs (see `changes`).
-    /// Never `base` itself: it is current or pinned by us.
-    fn try_claim(&self, base: usize) -> Option<usize> {
+    /// Claims a FREE generation slot on which no hazard stands; returns it with the oldest
+    /// version anyone may read. Candidates are taken in order after `base`: with one writer,
+    /// slots are retired in that same order, so the first candidate is the least recently
+    /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
+    /// pinned by us.
+    fn try_claim(&self, base: usize) -> Option<(usize, u64)> {
+        // SAFETY: `base` is pinned by our base pin.
+        let version = unsafe { self.body(base) }.version;
         (1..G)
             .map(|step| (base + step) % G)
-            .find(|&index| self.try_claim_slot(index))
+            .find_map(|index| Some((index, self.try_claim_slot(index, version)?)))
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
-    /// hazard stands on it.
-    fn try_claim_slot(&self, index: usize) -> bool {
+    /// hazard stands on it; returns the oldest version anyone may still read: `base` (our
+    /// base's version) or the version of a generation someone pins.
+    fn try_claim_slot(&self, index: usize, base: u64) -> Option<u64> {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
         let seen = state.load(Ordering::Relaxed);
         if !(seen == FREE || seen == UNUSED && index != 0) {
-            return false;
+            return None;
         }
         // Acquire on success: synchronizes with the Release store that freed the slot, so every
         // access by its last writer and by the writer that retired it happens-before our
         // overwrite.
         if compare_exchange(state, seen, IN_USE).is_err() {
-            return false;
+            return None;
         }
         // The writer half of the Dekker pair with a reader's announcement and validation in
         // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
@@ -166,32 +179,58 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const L: usize, S>
         // below sees the hazard (or a later Release store of that reader, which carries its
         // reads along) or a count that includes the increment (every later change of the count
         // is a read-modify-write, so the value read is at least that reader's share until it
-        // decrements, with Release); or this fence comes first, and since
-        // `current` had moved off `index` before it (the retiring CAS happens-before the FREE
-        // store we just acquired), the reader's validating load sees that and it never reads the
-        // slot. A pin that validates on `index` later is on a re-published copy, written before
-        // its publishing CAS: harmless. (Counted pins would be safe even without the fence: the
-        // writer that retired `index` had it pinned as its base, by a read-modify-write of the
-        // same count that happens-before our claim, so our load sees the count no lower than
-        // that, and a reader's increment lands either inside that pin, keeping the count up, or
-        // after its release (sequenced after the retiring CAS, in `publish_exchange`), which
-        // orders the reader after that CAS. A registered reader's hazard is a plain store: for
-        // those the fence is essential, and the loom mutant `no_writer_fence` shows it.)
+        // decrements, with Release); or this fence comes first, and since `current` had moved
+        // off `index` before it (the retiring CAS happens-before the FREE store we just
+        // acquired), the reader's validating load sees that and it never reads the slot. A pin
+        // that validates on `index` later is on a re-published copy, written before its
+        // publishing CAS: harmless. The same fence, after our base pin's validation, orders the
+        // scan's versions for the page rule (see `pages`). A registered reader's hazard is a
+        // plain store: for those the fence is essential, and the loom mutant `no_writer_fence`
+        // shows it.
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
+        // Every slot's version before any pin (see `pages`, "Which version a pin names").
+        // Acquire: synchronizes with the claimer that stored it, after its own scan.
+        let versions: [usize; G] = core::array::from_fn(|slot| {
+            self.generations[slot].version.load(Ordering::Acquire)
+        });
+        let mut oldest = base;
+        let mut pinned = false;
         // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
-        // made under those pins before our writes to the slot.
-        let pinned = self.pins[index].word.load(Ordering::Acquire) != 0
-            || self
-                .readers
-                .iter()
-                .any(|reader| reader.hazard().load(Ordering::Acquire) == pinning(index));
+        // made under those pins before our writes to the slot and to reused pages.
+        for (slot, count) in self.pins.iter().enumerate() {
+            if count.word.load(Ordering::Acquire) != 0 {
+                pinned |= slot == index;
+                oldest = oldest.min(widen(versions[slot], base));
+            }
+        }
+        for reader in &self.readers {
+            let hazard = reader.hazard().load(Ordering::Acquire);
+            if hazard != IDLE && hazard != UNCLAIMED {
+                let slot = hazard - pinning(0);
+                pinned |= slot == index;
+                oldest = oldest.min(widen(versions[slot], base));
+            }
+        }
         if pinned {
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).
             state.store(FREE, Ordering::Release);
+            return None;
         }
-        !pinned
+        Some(oldest)
+    }
+}
+
+/// The version whose low bits (all of them on 64-bit targets) are `word`, nearest to `base`:
+/// exact while versions anyone can still read are within 2^31 of each other, which the pool
+/// guarantees (see `pages`).
+#[inline]
+fn widen(word: usize, base: u64) -> u64 {
+    if usize::BITS >= 64 {
+        word as u64
+    } else {
+        base.wrapping_add_signed(i64::from((word as u32).wrapping_sub(base as u32) as i32))
     }
 }
 
@@ -201,13 +240,13 @@ impl<
         const N: usize,
         const G: usize,
         const R: usize,
-        const L: usize,
+        const P: usize,
         S: BuildHasher,
-    > SnapMap<K, V, N, G, R, L, S>
+    > SnapMap<K, V, N, G, R, P, S>
 {
-    /// The whole write protocol: bring the claimed copy up to date with the current generation,
-    /// let `change` edit it, and publish it by CAS, catching up and re-applying after each lost
-    /// race.
+    /// The whole write protocol: copy the current generation's index into a claimed slot, let
+    /// `change` edit the copy, and publish it by CAS, starting over on a fresh copy after each
+    /// lost race.
     fn publish<T>(
         &self,
         wait: Wait,
@@ -216,14 +255,14 @@ impl<
         self.publish_or_take_back(wait, change, |_| {})
     }
 
-    /// [`publish`](Self::publish), with `lost` called on the discarded copy after each lost race,
-    /// before it is caught up: a write can take back there what `change` moved into the copy
-    /// (see `insert`).
+    /// [`publish`](Self::publish), with `lost` called on the discarded copy after each lost race
+    /// (or an attempt out of pages): a write can take back there what `change` moved into the
+    /// copy (see `insert`).
     fn publish_or_take_back<T>(
         &self,
         wait: Wait,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
-        lost: impl FnMut(&mut Table<K, V, N>),
+        lost: impl FnMut(&mut TableMut<'_, K, V, N>),
     ) -> Result<T, Error> {
         let me = (self as *const Self).cast::<()>();
         if reentry::writing(me) {
@@ -238,57 +277,99 @@ impl<
         &self,
         wait: Wait,
         mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
-        mut lost: impl FnMut(&mut Table<K, V, N>),
+        mut lost: impl FnMut(&mut TableMut<'_, K, V, N>),
     ) -> Result<T, Error> {
+        // The pages this write claims, `(position, entry)`: room for every entry of the pool.
+        let mut held = [(0u16, 0u16); P];
+        let mut spins = 0;
+        loop {
+            match self.attempt(wait, &mut change, &mut lost, &mut held) {
+                Attempt::Done(result) => return result,
+                Attempt::Rescan => {}
+                Attempt::WaitForPages => {
+                    if spins == 0 {
+                        self.stats.page_waits.bump();
+                    }
+                    spin_wait(&mut spins);
+                }
+            }
+        }
+    }
+
+    /// One pin of a base and claim of a generation slot, with as many attempts at the change
+    /// as races lost.
+    fn attempt<T>(
+        &self,
+        wait: Wait,
+        change: &mut impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        lost: &mut impl FnMut(&mut TableMut<'_, K, V, N>),
+        held: &mut [(u16, u16)],
+    ) -> Attempt<T> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let (mut base, claim) = self.claim_generation(&mut pin, wait)?;
-        let target = &self.generations[claim.index];
+        let (mut base, claim, oldest) = match self.claim_generation(&mut pin, wait) {
+            Ok(claimed) => claimed,
+            Err(error) => return Attempt::Done(Err(error)),
+        };
+        let pages = Shape::<N>::PAGES;
+        let mut rebased = false;
         loop {
-            let source = &self.generations[base];
-            let (result, changed) = target.generation.with_mut(|copy| {
-                target.log.with_mut(|log| {
-                    // The target slot (its generation and its log) is ours: we claimed it
-                    // FREE -> IN_USE, it is not `current`, and no hazard was on it after our
-                    // fence, so no reader can validate a pin on it, and no writer use it as a
-                    // base, until we publish it (see `try_claim_slot`).
-                    // SAFETY: so these are the only references to the target's generation and
-                    // log; `base` != `claim.index`, so they alias nothing read below.
-                    let (copy, log): (_, &mut ChangeLog) = unsafe { (&mut *copy, &mut *log) };
-                    let full = source.generation.with(|base| {
-                        source.log.with(|base_log| {
-                            // SAFETY: `base` was validated as current through our own hazard,
-                            // which still stands, so it is published and immutable while we
-                            // read it; its log was written before its publication.
-                            let (base, base_log) = unsafe { (&*base, &*base_log) };
-                            copy.catch_up(log, base, base_log, 2 * G as u64)
-                        })
-                    });
-                    if full {
-                        self.stats.full_copies.bump();
-                    }
-                    let mut txn = Txn::new(
-                        &mut copy.table,
-                        Journal::new(log, copy.version + 1),
-                        &self.hasher,
-                    );
-                    let result = change(&mut txn);
-                    let changed = txn.changed();
-                    if changed && result.is_ok() {
-                        copy.version += 1; // the version it will publish as
-                    }
-                    (result, changed)
-                })
-            });
-            // An error, or a change that changed nothing, publishes nothing: dropping the claim
-            // frees the slot and dropping the pin releases the base. A no-op linearizes at the
-            // pin's validation, when `base` was current.
-            let result = result?;
-            if !changed {
-                return Ok(result);
+            // SAFETY: `base` is pinned by our base pin.
+            let body = unsafe { self.body(base) };
+            let (home, base_index) = self.view_parts(base);
+            let (_, index) = self.view_parts(claim.index);
+            for position in 0..pages {
+                // SAFETY: the target slot's index is ours: we claimed the slot FREE -> IN_USE,
+                // it is not `current`, and no pin was on it after our fence, so no reader can
+                // validate a pin on it, and no writer use it as a base, until we publish it (see
+                // `try_claim_slot`); the base's is pinned and immutable.
+                unsafe {
+                    let entry = (*base_index.add(position)).with(|entry| *entry);
+                    (*index.add(position)).with_mut(|mine| *mine = entry);
+                }
             }
+            let claims = Claims::new(&self.pool, oldest, held);
+            // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
+            let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
+            let mut txn = Txn::new(table, &self.hasher);
+            let result = change(&mut txn);
+            let table = &mut txn.table;
+            if table.out_of_pages() {
+                lost(table);
+                let all = table.claims().hold_all();
+                drop(txn); // gives the pages back
+                return if rebased {
+                    // Our scan's `oldest` predates the race we lost: pages retired since may be
+                    // free for a fresh scan.
+                    Attempt::Rescan
+                } else if wait == Wait::No || all {
+                    // No page is free now, or the change needs more than the pool holds.
+                    Attempt::Done(Err(Error::NoFreePage))
+                } else {
+                    Attempt::WaitForPages
+                };
+            }
+            // An error, or a change that changed nothing, publishes nothing: dropping the claims
+            // gives the pages back, the claim frees the slot and the pin releases the base. A
+            // no-op linearizes at the pin's validation, when `base` was current.
+            let result = match result {
+                Ok(result) if table.changed() => result,
+                result => return Attempt::Done(result),
+            };
+            let version = body.version + 1;
+            let target = &self.generations[claim.index];
+            // SAFETY: still ours and unpublished, as above.
+            target.body.with_mut(|mine| unsafe {
+                *mine = Body {
+                    version,
+                    len: table.len(),
+                }
+            });
+            // Release, after our scan, before we publish: see `pages`, "Which version a pin
+            // names".
+            target.version.store(version as usize, Ordering::Release);
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
@@ -301,34 +382,44 @@ impl<
                 &self.current,
                 base,
                 claim.index,
-                &self.stats.publishes,
+                (&self.stats.publishes, &self.stats.page_copies, txn.table.claims().len()),
                 pin.count(),
             ) {
                 Ok(_) => {
+                    // Every page we claimed replaced the base's page at its position: the
+                    // entries that held ours now hold those, stamped with our version.
+                    txn.table.into_claims().retire_all(version, |position| {
+                        // SAFETY: `base` is no longer current but still unreused: only its
+                        // retirer, us, frees it (below).
+                        let entry = unsafe { (*base_index.add(position)).with(|entry| *entry) };
+                        (self.pool_len() + position).wrapping_add_signed(isize::from(entry as i16))
+                    });
                     core::mem::forget(claim);
                     // Ended above.
                     core::mem::forget(pin);
-                    // Only the writer whose CAS replaced `base` retires it. Release: our copy of
-                    // it happens-before its next claimer's overwrite.
+                    // Only the writer whose CAS replaced `base` retires it. Release: our reads of
+                    // it happen-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
-                    return Ok(result);
+                    return Attempt::Done(Ok(result));
                 }
                 Err(_) => {
-                    // Another writer published first: rebase on the new current and re-apply.
-                    // The target stays ours; it was never published, so no pin can be on it.
-                    // It holds the base it was built on plus our changes, which its log lists
-                    // after that base's version: say so, and the catch-up undoes them.
-                    target.generation.with_mut(|copy| {
-                        // SAFETY: still ours and unpublished, as above.
-                        let copy = unsafe { &mut *copy };
-                        copy.version -= 1;
-                        lost(&mut copy.table);
-                    });
+                    // Another writer published first: give back our pages, rebase on the new
+                    // current and start the change again. The target slot stays ours; it was
+                    // never published, so no pin can be on it.
+                    lost(&mut txn.table);
+                    drop(txn);
                     self.stats.cas_retries.bump();
                     base = pin.repin();
+                    rebased = true;
                 }
             }
         }
+    }
+
+    /// `P`, the spare pages (which come first in the pages' ids, see `pages::Pages`).
+    #[inline(always)]
+    fn pool_len(&self) -> usize {
+        P
     }
 
     /// Applies a transaction: `change` edits a private copy of the map, and all its changes are
@@ -406,20 +497,37 @@ impl<
     /// discarded copy for the next attempt, so that they are never cloned.
     fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
         let pending = Cell::new(Some((key, value)));
-        let landed = Cell::new(0);
+        let landed = Cell::new(None);
         self.publish_or_take_back(
             wait,
             |tx| {
                 // Given back after every lost race; taken only by an attempt that then either
                 // publishes, fails (dropping them) or unwinds.
                 let (key, value) = pending.take().expect("insert's entry taken twice");
-                let (slot, old) = tx.insert_at(key, value)?;
-                landed.set(slot);
-                Ok(old)
+                match tx.table.insert_at(&self.hasher, key, value) {
+                    Ok((slot, old)) => {
+                        landed.set(Some(slot));
+                        Ok(old)
+                    }
+                    Err((Error::NoFreePage, key, value)) => {
+                        // Kept for the attempt after the wait for pages.
+                        pending.set(Some((key, value)));
+                        Err(Error::NoFreePage)
+                    }
+                    Err((error, key, value)) => {
+                        drop((key, value));
+                        Err(error)
+                    }
+                }
             },
             // The slot holds our entry (or, for a key that was present, its old key with our
-            // value): the same key by `Eq`, and the copy's own.
-            |table| pending.set(Some(table.take_back(landed.get()))),
+            // value): the same key by `Eq`, and the copy's own. (Nothing to take back from an
+            // attempt that ran out of pages before it placed them: `insert_at` gave them back.)
+            |table| {
+                if let Some(slot) = landed.take() {
+                    pending.set(Some(table.take_back(slot)));
+                }
+            },
         )
     }
 
