@@ -18,7 +18,7 @@ fn colliding_keys() -> Vec<u32> {
     keys
 }
 
-fn flood<S: BuildHasher>(map: &SnapMap<u32, u32, N, 4, 2, 32, S>, keys: &[u32]) -> usize {
+fn flood<S: BuildHasher>(map: &SnapMap<u32, u32, N, 4, 2, 8, S>, keys: &[u32]) -> usize {
     map.update(|tx| {
         for &key in keys {
             tx.insert(key, key)?;
@@ -45,7 +45,7 @@ fn a_keyed_hasher_bounds_a_hash_flood() {
         "the flood did not collide under Fx: {fx_probe}"
     );
     for seed in [1u64, 0x9e37_79b9_7f4a_7c15, u64::MAX] {
-        let keyed: Box<SnapMap<u32, u32, N, 4, 2, 32, SipBuildHasher>> =
+        let keyed: Box<SnapMap<u32, u32, N, 4, 2, 8, SipBuildHasher>> =
             Box::new(SnapMap::with_hasher(SipBuildHasher::new(seed, !seed)));
         let probe = flood(&keyed, &keys);
         assert!(
@@ -57,7 +57,7 @@ fn a_keyed_hasher_bounds_a_hash_flood() {
 }
 
 /// A keyed map is still a `static`, its hasher built by a `const fn`.
-static KEYED: SnapMap<u64, u8, 16, 4, 2, 32, SipBuildHasher> = SnapMap::with_hasher(
+static KEYED: SnapMap<u64, u8, 16, 4, 2, 8, SipBuildHasher> = SnapMap::with_hasher(
     SipBuildHasher::new(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908),
 );
 
