@@ -11,12 +11,13 @@
 //!
 //! The models have teeth: built with `--cfg snapmap_mutant="no_writer_fence"` (the writer's
 //! SeqCst fence removed) or `--cfg snapmap_mutant="no_base_pin"` (writers read their base without
-//! a hazard), `two_writers_and_a_reader` must fail; built with `"no_sticky_pin"` (a registered
-//! reader's pin ends with its snapshot, yet its next read trusts it),
-//! `reader_rereads_through_its_sticky_pin` must fail. Each is marked `should_panic` there, and
-//! `cargo xtask loom` runs every mutant after the real protocol. The page pool's models (not yet
-//! used by the map) live beside it in `snapmap-core/src/pages.rs`, with their own mutant,
-//! `early_page_reuse`.
+//! a hazard), `two_writers_and_a_reader` must fail; built with `"early_page_reuse"` (a writer
+//! reuses a retired page whatever its stamp), `reader_holds_pages_a_writer_retires` and
+//! `writer_base_holds_pages_another_writer_retires` must fail. Each is marked `should_panic`
+//! there, and `cargo xtask loom` runs every mutant after the real protocol.
+//!
+//! The maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
+//! reuse and two otherwise (each entry of the pool is atomics the model explores).
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -33,11 +34,11 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 
 /// Publishes one generation stamping keys 0 and 1 with the new version, so a consistent snapshot
 /// shows `get(0) == get(1) == version` (or nothing, at version 0).
-fn stamp_both<const G: usize, const R: usize>(
-    map: &SnapMap<u32, u64, 2, G, R>,
+fn stamp_both<const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<u32, u64, 4, G, R, P>,
     wait: bool,
 ) -> Result<(), Error> {
-    let change = |tx: &mut snapmap_core::Txn<'_, u32, u64, 2>| {
+    let change = |tx: &mut snapmap_core::Txn<'_, u32, u64, 4>| {
         let stamp = tx.get(&0).copied().unwrap_or(0) + 1;
         tx.insert(0, stamp)?;
         tx.insert(1, stamp)?;
@@ -50,21 +51,22 @@ fn stamp_both<const G: usize, const R: usize>(
     }
 }
 
-/// `stamp_both` without waiting: with few slots a writer may find none free, and nothing else.
-fn try_stamp_both<const G: usize, const R: usize>(map: &SnapMap<u32, u64, 2, G, R>) {
+/// `stamp_both` without waiting: with few slots or pages a writer may find none free, and
+/// nothing else.
+fn try_stamp_both<const G: usize, const R: usize, const P: usize>(map: &SnapMap<u32, u64, 4, G, R, P>) {
     match stamp_both(map, false) {
-        Ok(()) | Err(Error::NoFreeGeneration) => {}
+        Ok(()) | Err(Error::NoFreeGeneration | Error::NoFreePage) => {}
         Err(e) => panic!("unexpected {e}"),
     }
 }
 
 /// Checks a one-off snapshot's stamps; returns its version.
-fn check_stamps<const G: usize, const R: usize>(map: &SnapMap<u32, u64, 2, G, R>) -> u64 {
+fn check_stamps<const G: usize, const R: usize, const P: usize>(map: &SnapMap<u32, u64, 4, G, R, P>) -> u64 {
     check_view(&map.snapshot())
 }
 
 /// Checks one snapshot's stamps; returns its version.
-fn check_view(snap: &snapmap_core::Snapshot<'_, u32, u64, 2>) -> u64 {
+fn check_view(snap: &snapmap_core::Snapshot<'_, u32, u64, 4>) -> u64 {
     let version = snap.version();
     let (a, b) = (snap.get(&0).copied(), snap.get(&1).copied());
     let expected = if version == 0 { None } else { Some(version) };
@@ -83,7 +85,7 @@ fn check_view(snap: &snapmap_core::Snapshot<'_, u32, u64, 2>) -> u64 {
 #[test]
 fn pin_vs_publish_vs_slot_reuse() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 2, 0>::new());
+        let map = Arc::new(SnapMap::<u32, u64, 4, 2, 0, 2>::new());
         let writer = {
             let map = map.clone();
             thread::spawn(move || {
@@ -103,7 +105,7 @@ fn pin_vs_publish_vs_slot_reuse() {
 #[test]
 fn two_writers_race_no_lost_update() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 0>::new());
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 0, 2>::new());
         let other = {
             let map = map.clone();
             thread::spawn(move || stamp_both(&map, true).unwrap())
@@ -123,7 +125,7 @@ fn two_writers_race_no_lost_update() {
 #[test]
 fn two_inserts_race_and_both_land() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 0>::new());
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 0, 2>::new());
         let other = {
             let map = map.clone();
             thread::spawn(move || assert_eq!(map.insert(1, 10), Ok(None)))
@@ -149,7 +151,7 @@ fn two_inserts_race_and_both_land() {
 )]
 fn two_writers_and_a_reader() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 1>::new());
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 1, 2>::new());
         let twice = {
             let map = map.clone();
             thread::spawn(move || {
@@ -178,7 +180,7 @@ fn two_writers_and_a_reader() {
 #[test]
 fn two_writers_and_counted_readers() {
     model(|| {
-        let map = Arc::new(SnapMap::<u32, u64, 2, 3, 0>::new());
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 0, 2>::new());
         let writer = {
             let map = map.clone();
             thread::spawn(move || {
@@ -206,8 +208,8 @@ fn two_writers_and_counted_readers() {
 /// `writes` more stamps (a reader's pins may leave it without a slot: that write is skipped).
 fn stamped_map_and_writer(
     writes: usize,
-) -> (Arc<SnapMap<u32, u64, 2, 3, 1>>, thread::JoinHandle<()>) {
-    let map = Arc::new(SnapMap::<u32, u64, 2, 3, 1>::new());
+) -> (Arc<SnapMap<u32, u64, 4, 3, 1, 2>>, thread::JoinHandle<()>) {
+    let map = Arc::new(SnapMap::<u32, u64, 4, 3, 1, 2>::new());
     stamp_both(&map, true).unwrap();
     let writer = {
         let map = map.clone();
@@ -220,40 +222,59 @@ fn stamped_map_and_writer(
     (map, writer)
 }
 
-/// A registered reader reads twice while a writer publishes three times (enough to cycle
-/// through every slot). Between its reads the reader's pin stays on the generation it read (a
-/// sticky pin), so its second read either finds that generation still current and announces
-/// nothing, or pins the new one. Both reads see consistent stamps, and the second stays the same
-/// across a yield: the writer never overwrites the generation the reader's pin holds.
+/// A registered reader holds a snapshot of version 1 while a writer publishes twice with one
+/// spare page: the first write copies into it and retires the page version 1 has, which the
+/// second write may not reuse while the reader holds it. So the second write either finds the
+/// reader gone (its scan saw the pin end) or gives `NoFreePage`; with the mutant
+/// `early_page_reuse` it overwrites the reader's page, which loom reports.
 #[test]
 #[cfg_attr(
-    snapmap_mutant = "no_sticky_pin",
+    snapmap_mutant = "early_page_reuse",
     should_panic(expected = "Causality violation")
 )]
-fn reader_rereads_through_its_sticky_pin() {
+fn reader_holds_pages_a_writer_retires() {
     model(|| {
-        let (map, writer) = stamped_map_and_writer(3);
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 1, 1>::new());
+        stamp_both(&map, true).unwrap();
         let mut reader = map.reader().unwrap();
-        let first = reader.snapshot().version();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    try_stamp_both(&map);
+                }
+            })
+        };
         let snap = reader.snapshot();
-        let seen = (snap.version(), snap.get(&0).copied(), snap.get(&1).copied());
-        assert!(
-            seen.0 >= first,
-            "version went back from {first} to {}",
-            seen.0
-        );
-        assert_eq!(seen.1, Some(seen.0));
-        assert_eq!(seen.2, Some(seen.0));
+        let seen = check_view(&snap);
         thread::yield_now();
-        assert_eq!(
-            seen,
-            (snap.version(), snap.get(&0).copied(), snap.get(&1).copied())
-        );
+        assert_eq!(check_view(&snap), seen, "the pinned generation changed");
         drop(snap);
         writer.join().unwrap();
-        drop(reader);
         let last = check_stamps(&map);
         assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// A writer's base pin protects the pages it copies from as a reader's pin does: one writer
+/// copies its base's page while the other publishes twice, with one spare page each can claim.
+/// No write is lost, and with the mutant `early_page_reuse` the copy reads a page being
+/// overwritten, which loom reports.
+#[test]
+#[cfg_attr(snapmap_mutant = "early_page_reuse", should_panic)]
+fn writer_base_holds_pages_another_writer_retires() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 4, 4, 0, 2>::new());
+        let other = {
+            let map = map.clone();
+            thread::spawn(move || try_stamp_both(&map))
+        };
+        for _ in 0..2 {
+            try_stamp_both(&map);
+        }
+        other.join().unwrap();
+        let last = check_stamps(&map);
+        assert_eq!(last, map.stats().publishes as u64, "a write was lost");
     });
 }
 

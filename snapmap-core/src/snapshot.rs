@@ -85,7 +85,7 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
     }
 
     #[inline(always)]
-    fn view(&self) -> View<'_, K, V, N> {
+    pub(crate) fn view(&self) -> View<'_, K, V, N> {
         // SAFETY: pinned as above, with every page its index names (see `pages`).
         unsafe { View::new(self.home, self.index, self.body().len) }
     }

@@ -439,11 +439,16 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         }
     }
 
-    /// How many slots after `index` come before the first empty one, cyclically (`N - 1` if
-    /// there is none).
+    /// How many slots after `index` a removal from `index` may shift back: those before the
+    /// first that is empty or holds an entry at its home, cyclically (`N - 1` if none is). In a
+    /// Robin Hood layout no entry from there on has the hole on its probe path.
     fn run_after(&self, index: usize) -> usize {
         (1..N)
-            .find(|&step| self.slot((index + step) & Shape::<N>::MASK).meta == 0)
+            .find(|&step| {
+                let i = (index + step) & Shape::<N>::MASK;
+                let meta = self.slot(i).meta;
+                meta == 0 || Shape::<N>::home(meta) == i
+            })
             .map_or(N - 1, |step| step - 1)
     }
 }
@@ -755,8 +760,178 @@ pub(crate) mod tests {
         );
     }
 
-    /// The home slot of a key's meta, for tests that place keys on purpose.
-    pub(crate) fn home_of<const N: usize>(meta: u32) -> usize {
-        Shape::<N>::home(meta)
+    use crate::hash::FxBuildHasher as Fx;
+    use crate::{Error, SnapMap};
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    /// Random operations through `update` against a `BTreeMap`, with the layout of the current
+    /// generation checked after each: every page a write copies must keep its Robin Hood order
+    /// across page boundaries, and every page it did not copy must still be the base's.
+    fn random_ops<const N: usize, const P: usize>(seed: u64, keys: u32) {
+        let map = SnapMap::<u32, u32, N, 4, 2, P>::new();
+        let mut oracle = BTreeMap::new();
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Miri runs each step thousands of times slower: fewer steps still wrap and fill.
+        let steps = if cfg!(miri) { 200 } else { 5_000u32 };
+        for step in 0..steps {
+            let key = (next() % u64::from(keys)) as u32;
+            let before = map.snapshot();
+            match next() % 7 {
+                // `before` is current, so it blocks no page: a write refused `NoFreePage` needs
+                // more pages than the pool holds (a long run, in a nearly full table with a
+                // pool of one or two pages), and changes nothing.
+                0..=3 => {
+                    let full = oracle.len() == N && !oracle.contains_key(&key);
+                    match map.try_insert(key, step) {
+                        Ok(old) => assert_eq!(old, oracle.insert(key, step)),
+                        Err(Error::Full) => assert!(full, "Full with room left"),
+                        Err(Error::NoFreePage) if P <= 2 => {}
+                        Err(e) => panic!("step {step}: {e:?}"),
+                    }
+                }
+                4 => match map.try_remove(&key) {
+                    Err(Error::NoFreePage) if P <= 2 => {}
+                    removed => assert_eq!(removed, Ok(oracle.remove(&key))),
+                },
+                5 => {
+                    let changed = map.try_update(|tx| Ok(tx.get_mut(&key).map(|v| *v = step)));
+                    assert!(changed.is_ok(), "one page: always within the pool");
+                    if let Some(value) = oracle.get_mut(&key) {
+                        *value = step;
+                    }
+                }
+                _ => {
+                    let odd = (next() % 2) as u32;
+                    let mut met = BTreeMap::new();
+                    let result = map.try_update(|tx| {
+                        met.clear();
+                        tx.retain(|k, _| {
+                            *met.entry(*k).or_insert(0) += 1;
+                            k % 2 != odd
+                        });
+                        Ok(())
+                    });
+                    if result == Err(Error::NoFreePage) {
+                        // A retain over more pages than the pool: nothing changed.
+                        assert!(N / PAGE > P, "step {step}: retain out of pages");
+                    } else {
+                        assert_eq!(result, Ok(()));
+                        assert!(
+                            met.keys().eq(oracle.keys()) && met.values().all(|&n| n == 1),
+                            "retain met {met:?}, for entries {:?}",
+                            oracle.keys()
+                        );
+                        oracle.retain(|k, _| k % 2 != odd);
+                    }
+                }
+            }
+            let snap = map.snapshot();
+            check_layout(&snap.view());
+            for k in 0..keys {
+                assert_eq!(snap.get(&k), oracle.get(&k), "key {k} at step {step}");
+            }
+            let seen: BTreeMap<_, _> = snap.iter().map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(seen, oracle);
+            assert_eq!(snap.iter().len(), oracle.len());
+            // The base is untouched: the write that followed it copied, never changed, pages.
+            check_layout(&before.view());
+            assert_eq!(before.iter().count(), before.len());
+        }
+    }
+
+    #[test]
+    fn matches_a_btreemap_oracle_through_full_wrapping_and_paged_tables() {
+        random_ops::<4, 1>(1, 6);
+        random_ops::<8, 1>(2, 12);
+        random_ops::<16, 1>(3, 40);
+        random_ops::<64, 8>(4, 70);
+        random_ops::<128, 2>(5, 120);
+    }
+
+    /// Keys whose hashes collide in groups of eight: lookups must tell keys apart by equality
+    /// wherever the metas match, in the home slot, the next one or further on.
+    #[test]
+    fn colliding_hashes_are_told_apart_by_key() {
+        #[derive(PartialEq, Eq, Clone)]
+        struct Collide(u32);
+        impl Hash for Collide {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                (self.0 / 8).hash(state);
+            }
+        }
+        let map = SnapMap::<Collide, u32, 64, 4, 2, 4>::new();
+        for k in (0..32).filter(|k| k % 3 != 0) {
+            assert!(map.insert(Collide(k), k).is_ok());
+        }
+        let snap = map.snapshot();
+        check_layout(&snap.view());
+        for k in 0..40 {
+            let expected = (k < 32 && k % 3 != 0).then_some(k);
+            assert_eq!(snap.get(&Collide(k)).copied(), expected, "key {k}");
+        }
+    }
+
+    /// `retain` meets each entry once, even one that a removal at the end of the table shifts
+    /// back across the wrap, from slot 0 to slot N - 1 (a stateful predicate used to run twice
+    /// on it).
+    #[test]
+    fn retain_meets_each_entry_once_across_the_wrap() {
+        let mut homed_at_3 = (0u32..).filter(|k| Shape::<4>::home(meta_of(&Fx, k)) == 3);
+        let (a, b) = (homed_at_3.next().unwrap(), homed_at_3.next().unwrap());
+        let map = SnapMap::<u32, u32, 4, 4, 2, 1>::new();
+        for key in [a, b] {
+            assert!(map.insert(key, key).is_ok());
+        }
+        let mut met = BTreeMap::new();
+        map.update(|tx| {
+            met.clear();
+            tx.retain(|k, _| {
+                *met.entry(*k).or_insert(0) += 1;
+                *k != a
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(met, BTreeMap::from([(a, 1), (b, 1)]));
+        let snap = map.snapshot();
+        assert_eq!((snap.get(&a), snap.get(&b)), (None, Some(&b)));
+        check_layout(&snap.view());
+    }
+
+    /// A change that needs more pages than the pool holds is refused by every form, blocking
+    /// too, and changes nothing; one within the pool goes through.
+    #[test]
+    fn a_change_larger_than_the_pool_is_refused() {
+        let map = SnapMap::<u32, u32, 64, 4, 2, 2>::new();
+        // One key in each of the 4 pages (found by their home slots).
+        let keys: Vec<u32> = (0..4)
+            .map(|page| {
+                (0u32..)
+                    .find(|k| Shape::<64>::home(meta_of(&Fx, k)) / PAGE == page)
+                    .unwrap()
+            })
+            .collect();
+        for &key in &keys[..2] {
+            assert_eq!(map.insert(key, 1), Ok(None));
+        }
+        let all = |tx: &mut crate::Txn<'_, u32, u32, 64>| {
+            for &key in &keys {
+                tx.insert(key, 2)?;
+            }
+            Ok(())
+        };
+        assert_eq!(map.update(all), Err(Error::NoFreePage));
+        assert_eq!(map.try_update(all), Err(Error::NoFreePage));
+        let snap = map.snapshot();
+        assert_eq!((snap.version(), snap.len()), (2, 2), "changed by a refused write");
+        assert_eq!(map.clear(), Ok(()), "two pages: within the pool");
+        assert!(map.snapshot().is_empty());
     }
 }

@@ -40,36 +40,30 @@ pub const TSAN_SUPPRESSIONS: &str = "xtask/tsan-suppressions.txt";
 pub const LOOM_HELP: &str = "\
 cargo xtask loom [ARGS]...
 
-Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom
-(the map's), then the same for -p snapmap-core --lib (the page pool's, in src/pages.rs), into
-target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to both cargo
-test runs (e.g. `-- model_name --nocapture`).
+Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom,
+into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to cargo
+test (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_writer_fence\", \"no_base_pin\", \"no_sticky_pin\" and
-\"early_page_reuse\", into target/loom-mutant) it runs
+(--cfg snapmap_mutant=\"no_writer_fence\", \"no_base_pin\" and \"early_page_reuse\", into
+target/loom-mutant) it runs
 the model that must catch it, which passes only if loom reports the race (`should_panic`).
 ";
 
-/// Where loom models live: the map's, through its public API, and the page pool's, inside the
-/// crate (the pool is not public).
+/// Where the loom models live: the map's, through its public API.
 const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
-const POOL_MODELS: [&str; 3] = ["-p", "snapmap-core", "--lib"];
 
-/// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core), where the model that must fail
-/// under each lives, and its name.
-const LOOM_MUTANTS: [(&str, &[&str], &str); 4] = [
-    ("no_writer_fence", &MAP_MODELS, "two_writers_and_a_reader"),
-    ("no_base_pin", &MAP_MODELS, "two_writers_and_a_reader"),
-    (
-        "no_sticky_pin",
-        &MAP_MODELS,
-        "reader_rereads_through_its_sticky_pin",
-    ),
+/// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
+/// each.
+const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
+    ("no_writer_fence", &["two_writers_and_a_reader"]),
+    ("no_base_pin", &["two_writers_and_a_reader"]),
     (
         "early_page_reuse",
-        &POOL_MODELS,
-        "pages::model::reader_holds_a_page_a_writer_retires",
+        &[
+            "reader_holds_pages_a_writer_retires",
+            "writer_base_holds_pages_another_writer_retires",
+        ],
     ),
 ];
 
@@ -162,14 +156,15 @@ fn cargo_in_root() -> Command {
 }
 
 pub fn loom(extra: &[String]) -> Result {
-    for models in [&MAP_MODELS[..], &POOL_MODELS] {
-        run(loom_test("--cfg loom", "target/loom", models).args(extra))?;
-    }
+    run(loom_test("--cfg loom", "target/loom", &MAP_MODELS).args(extra))?;
     if extra.is_empty() {
-        for (mutant, models, model) in LOOM_MUTANTS {
-            println!("xtask: loom mutant {mutant}: {model} must fail");
-            let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
-            run(loom_test(&cfg, "target/loom-mutant", models).args(["--", "--exact", model]))?;
+        for (mutant, models) in LOOM_MUTANTS {
+            for model in models {
+                println!("xtask: loom mutant {mutant}: {model} must fail");
+                let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
+                run(loom_test(&cfg, "target/loom-mutant", &MAP_MODELS)
+                    .args(["--", "--exact", model]))?;
+            }
         }
     }
     Ok(())
