@@ -53,7 +53,9 @@ fn stamp_both<const G: usize, const R: usize, const P: usize>(
 
 /// `stamp_both` without waiting: with few slots or pages a writer may find none free, and
 /// nothing else.
-fn try_stamp_both<const G: usize, const R: usize, const P: usize>(map: &SnapMap<u32, u64, 4, G, R, P>) {
+fn try_stamp_both<const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<u32, u64, 4, G, R, P>,
+) {
     match stamp_both(map, false) {
         Ok(()) | Err(Error::NoFreeGeneration | Error::NoFreePage) => {}
         Err(e) => panic!("unexpected {e}"),
@@ -61,7 +63,9 @@ fn try_stamp_both<const G: usize, const R: usize, const P: usize>(map: &SnapMap<
 }
 
 /// Checks a one-off snapshot's stamps; returns its version.
-fn check_stamps<const G: usize, const R: usize, const P: usize>(map: &SnapMap<u32, u64, 4, G, R, P>) -> u64 {
+fn check_stamps<const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<u32, u64, 4, G, R, P>,
+) -> u64 {
     check_view(&map.snapshot())
 }
 

@@ -252,7 +252,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     #[inline(always)]
     pub(crate) unsafe fn body(&self, generation: usize) -> Body {
         // SAFETY: pinned or owned: not written meanwhile.
-        self.generations[generation].body.with(|body| unsafe { *body })
+        self.generations[generation]
+            .body
+            .with(|body| unsafe { *body })
     }
 
     /// Home slot 0 of the pages, and generation `generation`'s index.

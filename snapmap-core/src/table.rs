@@ -102,24 +102,35 @@ unsafe fn entry_at(index: *const UnsafeCell<u16>, position: usize) -> isize {
     unsafe { (*index.add(position)).with(|entry| *entry) as i16 as isize }
 }
 
-/// The slot `i` of the table whose index is `index`.
+/// The cell of slot `i` of the table whose index is `index`.
 ///
 /// # Safety
 /// As [`entry_at`], for `i < N`; `home` points to home slot 0 of the map's pages, with
-/// provenance over all of them, and the page the index names for slot `i` is not being written
-/// (it is published and pinned, or the caller's own).
+/// provenance over all of them.
+#[inline(always)]
+unsafe fn cell_at<K, V>(
+    home: *const SlotCell<K, V>,
+    index: *const UnsafeCell<u16>,
+    i: usize,
+) -> *const SlotCell<K, V> {
+    // SAFETY: the caller's contract; an index entry names a page of the same map, so the offset
+    // stays inside the pages (see `pages::Pages`).
+    unsafe { home.offset(i as isize + PAGE as isize * entry_at(index, i / PAGE)) }
+}
+
+/// The slot `i` of the table whose index is `index`.
+///
+/// # Safety
+/// As [`cell_at`], and the page the index names for slot `i` is not being written (it is
+/// published and pinned, or the caller's own) for `'a`.
 #[inline(always)]
 unsafe fn slot_at<'a, K, V>(
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
     i: usize,
 ) -> &'a Slot<K, V> {
-    // SAFETY: the caller's contract; an index entry names a page of the same map, so the offset
-    // stays inside the pages (see `pages::Pages`).
-    unsafe {
-        let cell = &*home.offset(i as isize + PAGE as isize * entry_at(index, i / PAGE));
-        cell.with(|slot| &*slot)
-    }
+    // SAFETY: the caller's contract.
+    unsafe { (*cell_at(home, index, i)).with(|slot| &*slot) }
 }
 
 /// One generation's table, read-only: what a snapshot reads.
@@ -184,10 +195,11 @@ impl<'a, K, V, const N: usize> View<'a, K, V, N> {
         Iter {
             home: self.home,
             index: self.index,
-            next: 0,
-            end: N,
+            slots: [].iter(),
+            position: 0,
+            pages: Shape::<N>::PAGES,
+            page_len: Shape::<N>::PAGE_LEN,
             remaining: self.len,
-            _pages: PhantomData,
         }
     }
 }
@@ -260,7 +272,9 @@ impl<'a, K: Hash + Eq, V, const N: usize> View<'a, K, V, N> {
         if at_home.meta == 0 || slot.meta == 0 {
             return None;
         }
-        let index = self.find_from(meta, key, (guess + 1) & Shape::<N>::MASK).ok()?;
+        let index = self
+            .find_from(meta, key, (guess + 1) & Shape::<N>::MASK)
+            .ok()?;
         self.slot(index).get().map(|(_, v)| v)
     }
 }
@@ -663,11 +677,15 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
 pub struct Iter<'a, K, V> {
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
-    next: usize,
-    end: usize,
+    /// The rest of the page being walked: a slice, so that within a page the walk is as tight
+    /// as over an array (the index is read once per page).
+    slots: core::slice::Iter<'a, SlotCell<K, V>>,
+    /// The next page to walk, of `pages`, each of `page_len` slots.
+    position: usize,
+    pages: usize,
+    page_len: usize,
     /// Entries not yet yielded, for an exact size hint.
     remaining: usize,
-    _pages: PhantomData<&'a Slot<K, V>>,
 }
 
 // SAFETY: an `Iter` hands out only `&K` and `&V` from pages that its snapshot (or transaction)
@@ -678,7 +696,10 @@ unsafe impl<K: Sync, V: Sync> Sync for Iter<'_, K, V> {}
 
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        Self { ..*self }
+        Self {
+            slots: self.slots.clone(),
+            ..*self
+        }
     }
 }
 
@@ -687,17 +708,30 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        while self.remaining > 0 && self.next < self.end {
-            // SAFETY: the view this came from (`View::iter`) met `slot_at`'s contract for every
-            // slot below `end`, for `'a`.
-            let slot = unsafe { slot_at(self.home, self.index, self.next) };
-            self.next += 1;
-            if let Some((k, v)) = slot.get() {
-                self.remaining -= 1;
-                return Some((k, v));
-            }
+        if self.remaining == 0 {
+            return None;
         }
-        None
+        loop {
+            for cell in self.slots.by_ref() {
+                // SAFETY: the view this came from (`View::iter`) keeps every page it names
+                // unwritten for `'a`.
+                let slot = cell.with(|slot| unsafe { &*slot });
+                if let Some((k, v)) = slot.get() {
+                    self.remaining -= 1;
+                    return Some((k, v));
+                }
+            }
+            if self.position == self.pages {
+                return None;
+            }
+            // SAFETY: `position < pages`, so its first slot is below `N`: `View::new`'s contract
+            // makes its page `page_len` consecutive cells of the map's pages, unwritten for `'a`.
+            self.slots = unsafe {
+                let first = cell_at(self.home, self.index, self.position * PAGE);
+                core::slice::from_raw_parts(first, self.page_len).iter()
+            };
+            self.position += 1;
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -930,7 +964,11 @@ pub(crate) mod tests {
         assert_eq!(map.update(all), Err(Error::NoFreePage));
         assert_eq!(map.try_update(all), Err(Error::NoFreePage));
         let snap = map.snapshot();
-        assert_eq!((snap.version(), snap.len()), (2, 2), "changed by a refused write");
+        assert_eq!(
+            (snap.version(), snap.len()),
+            (2, 2),
+            "changed by a refused write"
+        );
         assert_eq!(map.clear(), Ok(()), "two pages: within the pool");
         assert!(map.snapshot().is_empty());
     }

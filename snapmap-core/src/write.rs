@@ -191,9 +191,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         fence(Ordering::SeqCst);
         // Every slot's version before any pin (see `pages`, "Which version a pin names").
         // Acquire: synchronizes with the claimer that stored it, after its own scan.
-        let versions: [usize; G] = core::array::from_fn(|slot| {
-            self.generations[slot].version.load(Ordering::Acquire)
-        });
+        let versions: [usize; G] =
+            core::array::from_fn(|slot| self.generations[slot].version.load(Ordering::Acquire));
         let mut oldest = base;
         let mut pinned = false;
         // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
@@ -382,7 +381,11 @@ impl<
                 &self.current,
                 base,
                 claim.index,
-                (&self.stats.publishes, &self.stats.page_copies, txn.table.claims().len()),
+                (
+                    &self.stats.publishes,
+                    &self.stats.page_copies,
+                    txn.table.claims().len(),
+                ),
                 pin.count(),
             ) {
                 Ok(_) => {

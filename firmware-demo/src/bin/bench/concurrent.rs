@@ -182,11 +182,12 @@ pub fn run(board: &mut Board) {
     }
     let s = SNAP.stats();
     out!(
-        "STATS at=end map=snapmap publishes={} cas_retries={} slot_waits={} full_copies={}",
+        "STATS at=end map=snapmap publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
         s.publishes,
         s.cas_retries,
         s.slot_waits,
-        s.full_copies
+        s.page_waits,
+        s.page_copies
     );
 }
 

@@ -153,10 +153,11 @@ pub fn run() {
 
     let stats = SNAP.stats();
     out!(
-        "STATS at=one-core map=snapmap publishes={} cas_retries={} slot_waits={} full_copies={}",
+        "STATS at=one-core map=snapmap publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
         stats.publishes,
         stats.cas_retries,
         stats.slot_waits,
-        stats.full_copies
+        stats.page_waits,
+        stats.page_copies
     );
 }

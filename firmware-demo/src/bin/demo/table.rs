@@ -13,10 +13,14 @@ use snapmap_core::{Reader, SnapMap};
 
 /// Channels 0..CHANNELS, all present once the table is filled.
 pub const CHANNELS: u8 = 64;
-/// Generation slots: at least `R + 2` (checked at compile time), so that the readers, however long
-/// they idle, never stop the writer; with `G >= R + W + 1` (W = 1, core 0) the writer never waits
-/// for a reader at all. One more than that, so that a held pin rarely meets the writer.
+/// Generation slots: at least `R + 2` (checked at compile time), so that the readers never stop
+/// the writer; with `G >= R + W + 1` (W = 1, core 0) the writer never waits for a reader's
+/// generation at all. One more than that, so that a held pin rarely meets the writer.
 pub const GENERATIONS: usize = 5;
+/// Spare pages (16 channels each): a recalibration changes all 4 pages of the table, so two of
+/// them fit, and a reader's pin on the generation before the last recalibration (which holds
+/// its 4 old pages) never leaves the next one short.
+pub const SPARE_PAGES: usize = 8;
 /// Reader slots: the two registered readers on core 1 (core 1's loop and its timer interrupt).
 /// The writer's base pin needs none.
 pub const READER_SLOTS: usize = 2;
@@ -24,9 +28,10 @@ pub const READER_SLOTS: usize = 2;
 pub const GAIN_TOTAL: u32 = CHANNELS as u32 * 1_000;
 
 /// The table type.
-pub type Table = SnapMap<u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS>;
+pub type Table = SnapMap<u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS, SPARE_PAGES>;
 /// A registered reader of [`TABLE`].
-pub type TableReader = Reader<'static, u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS>;
+pub type TableReader =
+    Reader<'static, u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS, SPARE_PAGES>;
 
 /// The table, in a `static`: no allocator, all memory fixed at link time.
 pub static TABLE: Table = SnapMap::new();
