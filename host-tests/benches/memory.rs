@@ -66,15 +66,7 @@ fn row(out: &mut String, section: &str, what: &str, bytes: usize, note: &str) {
 }
 
 fn snap_vs_tables<K, V, const N: usize>(out: &mut String, label: &str) {
-    let snap = size_of::<SnapMap<K, V, N, 4, 2>>();
     let table = size_of::<FnvIndexMap<K, V, N>>();
-    row(
-        out,
-        "sizeof",
-        &format!("SnapMap<{label}, N={N}, G=4, R=2>"),
-        snap,
-        "",
-    );
     row(
         out,
         "sizeof",
@@ -82,23 +74,34 @@ fn snap_vs_tables<K, V, const N: usize>(out: &mut String, label: &str) {
         table,
         "one plain table",
     );
+    let ratio = |bytes: usize| format!("{:.3}x one table", bytes as f64 / table as f64);
+    let one_key = size_of::<SnapMap<K, V, N, 4, 2, 8>>();
     row(
         out,
         "sizeof",
-        &format!("4 x FnvIndexMap<{label}, N={N}>"),
-        4 * table,
-        "G plain tables",
+        &format!("SnapMap<{label}, N={N}, G=4, R=2, P=8>"),
+        one_key,
+        &format!("{} (sized for one-key writes: the defaults)", ratio(one_key)),
     );
-    let over = snap as isize - 4 * table as isize;
+    let many = size_of::<SnapMap<K, V, N, 16, 2, 8>>();
     row(
         out,
         "sizeof",
-        &format!("SnapMap overhead over 4 tables (N={N})"),
-        over.max(0) as usize,
+        &format!("SnapMap<{label}, N={N}, G=16, R=2, P=8>"),
+        many,
         &format!(
-            "{:.1}% (reader slots, current, counters, per-slot state and version)",
-            over as f64 * 100.0 / (4 * table) as f64
+            "{}: G from 4 to 16 adds {:.1}%",
+            ratio(many),
+            (many - one_key) as f64 * 100.0 / one_key as f64
         ),
+    );
+    let batches = size_of::<SnapMap<K, V, N, 4, 2, 64>>();
+    row(
+        out,
+        "sizeof",
+        &format!("SnapMap<{label}, N={N}, G=4, R=2, P=64>"),
+        batches,
+        &format!("{} (room for 64-key batches)", ratio(batches)),
     );
 }
 

@@ -314,23 +314,17 @@ fn parts(c: &mut Criterion, keys: &Keys) {
             fx_table.get(&black_box(key)).copied()
         })
     });
-    // A write with and without change logs: replacing a present key, so that every call
-    // publishes, with L = 512 (the benchmark's map: the copy is patched) and with L = 0 (the
-    // whole table is copied, as every write did before change logs).
-    replace_inserts::<LOG>(&mut g, "insert-replace-patch", &keys.hit);
-    replace_inserts::<0>(&mut g, "insert-replace-whole-copy", &keys.hit);
+    // A write that publishes on every call (replacing a present key): one page copied, with the
+    // benchmark's pool (P = 64) and with the default (P = 8), which sizes the map for one-key
+    // writes.
+    replace_inserts::<SPARE>(&mut g, "insert-replace-p64", &keys.hit);
+    replace_inserts::<8>(&mut g, "insert-replace-p8", &keys.hit);
     g.finish();
 }
 
-fn replace_inserts<const L: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, keys: &[u64]) {
-    let map: Box<SnapMap<u64, u64, CAPACITY, 4, 2, L>> = Box::default();
-    map.update(|tx| {
-        for &k in keys {
-            tx.insert(k, k)?;
-        }
-        Ok(())
-    })
-    .expect("fill");
+fn replace_inserts<const P: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, keys: &[u64]) {
+    let map: Box<SnapMap<u64, u64, CAPACITY, 4, 2, P>> = Box::default();
+    fill(&map, keys);
     let mut i = 0usize;
     g.bench_function(id, |b| {
         b.iter(|| {

@@ -22,72 +22,76 @@
 //!
 //! # The model
 //!
-//! **Generations.** The map lives in a fixed arena of `G` *generation slots*, each able to hold a
-//! complete table of `N` entries and a version number. One of them is *current*: an atomic word
-//! holds its index. A published generation is immutable.
+//! **Generations.** The map lives in a fixed arena of `G` *generation slots*. A generation is a
+//! version number and an *index* of the table's pages: the table's `N` slots are cut into pages
+//! of 16, and the index names, for each, the page that holds it. One generation is *current*:
+//! an atomic word holds its slot's number. A published generation, and every page its index
+//! names, is immutable.
 //!
-//! **Readers** load `current`, announce the index, and re-load `current` to check that it did not
+//! **Readers** load `current`, announce the slot, and re-load `current` to check that it did not
 //! move in between. That is a *pin*: from then on, until the [`Snapshot`] drops, the generation
-//! cannot be reused, so every lookup and every iteration through the snapshot reads that one
-//! generation. It retries only if a writer published inside its window of a few instructions
-//! (lock-free, not wait-free). There are two ways to announce:
+//! and its pages cannot be reused, so every lookup and every iteration through the snapshot reads
+//! that one generation. It retries only if a writer published inside its window of a few
+//! instructions (lock-free, not wait-free). There are two ways to announce:
 //!
-//! - a registered [`Reader`] owns a *hazard word* (one of `R` reader slots) and stores the index
-//!   there: no lock, no critical section, no read-modify-write, a store only to its own word. It
-//!   keeps its pin after the snapshot drops, until it reads again: if `current` has not moved by
-//!   then, the new snapshot needs no announcement at all;
+//! - a registered [`Reader`] owns a *hazard word* (one of `R` reader slots) and stores the slot
+//!   number there: no lock, no critical section, no read-modify-write, a store only to its own
+//!   word (and one more when the snapshot drops);
 //! - a one-off read ([`SnapMap::snapshot`], [`SnapMap::get`]) adds one to the generation's *pin
 //!   count* (and takes it off when the snapshot drops). It needs no slot, so it never waits and
 //!   never fails, however many snapshots are held.
 //!
 //! **Writers** pin the current generation as their *base* with a counted pin, claim a free
-//! slot, bring the older copy it holds up to date with the base, apply their change (one key, or
-//! a whole [`Txn`] closure), and publish the copy with a compare-and-swap of `current` from the
-//! base to the copy. A writer that loses the race to another writer re-pins the new current
-//! generation, catches up with it, re-applies its change and tries again, so no update is ever
-//! lost. The base pin is what makes this plain index CAS safe from ABA: a pinned generation
-//! cannot be retired *and* reused underneath it.
+//! generation slot, copy the base's index into it, and apply their change (one key, or a whole
+//! [`Txn`] closure) *copy on first write*: the first write to a page copies it into a spare page
+//! and points the index there. Every page the change does not touch is shared with the base. The
+//! writer publishes its generation with a compare-and-swap of `current` from the base to its
+//! slot. A writer that loses the race to another writer gives its pages back, re-pins the new
+//! current generation and applies its change again, so no update is ever lost. The base pin is
+//! what makes this plain CAS safe from ABA: a pinned generation cannot be retired *and* reused
+//! underneath it.
 //!
-//! **Catching up** copies only the table slots written since the copy's version: each generation
-//! logs the slots its last `2 * G` versions wrote (up to `L` of them). Writers reuse slots in
-//! rotation, least recently retired first, so the copy a writer claims is usually `G - 1`
-//! versions old and a one-key write copies a few slots, not the table. (Rotation also keeps
-//! every slot's copy recent, and a claim rarely meets the pin of a reader that has not yet moved
-//! on.) When the log does not reach back far enough (transactions wrote more than `L` slots, or
-//! a long-held pin kept the copy from reuse for more than `2 * G` versions), the writer copies
-//! the whole table, as `L = 0` always does.
-//!
-//! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free).
-//! A writer claiming a free slot then reads its pin count and scans every hazard word, and gives
-//! the slot back if anyone still pins it. A fence pairs the reader's announce-then-check with the
-//! writer's claim-then-scan (a Dekker handshake): either the writer sees the pin, or the reader
-//! sees that `current` moved and never reads the slot. No reader ever waits for a writer.
+//! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free)
+//! and retires the pages its change replaced, stamping each with the version it published. A
+//! writer claiming a free slot then reads the slots' pin counts and scans every hazard word,
+//! and gives the slot back if anyone still pins it; the same scan gives the oldest version
+//! anyone may still read, and a retired page is reused only if its stamp is no newer than that.
+//! A fence pairs the reader's announce-then-check with the writer's claim-then-scan (a Dekker
+//! handshake): either the writer sees the pin, or the reader sees that `current` moved and never
+//! reads what the writer reuses. No reader ever waits for a writer, and a reader's path is loads
+//! and stores only: no reference counts on pages.
 //!
 //! **The slot budget, `G >= R + 2`, is a compile-time fact**, checked by [`SnapMap::new`]: `R`
-//! registered readers idle on `R` different generations still leave writers the current one and
-//! one to write into, so no mix of registered readers and one-off reads can make a write wait
-//! forever. A write waits only for other writers in flight (who are making progress) and for
-//! one-off snapshots while they are held: the blocking forms spin (yielding under `std`), the
-//! `try_` forms return [`Error::NoFreeGeneration`]. With `G >= R + W + 1` for `W` concurrent
-//! writers, writers never wait for each other either. A thread that holds one-off snapshots of
-//! every spare generation and then makes a blocking write waits for itself, as a thread
-//! re-locking a lock would: drop snapshots before writing, or use a `try_` form. (See
-//! [`SnapMap`]'s `G` and `R` for why counting, not more slots or a runtime refusal.)
+//! registered readers reading `R` different generations still leave writers the current one and
+//! one to write into. A write waits for a slot only for other writers in flight (who are making
+//! progress) and for one-off snapshots while they are held; with `G >= R + W + 1` for `W`
+//! concurrent writers, writers never wait for each other either.
 //!
-//! A retired generation keeps its entries until its slot is reused and catches up (which
-//! overwrites, and so drops, what changed since) or the map is dropped: a removed value is
-//! dropped exactly once, but late. Keep values whose drop matters (handles, leases) small and release them yourself.
+//! **The page budget, `P` spare pages.** A one-key write copies one page (two when its probe run
+//! crosses a page boundary); a transaction copies each page it changes, once. A page replaced
+//! by a write stays reserved while a snapshot older than that write is held: a snapshot held
+//! across many writes holds the pages they replaced, up to a whole table. So a write can wait for
+//! pages, and only for held snapshots (an idle registered [`Reader`] holds nothing): the blocking
+//! forms spin (yielding under `std`), the `try_` forms return [`Error::NoFreePage`]. A change
+//! that needs more pages than `P` is refused with `NoFreePage` by every form. A thread that holds
+//! snapshots and then makes a blocking write may wait for itself, as a thread re-locking a lock
+//! would: drop snapshots before writing, or use a `try_` form. (See [`SnapMap`]'s `G`, `R` and
+//! `P`.)
 //!
-//! **Memory** is `G` tables with their change logs (`8 * L` bytes each), plus `R`
-//! cache-line-sized hazard words and a few counters, fixed at compile time; there is no
-//! allocator and no `alloc`.
+//! A retired page keeps its entries until it is reused (which drops them before it copies) or
+//! the map is dropped: a removed value is dropped exactly once, but late. Keep values whose drop
+//! matters (handles, leases) small and release them yourself.
+//!
+//! **Memory** is one table of `N` slots, `P` spare pages of 16 slots, an index of two bytes per
+//! 16 slots in each of the `G` generations (kept in one block of `N` words, which is why
+//! `G <= 16`), plus `R` cache-line-sized hazard words and `G` pin counts, fixed at compile time;
+//! there is no allocator and no `alloc`. Adding a generation costs a few words, not a table.
 //!
 //! # Reading
 //!
 //! - [`SnapMap::reader`] registers a [`Reader`] that owns a reader slot; [`Reader::snapshot`]
-//!   pins. The pin stays until the reader reads again, so a read of a map that nobody changed
-//!   since announces nothing: one load of `current`, then the lookup. This is the path for
-//!   real-time readers and interrupt handlers.
+//!   pins (a store, a fence and a load of `current`) until the snapshot drops (one more store).
+//!   This is the path for real-time readers and interrupt handlers.
 //! - [`SnapMap::snapshot`] and [`SnapMap::get`] count a pin on the current generation for one
 //!   read: one atomic increment, and a decrement when the snapshot drops. They never wait and
 //!   never fail. On targets without read-modify-write instructions (Cortex-M0/M0+) the increment
@@ -108,7 +112,7 @@
 //! | —                             | [`SnapMap::update`]: many changes, one publication       |
 //!
 //! `try_` forms ([`SnapMap::try_insert`], [`SnapMap::try_remove`], [`SnapMap::try_update`]) never
-//! wait for a generation slot. Every error and every panic in a user closure or in `K`/`V`'s
+//! wait for a generation slot or a page. Every error and every panic in a user closure or in `K`/`V`'s
 //! `Clone`, `Hash`, `Eq` or `Drop` leaves the published generations untouched: the writer's
 //! private copy is discarded and its slot freed. A `Drop` that panics while the map itself drops
 //! does not stop it: every other key and value is still dropped, exactly once.
@@ -128,12 +132,12 @@
 //!
 //! # The table
 //!
-//! Each generation is a flat open-addressing table of `N` slots (a power of two): linear probing
-//! with Robin Hood insertion (which keeps every entry close to its home slot, and so the slowest
-//! lookup close to the typical one), backward-shift deletion, each entry stored beside 32 bits of
-//! its key's hash. A map can hold
-//! `N` entries, but lookups stay short only while it is at most about three-quarters full:
-//! size `N` for the entries you expect, with room.
+//! Each generation is an open-addressing table of `N` slots (a power of two), read through its
+//! page index: linear probing with Robin Hood insertion (which keeps every entry close to its
+//! home slot, and so the slowest lookup close to the typical one), backward-shift deletion, each
+//! entry stored beside 32 bits of its key's hash. A lookup reads one index entry more than a
+//! flat table would. A map can hold `N` entries, but lookups stay short only while it is at most
+//! about three-quarters full: size `N` for the entries you expect, with room.
 //!
 //! The last type parameter `S` is the hasher (any [`BuildHasher`](core::hash::BuildHasher), as in
 //! heapless and hashbrown), built with the `const fn` [`SnapMap::with_hasher`] so that a map
@@ -146,13 +150,12 @@
 //!
 //! # Interior mutability in `V`
 //!
-//! A published generation is shared, immutable by contract, and *not the only copy*: writers copy
-//! only the slots that changed since a slot's copy was made, and every other slot of every
-//! generation is a separate clone of the same entry. A `V` with interior mutability (`Cell`,
-//! `RefCell`, an atomic) can be changed through `&V` from a snapshot, but the change lands in that
-//! one generation's clone: it is not a write to the map, no version changes, other generations
-//! keep their own clones, and later snapshots may or may not see it depending on which copy a
-//! writer started from. It is not undefined behaviour (`Cell` values are `!Sync`, so a map of
+//! A published generation is shared, immutable by contract, and *not the only copy*: a write
+//! copies each page it changes, so the entries of that page exist as separate clones in the old
+//! page and the new one. A `V` with interior mutability (`Cell`, `RefCell`, an atomic) can be
+//! changed through `&V` from a snapshot, but the change lands in one page's clone: it is not a
+//! write to the map, no version changes, and later snapshots may or may not see it depending on
+//! whether a write has copied that page since. It is not undefined behaviour (`Cell` values are `!Sync`, so a map of
 //! them is not shared across threads; atomics are), but it is never what you mean: change values
 //! with a write (`insert`, [`Txn::get_mut`], [`SnapMap::compare_exchange`]). A value that
 //! *points* to shared state (`&'static AtomicU32`, an index into a table of atomics) behaves as

@@ -20,7 +20,7 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u32) {
 /// A registered reader's snapshot, lookups, iteration and clone-out take no critical section;
 /// on ARMv6-M, writes do (so the counter demonstrably sees them).
 pub fn reads_take_none() {
-    static MAP: SnapMap<u8, u32, 16, 4, 2> = SnapMap::new();
+    static MAP: SnapMap<u8, u32, 16, 4, 2, 2> = SnapMap::new();
     let (reader, registering) = counted(|| MAP.reader());
     let mut reader = reader.unwrap();
     let (_, inserting) = counted(|| MAP.insert(1, 10).unwrap());
@@ -80,7 +80,7 @@ pub fn reads_take_none() {
 /// One-off reads (`SnapMap::get`, `SnapMap::snapshot`) count a pin (an increment and a decrement): critical
 /// sections on ARMv6-M (documented), none with native atomics. Removing and clearing count as writes.
 pub fn one_off_reads_and_writes() {
-    static MAP: SnapMap<u8, u32, 8, 4, 2> = SnapMap::new();
+    static MAP: SnapMap<u8, u32, 8, 4, 2, 2> = SnapMap::new();
     MAP.insert(1, 1).unwrap();
     let (value, one_off_get) = counted(|| MAP.get(&1));
     assert_eq!(value, Some(1));

@@ -24,17 +24,15 @@ pub const ENTRIES: usize = 1024;
 /// they run at <= 50% load. Both are open-addressing tables, and a full one probes long chains
 /// (a full heapless table: 29 ns per get against 4.7 ns at half load, issue 4).
 pub const CAPACITY: usize = 2 * ENTRIES;
-/// snapmap's change-log length `L`: a claimed slot is usually `G - 1` = 3 versions old, and the
-/// single-thread benchmark alternates 64-key batch inserts with 64-key batch removals (about 150
-/// slots with their backward shifts): 512 lets a write patch its copy across three such
-/// versions. With the default, 32, each batch overflows the log and the next write copies the
-/// whole table.
-pub const LOG: usize = 512;
+/// snapmap's spare pages `P`: a 64-key batch over the 128 pages of the 2048-slot table changes
+/// about 56 of them, so the batch workloads need 64 (the default, 8, serves one-key writes; a
+/// batch larger than the pool is refused with `NoFreePage`).
+pub const SPARE: usize = 64;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `L` = 512.
-pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 2, LOG>;
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `P` = 64.
+pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 2, SPARE>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;
 pub type StdHash = std::hash::RandomState;
@@ -136,23 +134,31 @@ pub trait Shared: Send + Sync + Sized + 'static {
 pub const TICK: u64 = 1024;
 
 fn boxed_snap(keys: &[u64]) -> Box<Snap> {
-    // 4 generations of a 2048-entry table are ~230 KB: build it in place on the heap.
+    // ~75 KB: build it in place on the heap.
     let map: Box<Snap> = Box::default();
-    map.update(|tx| {
-        for &k in keys {
-            tx.insert(k, k)?;
-        }
-        Ok(())
-    })
-    .expect("fill the snapmap");
+    fill(&map, keys);
     map
+}
+
+/// Inserts `keys` into `map` in batches of 64 (a batch the size of the whole table would need
+/// as many spare pages as the table has).
+pub fn fill<const P: usize>(map: &SnapMap<u64, u64, CAPACITY, 4, 2, P>, keys: &[u64]) {
+    for chunk in keys.chunks(if P >= SPARE { 64 } else { 1 }) {
+        map.update(|tx| {
+            for &k in chunk {
+                tx.insert(k, k)?;
+            }
+            Ok(())
+        })
+        .expect("fill the snapmap");
+    }
 }
 
 fn snap_notes(map: &Snap) -> String {
     let stats = map.stats();
     format!(
-        "publishes={} cas_retries={} slot_waits={} full_copies={}",
-        stats.publishes, stats.cas_retries, stats.slot_waits, stats.full_copies
+        "publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
+        stats.publishes, stats.cas_retries, stats.slot_waits, stats.page_waits, stats.page_copies
     )
 }
 
@@ -198,7 +204,7 @@ macro_rules! snap_writes {
 
 impl Shared for SnapReader {
     const ID: &'static str = "snapmap-reader";
-    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, LOG>;
+    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, SPARE>;
     fn with_keys(keys: &[u64]) -> Box<Self> {
         Box::new(Self(boxed_snap(keys)))
     }
