@@ -406,19 +406,24 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         };
         let first = position * PAGE;
         let to = page as isize - self.claims.home_page(position) as isize;
-        for offset in 0..Shape::<N>::PAGE_LEN {
-            let i = first + offset;
-            // SAFETY: the page we claimed is ours alone (no published generation can reach it,
-            // see `pages`), and the base's page is pinned and immutable; the offsets name slots
-            // of the map's pages. Each old entry is dropped before its slot is refilled, so a
-            // panicking drop or clone leaves a slot empty and the page ours (`claims` gives it
-            // back), and the index does not name it yet.
-            unsafe {
-                let from = slot_at(self.home, self.base, i);
-                let cell = &*self.home.offset(i as isize + PAGE as isize * to);
-                cell.with_mut(|slot| {
+        // SAFETY: the page we claimed is ours alone (no published generation can reach it, see
+        // `pages`), and the base's page is pinned and immutable; both are `PAGE_LEN`
+        // consecutive cells of the map's pages. Each old entry is dropped before its slot is
+        // refilled, so a panicking drop or clone leaves a slot empty and the page ours (`claims`
+        // gives it back), and the index does not name it yet.
+        unsafe {
+            let from = cell_at(self.home, self.base, first);
+            let into = self.home.offset(first as isize + PAGE as isize * to);
+            for offset in 0..Shape::<N>::PAGE_LEN {
+                let from = (*from.add(offset)).with(|slot| &*slot);
+                (*into.add(offset)).with_mut(|slot| {
                     let slot = &mut *slot;
-                    slot.vacate();
+                    // What the page held last (a retired copy) is dropped here, once; entries
+                    // that need no drop are simply overwritten.
+                    if core::mem::needs_drop::<(K, V)>() {
+                        slot.vacate();
+                    }
+                    slot.meta = 0;
                     if let Some(entry) = from.get() {
                         write_clone(slot, entry);
                         slot.meta = from.meta;
