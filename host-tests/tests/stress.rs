@@ -1753,6 +1753,22 @@ fn page_exhaustion<const N: usize, const P: usize>(
         || format!("{stats:?}"),
     );
     drop(snap);
+    // With the threads gone and no snapshot held, the pool is whole: no page was lost to a
+    // writer that waited, lost a race or unwound. A batch that changes every page of the table
+    // (as many as the pool has) goes through without waiting.
+    let copies = stats.page_copies;
+    let whole = map.try_update(|tx| {
+        for key in 0..keys as u16 {
+            let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+            *value = Tracked::new(value.value() + 1);
+        }
+        Ok(())
+    });
+    violations.check(
+        whole.is_ok() && map.stats().page_copies - copies == (N / 16).min(P),
+        "the pool is not whole after the run",
+        || format!("{whole:?}, {:?}", map.stats()),
+    );
     let room = 2 * (N + 16 * P);
     let live = drop_counts().live_since(&before);
     violations.check(
