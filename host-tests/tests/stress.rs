@@ -3,10 +3,18 @@
 //! Every test checks its invariants on *every* snapshot it takes, counts violations by kind
 //! ([`Violations`]) and asserts at the end that there were none; it also checks end-of-run
 //! accounting against the map's own counters (publishes == successful changing writes == final
-//! version). Configurations with ample generations (a pin per reader and writer base, a claim per writer, and
-//! the current one: writers must never wait or fail for want of a
-//! generation slot) and with fewer generation slots (writers wait; `try_` forms fail with
-//! `NoFreeGeneration`, and only with that) are both covered.
+//! version). Configurations with ample generations (a pin per reader and writer base, a claim
+//! per writer, and the current one: writers must never wait or fail for want of a generation
+//! slot) and with fewer generation slots (writers wait; `try_` forms fail with
+//! `NoFreeGeneration`) are both covered.
+//!
+//! Pages: a write copies the pages it changes into spare pages, and a page it replaced is reused
+//! only once no snapshot older than that write is held. So even with ample generations, writers
+//! wait for pages while readers' snapshots (a reader preempted mid-read, say) hold them: blocking
+//! forms wait (`Stats::page_waits`), `try_` forms fail with `NoFreePage`, which the tests count
+//! apart from `NoFreeGeneration`. No change here needs more pages than the map has spare, so a
+//! blocking write that returns `NoFreePage` is a violation. Section 6 checks what held snapshots
+//! hold and what idle readers do not; section 8 runs writers on a pool of one or two pages.
 //!
 //! Sizes: `SNAPMAP_STRESS_SCALE` (float, default 1.0) scales every operation count. Each test
 //! prints its counts (`cargo test --test stress -- --nocapture` to see them) and the running
@@ -17,7 +25,7 @@ use host_tests::{
     drop_counts, panic_on_clone_after, scale, scaled, silence_injected_panics, tracking_lock,
     Quota, Rng, Tracked, Violations, Watchdog, INJECTED_PANIC,
 };
-use snapmap_core::{Error, SnapMap};
+use snapmap_core::{Error, SnapMap, Stats};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
@@ -39,6 +47,35 @@ fn report(test: &str, reads: u64, writes: u64, started: Instant, extra: &str) {
         scale(),
         started.elapsed()
     );
+}
+
+/// How often readers yield the CPU between snapshots: see [`between_snapshots`].
+const READER_YIELD_EVERY: u64 = 4096;
+/// How often they yield where nearly every write waits for every reader to move past the last
+/// one (`G = 2`, a pool of one or two pages).
+const READER_YIELD_OFTEN: u64 = 256;
+
+/// Called by readers between two snapshots, holding none, with the snapshots taken so far:
+/// yields the CPU every `every`th time. With more threads than cores, a reader preempted while
+/// it holds a snapshot holds its generation, and the pages written since, for a whole time
+/// slice; writers that need those pages wait that long. (With readers that never yielded, the
+/// ample-generation batches of section 1 made 600 writes a second: 28 thousand in 46 s at scale
+/// 0.05, where the core before pages made 30 thousand in 48 ms.) A reader that yields now and
+/// then where it holds nothing hands the core to the writers without holding them up.
+fn between_snapshots(done: u64, every: u64) {
+    if done.is_multiple_of(every) {
+        thread::yield_now();
+    }
+}
+
+/// The map's counters for a summary line, with the pages a publish copies on average.
+fn counters(stats: &Stats) -> String {
+    let per_publish = stats.page_copies as f64 / stats.publishes.max(1) as f64;
+    format!(
+        "{} publishes, {} cas_retries, {} slot_waits, {} page_waits, {} page_copies \
+         ({per_publish:.2} per publish)",
+        stats.publishes, stats.cas_retries, stats.slot_waits, stats.page_waits, stats.page_copies
+    )
 }
 
 /// Joins a scoped thread, re-raising its panic.
@@ -152,11 +189,11 @@ struct StampRun {
     writers: u64,
     reads_per_reader: u64,
     writes_per_writer: u64,
-    /// Readers yield the CPU after this many snapshots (while pinning nothing), if set. With
-    /// `G = 2` every write waits until no reader pins the previous generation; on an
-    /// oversubscribed machine a reader preempted mid-snapshot holds its pin for a whole
-    /// time slice, so without such pauses each write costs milliseconds.
-    reader_yield_every: Option<u64>,
+    /// How often readers yield between snapshots ([`between_snapshots`]). With `G = 2` every
+    /// write waits until no reader pins the previous generation, and in every configuration a
+    /// batch (4 pages) waits once the two before it used the 8 spare pages while a reader still
+    /// holds a snapshot older than them.
+    reader_yield_every: u64,
 }
 
 /// Batch writers and readers on a map with `G` generation slots and `R` reader slots: the first
@@ -197,9 +234,7 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                         };
                         check_stamped(&snap, &mut rng, &mut last, &mut last_seq, &mut v);
                         drop(snap);
-                        if reader_yield_every.is_some_and(|every| share.done() % every == 0) {
-                            thread::yield_now();
-                        }
+                        between_snapshots(share.done(), reader_yield_every);
                     }
                     (v, share.done())
                 })
@@ -211,7 +246,8 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                     let mut v = Violations::new();
                     let mut share = quota.share(writes_per_writer);
                     let mut rng = Rng::new(100 + w);
-                    let (mut seq, mut changed, mut try_failures) = (0u64, 0u64, 0u64);
+                    // [NoFreeGeneration, NoFreePage] from `try_update`.
+                    let (mut seq, mut changed, mut try_failures) = (0u64, 0u64, [0u64; 2]);
                     while share.keep_going() {
                         let roll = rng.below(16);
                         let next = stamp(w, seq + 1);
@@ -259,13 +295,20 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                                 changed += 1;
                             }
                             (_, Err(Error::NoFreeGeneration)) if roll % 2 == 1 => {
-                                try_failures += 1;
+                                try_failures[0] += 1;
                                 v.check(
                                     !ample,
                                     "try_update: NoFreeGeneration although generations are ample",
                                     String::new,
                                 );
                             }
+                            // Transient: the pages are held by readers' snapshots or the other
+                            // writer. (A batch needs at most the 4 pages of the table.)
+                            (_, Err(Error::NoFreePage)) if roll % 2 == 1 => try_failures[1] += 1,
+                            (_, Err(Error::NoFreePage)) => v
+                                .record("a blocking write returned NoFreePage", || {
+                                    format!("roll {roll}")
+                                }),
                             (roll, other) => v.record("unexpected write result", || {
                                 format!("roll {roll}: {other:?}")
                             }),
@@ -276,7 +319,7 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
             })
             .collect();
         let mut violations = Violations::new();
-        let (mut reads, mut writes, mut changed, mut try_failures) = (0, 0, 0, 0);
+        let (mut reads, mut writes, mut changed, mut try_failures) = (0, 0, 0, [0u64; 2]);
         for handle in readers {
             let (v, n) = join(handle);
             violations.merge(v);
@@ -287,7 +330,8 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
             violations.merge(v);
             writes += n;
             changed += c;
-            try_failures += f;
+            try_failures[0] += f[0];
+            try_failures[1] += f[1];
         }
         (violations, reads, writes, changed, try_failures)
     });
@@ -316,13 +360,18 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
         reads,
         writes,
         started,
-        &format!("{changed} published, {try_failures} try_update NoFreeGeneration, {stats:?}"),
+        &format!(
+            "{changed} published; try_update: {} NoFreeGeneration, {} NoFreePage; {}",
+            try_failures[0],
+            try_failures[1],
+            counters(&stats)
+        ),
     );
     violations.assert_none(test);
 }
 
-/// `G = 8 >= readers + 2 * writers + 1 = 7`: writers never wait, `try_update` never fails for
-/// want of a slot.
+/// `G = 8 >= readers + 2 * writers + 1 = 7`: writers never wait, and `try_update` never fails,
+/// for want of a slot (they do for pages).
 #[test]
 fn batches_are_atomic_with_ample_generations() {
     stamp_stress::<8, 2>(
@@ -332,13 +381,13 @@ fn batches_are_atomic_with_ample_generations() {
             writers: 2,
             reads_per_reader: scaled(2_000_000),
             writes_per_writer: scaled(250_000),
-            reader_yield_every: None,
+            reader_yield_every: READER_YIELD_EVERY,
         },
     );
 }
 
 /// `G = 3 < 7`, one registered reader and one one-off: writers wait for pinned generations;
-/// `try_update` may fail, only with `NoFreeGeneration`.
+/// `try_update` may fail with `NoFreeGeneration` (and, as everywhere, `NoFreePage`).
 #[test]
 fn batches_are_atomic_with_scarce_generations() {
     stamp_stress::<3, 1>(
@@ -348,7 +397,7 @@ fn batches_are_atomic_with_scarce_generations() {
             writers: 2,
             reads_per_reader: scaled(1_500_000),
             writes_per_writer: scaled(100_000),
-            reader_yield_every: None,
+            reader_yield_every: READER_YIELD_EVERY,
         },
     );
 }
@@ -364,7 +413,7 @@ fn batches_are_atomic_with_two_generations() {
             writers: 2,
             reads_per_reader: scaled(500_000),
             writes_per_writer: scaled(20_000),
-            reader_yield_every: Some(256),
+            reader_yield_every: READER_YIELD_OFTEN,
         },
     );
 }
@@ -377,7 +426,9 @@ fn batches_are_atomic_with_two_generations() {
 const ACCOUNTS: u8 = 16;
 const OPENING_BALANCE: i64 = 1_000;
 
-/// Default `G = 4`, `R = 4`: with 2 writers and 2 readers, `G < R + W + 1`.
+/// Default `G = 4`, `R = 2`, `P = 8`: fewer slots than the 8 that 3 reader pins (one reader
+/// holds two snapshots), a base and a claim per writer and the current one could take, so
+/// writers may wait for a slot. A transfer changes at most the table's 2 pages.
 static TRANSFERS: SnapMap<u8, i64, 32> = SnapMap::new();
 
 #[test]
@@ -438,6 +489,7 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                 let mut last = 0;
                 while share.keep_going() {
                     check(&reader.snapshot(), &mut last, &mut v);
+                    between_snapshots(share.done(), READER_YIELD_EVERY);
                 }
                 (v, share.done())
             });
@@ -455,6 +507,7 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                         failures += u64::from(second.version() < first.version());
                         check(&second, &mut last, &mut v);
                     }
+                    between_snapshots(share.done(), READER_YIELD_EVERY);
                 }
                 (v, share.done(), failures)
             });
@@ -464,7 +517,8 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                         let mut v = Violations::new();
                         let mut share = quota.share(scaled(200_000));
                         let mut rng = Rng::new(200 + w);
-                        let (mut transfers, mut aborts, mut try_failures) = (0u64, 0u64, 0u64);
+                        // [NoFreeGeneration, NoFreePage] from `try_update`.
+                        let (mut transfers, mut aborts, mut try_failures) = (0u64, 0u64, [0u64; 2]);
                         while share.keep_going() {
                             let from = rng.below(u64::from(ACCOUNTS)) as u8;
                             let to =
@@ -495,7 +549,8 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                                     transfers += 1;
                                 }
                                 Err(Error::Aborted) => aborts += 1,
-                                Err(Error::NoFreeGeneration) if use_try => try_failures += 1,
+                                Err(Error::NoFreeGeneration) if use_try => try_failures[0] += 1,
+                                Err(Error::NoFreePage) if use_try => try_failures[1] += 1,
                                 Err(e) => v.record("transfer: unexpected error", || {
                                     format!("try {use_try}: {e:?}")
                                 }),
@@ -510,14 +565,15 @@ fn transfers_conserve_the_sum_in_a_static_map() {
             violations.merge(v);
             let (v, r1, one_off_failures) = join(one_off);
             violations.merge(v);
-            let (mut writes, mut transfers, mut aborts, mut try_failures) = (0, 0, 0, 0);
+            let (mut writes, mut transfers, mut aborts, mut try_failures) = (0, 0, 0, [0u64; 2]);
             for handle in writers {
                 let (v, n, t, a, f) = join(handle);
                 violations.merge(v);
                 writes += n;
                 transfers += t;
                 aborts += a;
-                try_failures += f;
+                try_failures[0] += f[0];
+                try_failures[1] += f[1];
             }
             (
                 violations,
@@ -549,8 +605,11 @@ fn transfers_conserve_the_sum_in_a_static_map() {
         writes,
         started,
         &format!(
-            "{transfers} transfers, {aborts} aborted (overdraft), {try_failures} try_update NoFreeGeneration, \
-             {one_off_failures} held one-off pairs out of order, {stats:?}"
+            "{transfers} transfers, {aborts} aborted (overdraft); try_update: {} NoFreeGeneration, \
+             {} NoFreePage; {one_off_failures} held one-off pairs out of order; {}",
+            try_failures[0],
+            try_failures[1],
+            counters(&stats)
         ),
     );
     violations.assert_none(TEST);
@@ -572,7 +631,7 @@ fn concurrent_update_increments_lose_nothing() {
     let quota = Quota::new(3);
     let (map, quota) = (&map, &quota);
 
-    let (mut violations, reads, writes, per_key) = thread::scope(|s| {
+    let (mut violations, reads, writes, per_key, retried) = thread::scope(|s| {
         let reader = s.spawn(move || {
             let mut v = Violations::new();
             let mut reader = map.reader().expect("reader slot");
@@ -603,6 +662,8 @@ fn concurrent_update_increments_lose_nothing() {
                     String::new,
                 );
                 last_version = snap.version();
+                drop(snap);
+                between_snapshots(share.done(), READER_YIELD_EVERY);
             }
             (v, share.done())
         });
@@ -613,7 +674,8 @@ fn concurrent_update_increments_lose_nothing() {
                     let mut share = quota.share(scaled(300_000));
                     let mut rng = Rng::new(300 + w);
                     let mut mine = [0u64; KEYS];
-                    let mut retried_try = 0u64;
+                    // `try_update` retries after [NoFreeGeneration, NoFreePage].
+                    let mut retried_try = [0u64; 2];
                     while share.keep_going() {
                         let key = rng.below(KEYS as u64) as u16;
                         let increment =
@@ -625,20 +687,22 @@ fn concurrent_update_increments_lose_nothing() {
                                 None => tx.insert(key, 1).map(drop),
                             };
                         // Half through `try_update`, retried until it goes through.
-                        let result = if rng.one_in(2) {
+                        let use_try = rng.one_in(2);
+                        let result = if use_try {
                             loop {
                                 match map.try_update(increment) {
-                                    Err(Error::NoFreeGeneration) => {
-                                        retried_try += 1;
-                                        thread::yield_now();
-                                    }
+                                    Err(Error::NoFreeGeneration) => retried_try[0] += 1,
+                                    Err(Error::NoFreePage) => retried_try[1] += 1,
                                     other => break other,
                                 }
+                                thread::yield_now();
                             }
                         } else {
                             map.update(increment)
                         };
-                        if v.check(result.is_ok(), "increment failed", || format!("{result:?}")) {
+                        if v.check(result.is_ok(), "increment failed", || {
+                            format!("try {use_try}: {result:?}")
+                        }) {
                             mine[usize::from(key)] += 1;
                         }
                     }
@@ -649,16 +713,18 @@ fn concurrent_update_increments_lose_nothing() {
         let mut violations = Violations::new();
         let (v, reads) = join(reader);
         violations.merge(v);
-        let (mut writes, mut per_key) = (0, [0u64; KEYS]);
+        let (mut writes, mut per_key, mut retried) = (0, [0u64; KEYS], [0u64; 2]);
         for handle in writers {
-            let (v, n, mine, _) = join(handle);
+            let (v, n, mine, r) = join(handle);
             violations.merge(v);
             writes += n;
             for (total, mine) in per_key.iter_mut().zip(mine) {
                 *total += mine;
             }
+            retried[0] += r[0];
+            retried[1] += r[1];
         }
-        (violations, reads, writes, per_key)
+        (violations, reads, writes, per_key, retried)
     });
 
     let stats = map.stats();
@@ -685,7 +751,13 @@ fn concurrent_update_increments_lose_nothing() {
         reads,
         writes,
         started,
-        &format!("{increments} increments, {stats:?}"),
+        &format!(
+            "{increments} increments; try_update retried after {} NoFreeGeneration, {} \
+             NoFreePage; {}",
+            retried[0],
+            retried[1],
+            counters(&stats)
+        ),
     );
     violations.assert_none(TEST);
 }
@@ -811,8 +883,9 @@ fn compare_exchange_increments_lose_nothing() {
         writes,
         started,
         &format!(
-            "{} successful compare_exchanges, {stats:?}",
-            successes[0] + successes[1]
+            "{} successful compare_exchanges; {}",
+            successes[0] + successes[1],
+            counters(&stats)
         ),
     );
     violations.assert_none(TEST);
@@ -912,43 +985,129 @@ fn get_or_insert_races_agree() {
         2 * rounds,
         ops - 2 * rounds,
         started,
-        &format!("{rounds} rounds, {stats:?}"),
+        &format!("{rounds} rounds; {}", counters(&stats)),
     );
     violations.assert_none(TEST);
 }
 
 // =============================================================================================
-// 6. The slot budget under load: R = 2 registered readers that pin a generation each and then
-//    idle for the whole run, three one-off readers (some holding two snapshots at once) and a
-//    writer. Counted pins never wait; the blocking writer never waits for the idle readers (the
-//    budget G >= R + 2 leaves it room); `try_update` may fail only with NoFreeGeneration; every
-//    snapshot still shows one consistent batch.
+// 6. Held snapshots and idle readers. A held snapshot holds its generation and every page that
+//    the writes after it replace; a registered reader between two snapshots holds nothing.
+//    - Phase 1 (one thread): while a snapshot of version 0 is held, `try_update` goes through as
+//      long as pages the snapshot does not hold remain, then fails with NoFreePage, changing
+//      nothing.
+//    - Phase 2: a blocking writer waits for those pages (`page_waits`), publishing nothing, and
+//      goes through once the snapshot drops: it waits for held snapshots, and only for them.
+//    - Phase 3: the two registered readers stay idle while three one-off readers (some holding
+//      two snapshots at once, briefly) and a writer run: every snapshot shows one batch, the
+//      blocking writes never fail, the `try_` ones only with NoFreeGeneration or NoFreePage.
+//    - Phase 4 (one thread, both readers still registered): the idle readers hold no generation
+//      slot and no page: writes that a pin kept past their last reads would block go through.
 // =============================================================================================
+
+/// Spare pages of section 6's map (the default): room for two batches of the 4 pages.
+const IDLE_P: usize = 8;
+type IdleMap = SnapMap<u16, u64, 64, 4, 2, IDLE_P>;
+
+/// The batch that stamps every key with `stamp(0, seq)`.
+fn stamp_all(
+    seq: u64,
+) -> impl FnMut(&mut snapmap_core::Txn<'_, u16, u64, 64>) -> Result<(), Error> {
+    move |tx| {
+        for key in 0..STAMP_KEYS {
+            tx.insert(key, stamp(0, seq))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `snap` holds every stamped key, stamped `stamp(0, seq)`, at version `seq`.
+fn stamped_with<const N: usize>(snap: &snapmap_core::Snapshot<'_, u16, u64, N>, seq: u64) -> bool {
+    snap.version() == seq
+        && snap.len() == usize::from(STAMP_KEYS)
+        && snap.iter().all(|(_, &value)| value == stamp(0, seq))
+}
 
 #[test]
 fn idle_readers_and_one_off_reads_leave_writers_room() {
     const TEST: &str = "idle_readers_and_one_off_reads_leave_writers_room";
     let _watchdog = Watchdog::new(TEST, HANG_LIMIT);
     let started = Instant::now();
-    let map: SnapMap<u16, u64, 64, 4, 2> = SnapMap::new();
-    let quota = Quota::new(4);
-    let (map, quota) = (&map, &quota);
-    // Two registered readers, each holding a snapshot of a different generation (the empty
-    // one, and the first batch) for the whole run.
+    let map: IdleMap = SnapMap::new();
     let (mut first, mut second) = (map.reader().unwrap(), map.reader().unwrap());
     assert!(matches!(map.reader(), Err(Error::NoReaderSlot)));
-    let empty = first.snapshot();
-    map.update(|tx| {
-        for key in 0..STAMP_KEYS {
-            tx.insert(key, stamp(0, 1))?;
-        }
-        Ok(())
-    })
-    .unwrap();
-    let batch_one = second.snapshot();
-    let opening = map.stats().publishes as u64;
 
-    let (mut violations, reads, writes, changed, slot_failures) = thread::scope(|s| {
+    // Phase 1. Every batch rewrites every key, so it copies the same pages: `per_batch`.
+    let empty = first.snapshot();
+    assert_eq!((empty.version(), empty.len()), (0, 0));
+    map.try_update(stamp_all(1))
+        .expect("the opening batch: every page is free");
+    let per_batch = map.stats().page_copies;
+    assert!(
+        (1..=IDLE_P / 2).contains(&per_batch),
+        "a batch of {STAMP_KEYS} keys copied {per_batch} pages of a 4-page table"
+    );
+    let batch_one = second.snapshot();
+    assert!(stamped_with(&batch_one, 1));
+    // `empty` holds every page retired since version 0: `held` of them after `seq` batches.
+    let (mut seq, mut held) = (1u64, per_batch);
+    let held_pages = loop {
+        let copies = map.stats().page_copies;
+        match map.try_update(stamp_all(seq + 1)) {
+            Ok(()) => {
+                seq += 1;
+                let copied = map.stats().page_copies - copies;
+                assert_eq!(copied, per_batch, "batch {seq} copied another set of pages");
+                held += copied;
+                assert!(
+                    held <= IDLE_P,
+                    "batch {seq} went through although `empty` holds {} pages of {IDLE_P}",
+                    held - copied
+                );
+            }
+            Err(Error::NoFreePage) => break held,
+            Err(e) => panic!("phase 1: try_update: {e:?} (batch {})", seq + 1),
+        }
+    };
+    assert!(
+        IDLE_P - held_pages < per_batch,
+        "NoFreePage with {} of {IDLE_P} pages free for a batch of {per_batch}",
+        IDLE_P - held_pages
+    );
+    let phase_one_batches = seq;
+    // The failed write changed nothing; the held snapshots are intact; reads never wait.
+    assert!(stamped_with(&map.snapshot(), seq));
+    assert!(stamped_with(&batch_one, 1));
+    assert_eq!((empty.version(), empty.len()), (0, 0));
+    // The oldest held snapshot is what holds the pages: dropping a younger one frees none.
+    drop(batch_one);
+    assert_eq!(map.try_update(stamp_all(seq + 1)), Err(Error::NoFreePage));
+
+    // Phase 2.
+    let waits = map.stats().page_waits;
+    thread::scope(|s| {
+        let writer = s.spawn(|| map.update(stamp_all(seq + 1)));
+        while map.stats().page_waits == waits {
+            thread::yield_now();
+        }
+        // Waiting, and for `empty` alone: nothing is published until it drops.
+        assert!(
+            stamped_with(&map.snapshot(), seq),
+            "published while `empty` holds its pages"
+        );
+        assert!(!writer.is_finished(), "a waiting blocking write returned");
+        drop(empty);
+        assert_eq!(join(writer), Ok(()));
+    });
+    seq += 1;
+    assert!(stamped_with(&map.snapshot(), seq));
+    let phase_two_waits = map.stats().page_waits - waits;
+
+    // Phase 3.
+    let quota = Quota::new(4);
+    let quota = &quota;
+    let map = &map;
+    let (mut violations, reads, writes, last_seq, try_failures) = thread::scope(|s| {
         let readers: Vec<_> = (0..3u64)
             .map(|r| {
                 s.spawn(move || {
@@ -978,13 +1137,10 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
                             }
                             _ => {
                                 let value = map.get(&(STAMP_KEYS - 1));
-                                v.check(
-                                    value.is_some() || last.0 == 0,
-                                    "get: key vanished",
-                                    String::new,
-                                );
+                                v.check(value.is_some(), "get: key vanished", String::new);
                             }
                         }
+                        between_snapshots(share.done(), READER_YIELD_EVERY);
                     }
                     (v, share.done())
                 })
@@ -993,24 +1149,18 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
         let writer = s.spawn(move || {
             let mut v = Violations::new();
             let mut share = quota.share(scaled(60_000));
-            // The opening batch was seq 1.
-            let (mut seq, mut failures) = (1u64, 0u64);
+            // [NoFreeGeneration, NoFreePage] from `try_update`.
+            let (mut seq, mut failures) = (seq, [0u64; 2]);
             while share.keep_going() {
-                let next = stamp(0, seq + 1);
-                let batch = |tx: &mut snapmap_core::Txn<'_, u16, u64, 64>| {
-                    for key in 0..STAMP_KEYS {
-                        tx.insert(key, next)?;
-                    }
-                    Ok(())
-                };
-                let use_try = seq % 2 == 1;
+                let use_try = share.done() % 2 == 1;
                 match if use_try {
-                    map.try_update(batch)
+                    map.try_update(stamp_all(seq + 1))
                 } else {
-                    map.update(batch)
+                    map.update(stamp_all(seq + 1))
                 } {
                     Ok(()) => seq += 1,
-                    Err(Error::NoFreeGeneration) if use_try => failures += 1,
+                    Err(Error::NoFreeGeneration) if use_try => failures[0] += 1,
+                    Err(Error::NoFreePage) if use_try => failures[1] += 1,
                     Err(e) => v.record("update: unexpected error", || {
                         format!("try {use_try}: {e:?}")
                     }),
@@ -1025,34 +1175,81 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
             violations.merge(v);
             reads += n;
         }
-        let (v, writes, seq, f) = join(writer);
+        let (v, writes, seq, failures) = join(writer);
         violations.merge(v);
-        (violations, reads, writes, seq - 1, f)
+        (violations, reads, writes, seq, failures)
     });
+    let phase_three_batches = last_seq - seq;
+    let mut seq = last_seq;
+
+    // Phase 4. The readers' last reads are of two different generations: pins kept past them
+    // would hold two slots, and the pages of every write since.
+    let before = map.stats();
+    violations.check(
+        first.get(&0) == Some(stamp(0, seq)),
+        "an idle reader read a stale value",
+        String::new,
+    );
+    map.try_update(stamp_all(seq + 1)).unwrap();
+    seq += 1;
+    violations.check(
+        second.get(&0) == Some(stamp(0, seq)),
+        "an idle reader read a stale value",
+        String::new,
+    );
+    map.try_update(stamp_all(seq + 1)).unwrap();
+    seq += 1;
+    // The readers read in two slots of the 4, and the current generation, now held by a one-off
+    // snapshot, is in a third. The next write takes the fourth; the one after it must take a
+    // slot the readers read in, which pins kept past their reads would hold (NoFreeGeneration).
+    // (Such pins would also hold the 2 * 4 pages replaced since the first read: NoFreePage.)
+    let held = map.snapshot();
+    for _ in 0..2 {
+        let result = map.try_update(stamp_all(seq + 1));
+        violations.check(result.is_ok(), "idle readers hold a slot or pages", || {
+            format!("with one snapshot held: {result:?}")
+        });
+        seq += u64::from(result.is_ok());
+    }
+    drop(held);
+    // More batches than the pool has pages for, with no snapshot held.
+    for _ in 0..IDLE_P {
+        let result = map.try_update(stamp_all(seq + 1));
+        violations.check(result.is_ok(), "idle readers hold pages", || {
+            format!("{result:?}")
+        });
+        seq += u64::from(result.is_ok());
+    }
     let stats = map.stats();
     violations.check(
-        stats.publishes as u64 == opening + changed,
+        (stats.slot_waits, stats.page_waits) == (before.slot_waits, before.page_waits),
+        "a single-threaded writer waited",
+        || format!("{before:?} then {stats:?}"),
+    );
+    violations.check(
+        stats.publishes as u64 == seq,
         "publishes != batches",
-        || format!("{stats:?}"),
-    );
-    // The idle readers' snapshots were never reused under them.
-    violations.check(
-        empty.version() == 0 && empty.is_empty(),
-        "an idle reader's empty generation changed",
-        || format!("{empty:?}"),
+        || format!("{} publishes, {seq} batches", stats.publishes),
     );
     violations.check(
-        batch_one.len() == usize::from(STAMP_KEYS)
-            && batch_one.iter().all(|(_, &v)| v == stamp(0, 1)),
-        "an idle reader's first batch changed",
-        || format!("{batch_one:?}"),
+        stamped_with(&map.snapshot(), seq),
+        "the last batch is not current",
+        String::new,
     );
     report(
         TEST,
         reads,
         writes,
         started,
-        &format!("{changed} batches, {slot_failures} NoFreeGeneration from try_update, {stats:?}"),
+        &format!(
+            "phase 1: {phase_one_batches} batches of {per_batch} pages with version 0 held, \
+             then NoFreePage ({held_pages} of {IDLE_P} pages held); phase 2: the blocking \
+             writer waited {phase_two_waits} times, until the snapshot dropped; phase 3: \
+             {phase_three_batches} batches, try_update: {} NoFreeGeneration, {} NoFreePage; {}",
+            try_failures[0],
+            try_failures[1],
+            counters(&stats)
+        ),
     );
     violations.assert_none(TEST);
 }
@@ -1064,7 +1261,9 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
 //    ever created (clones included) must have been dropped exactly once.
 // =============================================================================================
 
-type Churned<const G: usize> = SnapMap<Tracked<u16>, Tracked<u64>, 32, G, 1>;
+/// Spare pages of the churned maps (the default).
+const CHURN_P: usize = 8;
+type Churned<const G: usize> = SnapMap<Tracked<u16>, Tracked<u64>, 32, G, 1, CHURN_P>;
 const CHURN_KEYS: u64 = 40; // > N = 32, so inserts hit Full
 const PER_KEY: u64 = 1 << 32;
 
@@ -1077,11 +1276,12 @@ fn churn_writer<const G: usize>(
     seed: u64,
     share: &mut host_tests::Share<'_>,
     ample: bool,
-) -> (Violations, [u64; 4]) {
+) -> (Violations, [u64; 5]) {
     let mut v = Violations::new();
     let mut rng = Rng::new(seed);
-    // [changing writes (Ok), Full, NoFreeGeneration from try_, injected panics]
-    let mut counts = [0u64; 4];
+    // [changing writes (Ok), Full, NoFreeGeneration from try_, NoFreePage from try_,
+    //  injected panics]
+    let mut counts = [0u64; 5];
     while share.keep_going() {
         let key = rng.below(CHURN_KEYS) as u16;
         let n = rng.next_u64();
@@ -1111,25 +1311,39 @@ fn churn_writer<const G: usize>(
                         String::new,
                     );
                 }
+                Err(Error::NoFreePage) => counts[3] += 1,
                 Err(e) => v.record("try_insert: unexpected error", || format!("{e:?}")),
             },
-            45..=64 => match if rng.one_in(2) {
-                map.remove(&key)
-            } else {
-                map.try_remove(&key)
-            } {
-                Ok(Some(old)) => {
-                    counts[0] += 1;
-                    v.check(
-                        old.value() / PER_KEY == u64::from(key),
-                        "remove returned another key's value",
-                        String::new,
-                    );
+            45..=64 => {
+                let use_try = rng.one_in(2);
+                match if use_try {
+                    map.try_remove(&key)
+                } else {
+                    map.remove(&key)
+                } {
+                    Ok(Some(old)) => {
+                        counts[0] += 1;
+                        v.check(
+                            old.value() / PER_KEY == u64::from(key),
+                            "remove returned another key's value",
+                            String::new,
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(Error::NoFreeGeneration) if use_try => {
+                        counts[2] += 1;
+                        v.check(
+                            !ample,
+                            "try_remove: NoFreeGeneration although generations are ample",
+                            String::new,
+                        );
+                    }
+                    Err(Error::NoFreePage) if use_try => counts[3] += 1,
+                    Err(e) => v.record("remove: unexpected error", || {
+                        format!("try {use_try}: {e:?}")
+                    }),
                 }
-                Ok(None) => {}
-                Err(Error::NoFreeGeneration) => counts[2] += 1,
-                Err(e) => v.record("remove: unexpected error", || format!("{e:?}")),
-            },
+            }
             65..=72 => {
                 // A batch: insert three, remove one, keep only even values; abort a quarter.
                 let abort = rng.one_in(4);
@@ -1188,8 +1402,9 @@ fn churn_writer<const G: usize>(
                 v.check(map.clear().is_ok(), "clear failed", String::new);
             }
             97 | 98 => {
-                // A transaction that panics midway: nothing published, slot and pin released.
-                counts[3] += 1;
+                // A transaction that panics midway: nothing published, slot, pin and pages
+                // released.
+                counts[4] += 1;
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     map.update(|tx| -> Result<(), Error> {
                         let _ = tx.insert(Tracked::new(key), value_for(key, n));
@@ -1209,7 +1424,7 @@ fn churn_writer<const G: usize>(
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     map.insert(Tracked::new(key), value_for(key, n))
                 }));
-                counts[3] += u64::from(bomb.fired());
+                counts[4] += u64::from(bomb.fired());
                 drop(bomb);
                 match result {
                     Ok(Ok(_)) => counts[0] += 1,
@@ -1285,7 +1500,7 @@ fn drop_churn<const G: usize>(test: &'static str, reads: u64, writes_per_writer:
         let mut violations = Violations::new();
         let (v, read_count) = join(reader);
         violations.merge(v);
-        let (mut write_count, mut counts) = (0, [0u64; 4]);
+        let (mut write_count, mut counts) = (0, [0u64; 5]);
         for handle in writers {
             let (v, n, c) = join(handle);
             violations.merge(v);
@@ -1298,13 +1513,15 @@ fn drop_churn<const G: usize>(test: &'static str, reads: u64, writes_per_writer:
     });
 
     let stats = map.stats();
-    // With every thread gone, what is alive is what the arena holds: at most G tables of N keys
-    // and N values. More would be a leak that grows with the run.
+    // With every thread gone, what is alive is what the pages hold: the N / 16 home pages and
+    // the P spare pages, 16 slots each, a key and a value per slot. More would be a leak that
+    // grows with the run.
+    let room = 2 * 16 * (32 / 16 + CHURN_P);
     let live = drop_counts().live_since(&before);
     violations.check(
-        live <= (2 * 32 * G) as i64,
-        "more values alive than the arena can hold",
-        || format!("{live} alive, arena holds at most {}", 2 * 32 * G),
+        live <= room as i64,
+        "more values alive than the pages can hold",
+        || format!("{live} alive, the pages hold at most {room}"),
     );
     if ample {
         violations.check(
@@ -1321,13 +1538,15 @@ fn drop_churn<const G: usize>(test: &'static str, reads: u64, writes_per_writer:
         write_count,
         started,
         &format!(
-            "{} changing writes, {} Full, {} NoFreeGeneration, {} injected panics; {} values created, {live} alive \
-             before the map dropped; {stats:?}",
+            "{} changing writes, {} Full, try_: {} NoFreeGeneration, {} NoFreePage; {} injected \
+             panics; {} values created, {live} alive before the map dropped; {}",
             counts[0],
             counts[1],
             counts[2],
             counts[3],
-            after.created - before.created
+            counts[4],
+            after.created - before.created,
+            counters(&stats)
         ),
     );
     violations.assert_none(test);
@@ -1349,5 +1568,345 @@ fn every_key_and_value_dropped_once_with_scarce_generations() {
         "every_key_and_value_dropped_once_with_scarce_generations",
         scaled(600_000),
         scaled(80_000),
+    );
+}
+
+// =============================================================================================
+// 8. Page exhaustion: a pool of one or two spare pages, two writers that each need every page
+//    for some writes, and readers that hold snapshots briefly (one now and then until a writer
+//    has waited for it). Every publish is a batch that adds 1 to two counters, so in every
+//    snapshot the counters sum to twice the batches published: a torn batch shows. At the end
+//    each counter equals the increments the writers made (none lost, none doubled), every
+//    `Tracked` key and value was dropped exactly once, and the writers waited for pages
+//    (`page_waits > 0`): the pool ran out, and the blocking writers still made progress.
+// =============================================================================================
+
+type Paged<const N: usize, const P: usize> = SnapMap<Tracked<u16>, Tracked<u64>, N, 8, 1, P>;
+
+/// How long a holding reader keeps its snapshot at most, in yields, waiting for a writer to wait.
+const HOLD_YIELDS: u32 = 200;
+
+/// Checks a snapshot of a paged map of `keys` counters; `last` is this reader's previous view.
+fn check_paged<const N: usize>(
+    snap: &snapmap_core::Snapshot<'_, Tracked<u16>, Tracked<u64>, N>,
+    keys: usize,
+    last: &mut (u64, Vec<u64>),
+    v: &mut Violations,
+) {
+    let (mut sum, mut count) = (0u64, 0usize);
+    for (key, value) in snap.iter() {
+        count += 1;
+        if !v.check(
+            key.is_alive() && value.is_alive(),
+            "read a dropped key or value",
+            || format!("{key:?} => {value:?} at v{}", snap.version()),
+        ) {
+            continue;
+        }
+        let (key, value) = (usize::from(key.value()), value.value());
+        sum += value;
+        if v.check(key < keys, "unknown key", || format!("{key}")) {
+            v.check(value >= last.1[key], "a counter went back", || {
+                format!("key {key}: {} then {value}", last.1[key])
+            });
+            last.1[key] = value;
+        }
+    }
+    let version = snap.version();
+    v.check(count == snap.len(), "iter count != len", String::new);
+    v.check(snap.len() == keys, "counters appeared or vanished", || {
+        format!("len {} at v{version}", snap.len())
+    });
+    // Version 1 is the opening batch of zeros; every later one added 2.
+    v.check(
+        sum == 2 * (version - 1),
+        "torn batch: sum != 2 * batches",
+        || format!("sum {sum} at v{version}"),
+    );
+    v.check(version >= last.0, "version went back", String::new);
+    last.0 = version;
+}
+
+fn page_exhaustion<const N: usize, const P: usize>(
+    test: &'static str,
+    reads_per_reader: u64,
+    writes_per_writer: u64,
+) {
+    let _watchdog = Watchdog::new(test, HANG_LIMIT);
+    silence_injected_panics();
+    let _serial = tracking_lock();
+    let before = drop_counts();
+    let started = Instant::now();
+    let keys = 3 * N / 4;
+    let map: Paged<N, P> = SnapMap::new();
+    map.try_update(|tx| {
+        for key in 0..keys as u16 {
+            tx.insert(Tracked::new(key), Tracked::new(0))?;
+        }
+        Ok(())
+    })
+    .expect("the opening batch fits the pool");
+    // G = 8 is ample: 3 reader pins (one reader holds two snapshots), 2 writers' base pins and
+    // claims, and the current generation. Every wait here is for pages.
+    let quota = Quota::new(4);
+    let (map_ref, quota) = (&map, &quota);
+
+    let (mut violations, reads, per_writer, per_key, counts) = thread::scope(|s| {
+        // A registered reader that now and then holds its snapshot until a writer has waited
+        // for pages (or `HOLD_YIELDS` yields), so that exhaustion happens in every run.
+        let holder = s.spawn(move || {
+            let mut v = Violations::new();
+            let mut reader = map_ref.reader().expect("reader slot");
+            let mut share = quota.share(reads_per_reader);
+            let mut rng = Rng::new(800);
+            let mut last = (0, vec![0; keys]);
+            let mut holds = 0u64;
+            while share.keep_going() {
+                let snap = reader.snapshot();
+                check_paged(&snap, keys, &mut last, &mut v);
+                if rng.one_in(256) {
+                    holds += 1;
+                    let waits = map_ref.stats().page_waits;
+                    for _ in 0..HOLD_YIELDS {
+                        if map_ref.stats().page_waits != waits {
+                            break;
+                        }
+                        thread::yield_now();
+                    }
+                    check_paged(&snap, keys, &mut last, &mut v);
+                }
+                drop(snap);
+                between_snapshots(share.done(), READER_YIELD_OFTEN);
+            }
+            (v, share.done(), holds)
+        });
+        // One-off snapshots, half of them two at a time.
+        let one_off = s.spawn(move || {
+            let mut v = Violations::new();
+            let mut share = quota.share(reads_per_reader);
+            let mut last = (0, vec![0; keys]);
+            while share.keep_going() {
+                let first = map_ref.snapshot();
+                check_paged(&first, keys, &mut last, &mut v);
+                if share.done() % 2 == 0 {
+                    let second = map_ref.snapshot();
+                    check_paged(&second, keys, &mut last, &mut v);
+                }
+                drop(first);
+                between_snapshots(share.done(), READER_YIELD_OFTEN);
+            }
+            (v, share.done(), 0)
+        });
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                s.spawn(move || {
+                    paged_writer(map_ref, keys, 900 + w, &mut quota.share(writes_per_writer))
+                })
+            })
+            .collect();
+        let mut violations = Violations::new();
+        let (mut reads, mut holds) = (0, 0);
+        for handle in [holder, one_off] {
+            let (v, n, h) = join(handle);
+            violations.merge(v);
+            reads += n;
+            holds += h;
+        }
+        let (mut writes, mut per_key, mut counts) = (vec![], vec![0u64; keys], [0u64; 5]);
+        for handle in writers {
+            let (v, n, mine, c) = join(handle);
+            violations.merge(v);
+            writes.push(n);
+            for (total, mine) in per_key.iter_mut().zip(mine) {
+                *total += mine;
+            }
+            for (total, c) in counts.iter_mut().zip(c) {
+                *total += c;
+            }
+        }
+        counts[4] = holds;
+        (violations, reads, writes, per_key, counts)
+    });
+
+    let stats = map.stats();
+    let snap = map.snapshot();
+    let batches: u64 = per_key.iter().sum::<u64>() / 2;
+    for (key, &expected) in per_key.iter().enumerate() {
+        let got = snap.get(&(key as u16)).map(Tracked::value);
+        violations.check(got == Some(expected), "lost or doubled increments", || {
+            format!("key {key}: map {got:?}, writers made {expected}")
+        });
+    }
+    violations.check(
+        stats.publishes as u64 == batches + 1 && snap.version() == batches + 1,
+        "publishes != batches + opening",
+        || format!("{stats:?}, version {}, {batches} batches", snap.version()),
+    );
+    violations.check(
+        stats.slot_waits == 0 && counts[2] == 0,
+        "a writer waited for a slot although generations are ample",
+        || format!("{stats:?}, {} try NoFreeGeneration", counts[2]),
+    );
+    violations.check(
+        stats.page_waits > 0,
+        "no blocking writer ever waited for a page: the pool never ran out",
+        || format!("{stats:?}"),
+    );
+    drop(snap);
+    // With the threads gone and no snapshot held, the pool is whole: no page was lost to a
+    // writer that waited, lost a race or unwound. A batch that changes every page of the table
+    // (as many as the pool has) goes through without waiting.
+    let copies = stats.page_copies;
+    let whole = map.try_update(|tx| {
+        for key in 0..keys as u16 {
+            let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+            *value = Tracked::new(value.value() + 1);
+        }
+        Ok(())
+    });
+    violations.check(
+        whole.is_ok() && map.stats().page_copies - copies == (N / 16).min(P),
+        "the pool is not whole after the run",
+        || format!("{whole:?}, {:?}", map.stats()),
+    );
+    let room = 2 * (N + 16 * P);
+    let live = drop_counts().live_since(&before);
+    violations.check(
+        live <= room as i64,
+        "more values alive than the pages can hold",
+        || format!("{live} alive, the pages hold at most {room}"),
+    );
+    drop(map);
+    let after = drop_counts();
+    report(
+        test,
+        reads,
+        per_writer.iter().sum(),
+        started,
+        &format!(
+            "N = {N}, P = {P}: writers' operations {per_writer:?}; {batches} batches ({} \
+             blocking), {} injected panics, try_update retried after {} NoFreePage; {} held \
+             snapshots; {} values created, {live} alive before the map dropped; {}",
+            counts[0],
+            counts[3],
+            counts[1],
+            counts[4],
+            after.created - before.created,
+            counters(&stats)
+        ),
+    );
+    violations.assert_none(test);
+    after.assert_balanced_since(&before, test);
+}
+
+/// One writer of [`page_exhaustion`]: batches that add 1 to two random counters, through
+/// `update` (which must go through however long it waits for pages), through `try_update`
+/// (retried until it goes through), aborted, or with a clone that panics. Returns its
+/// violations, operations, increments per key and [blocking batches, try_update NoFreePage,
+/// try_update NoFreeGeneration, injected panics].
+fn paged_writer<const N: usize, const P: usize>(
+    map: &Paged<N, P>,
+    keys: usize,
+    seed: u64,
+    share: &mut host_tests::Share<'_>,
+) -> (Violations, u64, Vec<u64>, [u64; 4]) {
+    let mut v = Violations::new();
+    let mut rng = Rng::new(seed);
+    let mut mine = vec![0u64; keys];
+    let mut counts = [0u64; 4];
+    while share.keep_going() {
+        let a = rng.below(keys as u64) as u16;
+        let b = (a + 1 + rng.below(keys as u64 - 1) as u16) % keys as u16;
+        let mut torn = 0u64;
+        let mut pair = |tx: &mut snapmap_core::Txn<'_, Tracked<u16>, Tracked<u64>, N>| {
+            // The writer's copy is a snapshot too.
+            if tx.iter().map(|(_, value)| value.value()).sum::<u64>() % 2 != 0 {
+                torn += 1;
+            }
+            for key in [a, b] {
+                // `None` also when the copy is out of pages: then the write publishes nothing
+                // whatever we return.
+                let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                *value = Tracked::new(value.value() + 1);
+            }
+            Ok(())
+        };
+        let tally = match rng.below(10) {
+            0..=3 => {
+                let result = map.update(&mut pair);
+                counts[0] += 1;
+                v.check(result.is_ok(), "blocking update failed", || {
+                    format!("{result:?}")
+                })
+            }
+            4..=7 => loop {
+                match map.try_update(&mut pair) {
+                    Ok(()) => break true,
+                    Err(Error::NoFreePage) => counts[1] += 1,
+                    Err(Error::NoFreeGeneration) => counts[2] += 1,
+                    Err(e) => {
+                        v.record("try_update: unexpected error", || format!("{e:?}"));
+                        break false;
+                    }
+                }
+                thread::yield_now();
+            },
+            8 => {
+                let result = map.update(|tx| {
+                    pair(tx)?;
+                    Err::<(), _>(Error::Aborted)
+                });
+                v.check(result == Err(Error::Aborted), "aborted batch", || {
+                    format!("{result:?}")
+                });
+                false
+            }
+            _ => {
+                // Page copies clone every entry of a page: a clone panics in one of them or in
+                // the closure, or not at all.
+                let bomb = panic_on_clone_after(rng.below(64));
+                let result = catch_unwind(AssertUnwindSafe(|| map.update(&mut pair)));
+                let fired = bomb.fired();
+                drop(bomb);
+                counts[3] += u64::from(fired);
+                match result {
+                    Ok(Ok(())) if !fired => true,
+                    Err(_) if fired => false,
+                    other => {
+                        v.record("update with a bomb: unexpected result", || {
+                            format!("fired {fired}: {:?}", other.map_err(|_| "panic"))
+                        });
+                        false
+                    }
+                }
+            }
+        };
+        v.check(torn == 0, "torn batch seen by a writer's Txn", String::new);
+        if tally {
+            mine[usize::from(a)] += 1;
+            mine[usize::from(b)] += 1;
+        }
+    }
+    (v, share.done(), mine, counts)
+}
+
+/// One spare page: every write waits while the other writer holds it or a snapshot older than
+/// the last write is held.
+#[test]
+fn page_exhaustion_with_one_spare_page() {
+    page_exhaustion::<16, 1>(
+        "page_exhaustion_with_one_spare_page",
+        scaled(200_000),
+        scaled(40_000),
+    );
+}
+
+/// Two spare pages for a table of two: a batch that changes both pages needs the whole pool.
+#[test]
+fn page_exhaustion_with_two_spare_pages() {
+    page_exhaustion::<32, 2>(
+        "page_exhaustion_with_two_spare_pages",
+        scaled(200_000),
+        scaled(40_000),
     );
 }
