@@ -81,7 +81,10 @@ fn snap_vs_tables<K, V, const N: usize>(out: &mut String, label: &str) {
         "sizeof",
         &format!("SnapMap<{label}, N={N}, G=4, R=2, P=8>"),
         one_key,
-        &format!("{} (sized for one-key writes: the defaults)", ratio(one_key)),
+        &format!(
+            "{} (sized for one-key writes: the defaults)",
+            ratio(one_key)
+        ),
     );
     let many = size_of::<SnapMap<K, V, N, 16, 2, 8>>();
     row(

@@ -92,6 +92,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Dr
 struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
     map: &'m SnapMap<K, V, N, G, R, P, S>,
     index: usize,
+    /// The oldest version anyone may still read, from the scan that claimed the slot: pages
+    /// retired by a version no newer than this may be reused (see `pages`).
+    oldest: u64,
 }
 
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
@@ -111,17 +114,24 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
 {
     /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
     /// current generation as the base after each failed attempt. Returns the base's index with
-    /// the claim and the oldest version anyone may still read (see `pages`).
+    /// the claim.
     fn claim_generation<'m>(
         &'m self,
         pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>, u64), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>), Error> {
         let mut spins = 0;
         loop {
             let base = pin.base;
             if let Some((index, oldest)) = self.try_claim(base) {
-                return Ok((base, Claim { map: self, index }, oldest));
+                return Ok((
+                    base,
+                    Claim {
+                        map: self,
+                        index,
+                        oldest,
+                    },
+                ));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
@@ -308,7 +318,7 @@ impl<
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let (mut base, claim, oldest) = match self.claim_generation(&mut pin, wait) {
+        let (mut base, claim) = match self.claim_generation(&mut pin, wait) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
@@ -329,7 +339,7 @@ impl<
                     (*index.add(position)).with_mut(|mine| *mine = entry);
                 }
             }
-            let claims = Claims::new(&self.pool, oldest, held);
+            let claims = Claims::new(&self.pool, claim.oldest, held);
             // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
             let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
             let mut txn = Txn::new(table, &self.hasher);

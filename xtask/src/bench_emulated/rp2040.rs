@@ -281,14 +281,14 @@ fn why_short(m: &Measured, index: usize) -> String {
     match index {
         2 => format!(
             "A one-key write copies-on-write: it pins its base (a count on that generation), \
-             claims a generation slot, brings it up to date from the change logs (a binary \
-             search of each log, the slots written since, the log itself inherited) and \
-             publishes by CAS, which also ends the base pin; on the M0+ the pin, the claim and \
-             the CAS are critical sections, {} per insert to the mutex map's {}. At about 130 \
-             cycles each (rp2040-hal's spinlock and the benchmark's counting wrapper, which both \
-             maps pay) they are about {:.0}% of its cycles; most of the rest is the catch-up \
-             copy and the change-log bookkeeping (`cargo run -p rp2040-runner --example \
-             profile` gives a sampling profile).",
+             claims a generation slot (a scan of the pins, which also says which spare pages \
+             may be reused), copies the base's page index, claims a spare page and copies the \
+             key's page of 16 slots into it, and publishes by CAS, which also ends the base \
+             pin; on the M0+ the pin, the slot claim, the page claim and the CAS are critical \
+             sections, {} per insert to the mutex map's {}. At about 130 cycles each \
+             (rp2040-hal's spinlock and the benchmark's counting wrapper, which both maps pay) \
+             they are about {:.0}% of its cycles; most of the rest is the page copy (`cargo run \
+             -p rp2040-runner --example profile` gives a sampling profile).",
             m.cs("insert/snapmap"),
             m.cs("insert/mutex"),
             m.per_op("insert/snapmap")

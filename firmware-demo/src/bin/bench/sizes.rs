@@ -28,20 +28,22 @@ macro_rules! census {
 }
 
 pub fn report() {
-    census!("u32->u32, N=128, G=4, R=2 (this benchmark)", 4,
-        SnapMap<u32, u32, 128, 4, 2>, FnvIndexMap<u32, u32, 128>);
+    census!("u32->u32, N=128, G=4, R=2, P=8 (this benchmark)", 4,
+        SnapMap<u32, u32, 128, 4, 2, 8>, FnvIndexMap<u32, u32, 128>);
     out!(
         "SIZE mutex={} shape=u32->u32, N=128 (this benchmark)",
         size_of::<Mutex<RefCell<FnvIndexMap<u32, u32, 128>>>>()
     );
-    census!("u8->16 bytes, N=64, G=5, R=2 (the demo)", 5,
-        SnapMap<u8, Entry16, 64, 5, 2>, FnvIndexMap<u8, Entry16, 64>);
-    census!("u16->12 bytes, N=64, G=4, R=2", 4,
-        SnapMap<u16, Value12, 64, 4, 2>, FnvIndexMap<u16, Value12, 64>);
-    census!("u16->12 bytes, N=128, G=4, R=2", 4,
-        SnapMap<u16, Value12, 128, 4, 2>, FnvIndexMap<u16, Value12, 128>);
-    census!("u64->u64, N=1024, G=4, R=2", 4,
-        SnapMap<u64, u64, 1024, 4, 2>, FnvIndexMap<u64, u64, 1024>);
-    census!("u64->u64, N=2048, G=4, R=2", 4,
-        SnapMap<u64, u64, 2048, 4, 2>, FnvIndexMap<u64, u64, 2048>);
+    census!("u8->16 bytes, N=64, G=5, R=2, P=8 (the demo)", 5,
+        SnapMap<u8, Entry16, 64, 5, 2, 8>, FnvIndexMap<u8, Entry16, 64>);
+    census!("u8->16 bytes, N=64, G=5, R=2, P=4 (the demo's shape, one batch of spare pages)", 5,
+        SnapMap<u8, Entry16, 64, 5, 2, 4>, FnvIndexMap<u8, Entry16, 64>);
+    census!("u16->12 bytes, N=128, G=4, R=2, P=8", 4,
+        SnapMap<u16, Value12, 128, 4, 2, 8>, FnvIndexMap<u16, Value12, 128>);
+    census!("u64->u64, N=1024, G=4, R=2, P=8", 4,
+        SnapMap<u64, u64, 1024, 4, 2, 8>, FnvIndexMap<u64, u64, 1024>);
+    census!("u64->u64, N=2048, G=4, R=2, P=8 (the defaults)", 4,
+        SnapMap<u64, u64, 2048, 4, 2, 8>, FnvIndexMap<u64, u64, 2048>);
+    census!("u64->u64, N=2048, G=16, R=2, P=8", 16,
+        SnapMap<u64, u64, 2048, 16, 2, 8>, FnvIndexMap<u64, u64, 2048>);
 }
