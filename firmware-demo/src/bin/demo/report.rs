@@ -40,6 +40,8 @@ pub struct Summary {
     pub publishes: u32,
     /// Times a writer waited for a free slot.
     pub slot_waits: u32,
+    /// Times the writer found no spare page it could reuse and waited.
+    pub page_waits: u32,
     /// Control-loop periods that started late.
     pub overruns: u32,
     /// Critical sections core 1 took in all, outside its reads included.
@@ -130,7 +132,7 @@ pub fn summary(s: &Summary) {
     }
     // `println!`, not `info!`: printed whatever DEFMT_LOG filters out, since xtask needs it.
     defmt::println!(
-        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} overruns={=u32} core1_cs={=u32} read_{=str}_median={=u32} read_{=str}_worst={=u32} seconds={=u32} completed={=u8}",
+        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} page_waits={=u32} overruns={=u32} core1_cs={=u32} read_{=str}_median={=u32} read_{=str}_worst={=u32} seconds={=u32} completed={=u8}",
         if s.passed() { "PASS" } else { "FAIL" },
         s.reads,
         s.snapshots,
@@ -142,6 +144,7 @@ pub fn summary(s: &Summary) {
         s.reader_cs,
         s.publishes,
         s.slot_waits,
+        s.page_waits,
         s.overruns,
         s.core1_cs,
         tick::CYCLES_UNIT,

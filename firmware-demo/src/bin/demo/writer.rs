@@ -193,6 +193,7 @@ fn writes_so_far(writes: &Writes) -> Summary {
             .wrapping_add(tick.critical_sections.get()),
         publishes: stats.publishes as u32,
         slot_waits: stats.slot_waits as u32,
+        page_waits: stats.page_waits as u32,
         overruns: reader::OVERRUNS.get(),
         core1_cs: reader::CORE1_CS_TOTAL.get(),
         read_time: [reader::READ_CYCLES.median(), reader::READ_CYCLES.worst()],
