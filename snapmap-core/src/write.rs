@@ -194,9 +194,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // acquired), the reader's validating load sees that and it never reads the slot. A pin
         // that validates on `index` later is on a re-published copy, written before its
         // publishing CAS: harmless. The same fence, after our base pin's validation, orders the
-        // scan's versions for the page rule (see `pages`). A registered reader's hazard is a
-        // plain store: for those the fence is essential, and the loom mutant `no_writer_fence`
-        // shows it.
+        // scan's versions for the page rule (see `pages`). Our base pin's own fence does not
+        // stand in for this one: it precedes the validating load that synchronizes with the
+        // publication that moved `current` on, so it does not order that publication before a
+        // reader's fence. (Loom's SeqCst fences are stronger than C++20's and cannot show this;
+        // the mutant `no_writer_fence` removes the fence for Miri's runs.)
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         // Every slot's version before any pin (see `pages`, "Which version a pin names").
