@@ -807,13 +807,12 @@ fn targets(w: &mut String, r: &Results) {
         reached: batch_ratio.map(|x| x <= 3.0),
         why: format!(
             "{}a batch pays for one publication (base pin, slot claim, index copy, CAS) \
-             whatever it holds, then per key its insert, and it copies each page it changes: {} \
+             whatever it holds, then per key its insert, and a copy of each page it changes: {} \
              pages per 64-key batch here, against {} for a one-key write. That is {} per key in \
              the batch against {} for a lone insert. At 3× a lone insert a batch would have {} \
              per key, where the unsynchronized floor's own batch of 64 takes {} per key.",
             if batch_ratio.is_some_and(|x| x > 3.0) {
-                "Not reached because a lone insert copies one page and a batch every page it \
-                 changes: "
+                "Not reached: "
             } else {
                 ""
             },
