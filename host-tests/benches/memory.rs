@@ -1,6 +1,7 @@
-//! Memory: `size_of` of snapmap at the demo's sizes and at 1024 entries, against the plain
-//! heapless tables its generations are made of; and the memory of each peer holding the same
-//! 1024 entries (its inline size plus the heap it allocated, counted by a global allocator).
+//! Memory: `size_of` of snapmap at the demo's sizes and at 1024 entries, against one plain
+//! heapless table of the same capacity (the generations share one table's pages: each adds an
+//! index, and the spare pages are the rest); and the memory of each peer holding the same 1024
+//! entries (its inline size plus the heap it allocated, counted by a global allocator).
 //! Writes `memory.tsv` to the output directory (see `common::out_dir`).
 
 #[macro_use]

@@ -9,6 +9,10 @@
 //! times one atomic insert of the 64 keys (one `update`, one write lock, one `rcu`; 64 separate
 //! inserts for dashmap and papaya, which have no atomic batch). Timing a chunk rather than each
 //! operation keeps the clock's own cost (about 20 ns a read) out of the figures.
+//!
+//! Besides criterion's estimates it writes `single_thread.tsv` to the output directory (see
+//! `common::out_dir`): snapmap's counters after each workload (publications, pages copied), so
+//! that the page can say how many pages a write copied.
 
 #[macro_use]
 mod common;
@@ -220,14 +224,29 @@ fn workload<S: Subject>(
     }
 }
 
-/// One workload on a shared map, through this thread's `Local` (reader, guard).
-fn shared<M: Shared>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, keys: &Keys) {
+/// One workload on a shared map, through this thread's `Local` (reader, guard); the map's
+/// counters, if it has any, go to `counters`.
+fn shared<M: Shared>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    keys: &Keys,
+    counters: &mut String,
+) {
     let map = M::with_keys(&keys.hit);
     let mut bound = Bound {
         map: &*map,
         local: map.local(),
     };
     workload(g, name, M::ID, &mut bound, keys);
+    drop(bound);
+    count(counters, name, M::ID, &map.notes());
+}
+
+/// A `single_thread.tsv` line: a workload's counters, for the maps that keep some.
+fn count(counters: &mut String, workload: &str, id: &str, notes: &str) {
+    if !notes.is_empty() {
+        counters.push_str(&format!("{workload}\t{id}\t{notes}\n"));
+    }
 }
 
 /// snapmap through one snapshot held across the whole measurement (reads only).
@@ -258,7 +277,7 @@ fn held_snapshot(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, keys: &Keys) 
 
 /// Where snapmap's time goes: the parts of a get and of a write, timed alone, so that the
 /// report can say what dominates (`parts` group; not a peer comparison).
-fn parts(c: &mut Criterion, keys: &Keys) {
+fn parts(c: &mut Criterion, keys: &Keys, counters: &mut String) {
     use std::hash::{BuildHasher, BuildHasherDefault};
     use std::sync::atomic::{fence, AtomicUsize, Ordering};
     let mut g = c.benchmark_group("parts");
@@ -317,14 +336,21 @@ fn parts(c: &mut Criterion, keys: &Keys) {
     // A write that publishes on every call (replacing a present key): one page copied, with the
     // benchmark's pool (P = 64) and with the default (P = 8), which sizes the map for one-key
     // writes.
-    replace_inserts::<SPARE>(&mut g, "insert-replace-p64", &keys.hit);
-    replace_inserts::<8>(&mut g, "insert-replace-p8", &keys.hit);
+    replace_inserts::<SPARE>(&mut g, "insert-replace-p64", &keys.hit, counters);
+    replace_inserts::<8>(&mut g, "insert-replace-p8", &keys.hit, counters);
     g.finish();
 }
 
-fn replace_inserts<const P: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, keys: &[u64]) {
+fn replace_inserts<const P: usize>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    keys: &[u64],
+    counters: &mut String,
+) {
     let map: Box<SnapMap<u64, u64, CAPACITY, 4, 2, P>> = Box::default();
     fill(&map, keys);
+    // Only the inserts' own counts: the fill's batches copied many pages each.
+    let filled = map.stats();
     let mut i = 0usize;
     g.bench_function(id, |b| {
         b.iter(|| {
@@ -333,6 +359,17 @@ fn replace_inserts<const P: usize>(g: &mut BenchmarkGroup<'_, WallTime>, id: &st
             map.insert(black_box(key), i as u64)
         })
     });
+    let stats = map.stats();
+    count(
+        counters,
+        "parts",
+        id,
+        &format!(
+            "publishes={} page_copies={}",
+            stats.publishes - filled.publishes,
+            stats.page_copies - filled.page_copies
+        ),
+    );
 }
 
 const WORKLOADS: [&str; 6] = ["get_hit", "get_miss", "insert", "remove", "batch64", "iter"];
@@ -349,12 +386,13 @@ fn main() {
         hit: pool[..ENTRIES].to_vec(),
         miss: miss_keys(),
     };
+    let mut counters = String::from("workload\tid\tnotes\n");
     for name in WORKLOADS {
         let mut g = c.benchmark_group(name);
         if matches!(name, "get_hit" | "get_miss" | "iter") {
             held_snapshot(&mut g, name, &keys);
         }
-        for_each_shared!(shared(&mut g, name, &keys));
+        for_each_shared!(shared(&mut g, name, &keys, &mut counters));
         let fill = || keys.hit.iter().map(|&k| (k, k));
         workload(
             &mut g,
@@ -383,6 +421,7 @@ fn main() {
         );
         g.finish();
     }
-    parts(&mut c, &keys);
+    parts(&mut c, &keys, &mut counters);
     c.final_summary();
+    std::fs::write(out_dir().join("single_thread.tsv"), counters).expect("write single_thread.tsv");
 }
