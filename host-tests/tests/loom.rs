@@ -21,7 +21,8 @@
 //! C++20's, the base pin's fence just before the claim stands in for the missing one (the
 //! models explore the mutant cleanly). In C++20 it does not: the base pin's fence precedes the
 //! load that synchronizes with the publication that retired the slot, so the claim needs its own
-//! (see `write::try_claim_slot`); Miri's run of that mutant checks what it can.
+//! (see `write::try_claim_slot`), and `cargo xtask miri` shows it: Miri reports the data race
+//! in the stress tests built with that mutant.
 //!
 //! The maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
 //! reuse and two otherwise (each entry of the pool is atomics the model explores).
