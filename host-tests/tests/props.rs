@@ -3,9 +3,10 @@
 //!
 //! Keys and values are [`Tracked`], so every case also checks that every key and value the map
 //! was given or copied was dropped exactly once, and that nothing read through a snapshot had
-//! been dropped. The model predicts slot exhaustion exactly (a single thread holding snapshots
-//! and `Reader`s): blocking forms are only called when they cannot wait, and otherwise the
-//! `try_` forms must return the predicted `NoReaderSlot` / `NoFreeGeneration`.
+//! been dropped. The model predicts exhaustion exactly (a single thread holding snapshots and
+//! `Reader`s): of reader slots, of generation slots, and of spare pages (see [`Pool`]). Blocking
+//! forms are only called when they cannot wait, and otherwise the `try_` forms must return the
+//! predicted `NoReaderSlot` / `NoFreeGeneration` / `NoFreePage`.
 
 use host_tests::{
     drop_counts, panic_on_clone_after, panic_on_drop_after, silence_injected_panics, tracking_lock,
@@ -13,10 +14,10 @@ use host_tests::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use snapmap_core::{Error, Reader, SnapMap, Snapshot, Stats, Txn};
+use snapmap_core::{Error, FxBuildHasher, Reader, SnapMap, Snapshot, Stats, Txn};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -24,8 +25,19 @@ type K = Tracked<u8>;
 type V = Tracked<u32>;
 type Oracle = BTreeMap<u8, u32>;
 
-/// Keys are drawn from `0..KEYS`, more than the capacity of the small maps, so inserts hit Full.
-const KEYS: u8 = 12;
+/// The keys ops draw from: more than the capacity of the small maps, so that inserts hit Full,
+/// and in clusters whose homes (under Fx, the hash's top bits) end a page of a table of 32 or 64
+/// slots, so that a one-key write's probe run can cross into the next page: 124 and 146 (home 15
+/// of 32; 30 of 64) with 234 (15; 31), 113 and 135 (31; 62) with 245 (31; 63), 62 and 84 (23;
+/// 47), 73 and 95 (7; 15). Then 16 (2; 5) and 2 (20; 40). (`key_clusters_cross_pages` checks.)
+const KEYS: [u8; 12] = [124, 146, 234, 113, 135, 245, 62, 84, 73, 95, 16, 2];
+/// A key never inserted.
+const ABSENT: u8 = 0;
+
+fn key() -> impl Strategy<Value = u8> + Clone {
+    prop::sample::select(&KEYS[..])
+}
+
 /// A bug that makes a blocking form spin forever in this single-threaded test aborts the binary.
 const HANG_LIMIT: Duration = Duration::from_secs(120);
 
@@ -90,7 +102,7 @@ fn check_view<const N: usize>(
     // (`snap.iter().len()` is checked by `snapshot_and_txn_iterators_know_their_length`.)
     ensure!(snap.is_empty() == oracle.is_empty(), "is_empty wrong");
     ensure!(snap.capacity() == N, "capacity");
-    for key in 0..=KEYS {
+    for key in KEYS.into_iter().chain([ABSENT]) {
         let got = snap.get(&key).map(Tracked::value);
         ensure!(
             got == oracle.get(&key).copied(),
@@ -112,7 +124,7 @@ fn check_view<const N: usize>(
 /// One change inside a transaction.
 #[derive(Clone, Debug)]
 enum TxOp {
-    /// Insert; on `Full`, `propagate` returns the error from the closure (failing the update),
+    /// Insert; on an error, `propagate` returns `Full` from the closure (failing the update),
     /// otherwise the closure carries on.
     Insert(u8, u32, bool),
     Remove(u8),
@@ -169,10 +181,16 @@ enum Op {
     DropSnapshot(usize),
     RegisterReader,
     DropReader(usize),
-    UnpinReader(usize),
     ReaderRead {
         reader: usize,
         key: u8,
+    },
+    /// Runs `ops` (plain writes and reads, each checked as a step) while a registered reader's
+    /// snapshot is held: a hazard pin, which holds its generation and the pages the writes
+    /// replace until it drops.
+    ReaderHold {
+        reader: usize,
+        ops: Vec<Op>,
     },
     /// Runs `op` with the `after+1`-th `Clone` of a key or value on this thread panicking.
     CloneBomb {
@@ -189,17 +207,32 @@ enum Op {
 
 fn tx_op() -> impl Strategy<Value = TxOp> {
     prop_oneof![
-        4 => (0..KEYS, 0..60u32, any::<bool>()).prop_map(|(key, value, p)| TxOp::Insert(key, value, p)),
-        2 => (0..KEYS).prop_map(TxOp::Remove),
-        2 => (0..KEYS, 0..3u32).prop_map(|(key, add)| TxOp::AddMut(key, add)),
+        4 => (key(), 0..60u32, any::<bool>()).prop_map(|(key, value, p)| TxOp::Insert(key, value, p)),
+        2 => key().prop_map(TxOp::Remove),
+        2 => (key(), 0..3u32).prop_map(|(key, add)| TxOp::AddMut(key, add)),
         1 => (2..5u32).prop_map(TxOp::Retain),
         1 => Just(TxOp::Clear),
-        2 => (0..KEYS).prop_map(TxOp::Get),
+        2 => key().prop_map(TxOp::Get),
+    ]
+}
+
+/// Plain writes whose published effect the model can tell from the version alone (see
+/// `Op::DropBomb` in `exec`), and a read: what drop bombs go off in, and what runs under a
+/// reader's held snapshot.
+fn simple_op() -> impl Strategy<Value = Op> {
+    let key = key();
+    prop_oneof![
+        3 => (key.clone(), 0..60u32, any::<bool>()).prop_map(|(key, value, try_)| Op::Insert { key, value, try_ }),
+        2 => (key.clone(), any::<bool>()).prop_map(|(key, try_)| Op::Remove { key, try_ }),
+        1 => (key, any::<bool>()).prop_map(|(key, try_)| Op::Get { key, try_ }),
+        1 => Just(Op::Clear),
+        3 => (prop::collection::vec(tx_op(), 0..8), prop::bool::weighted(0.2), any::<bool>())
+            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
     ]
 }
 
 fn plain_op() -> impl Strategy<Value = Op> {
-    let key = 0..KEYS;
+    let key = key();
     let value = 0..60u32;
     prop_oneof![
         8 => (key.clone(), value.clone(), any::<bool>()).prop_map(|(key, value, try_)| Op::Insert { key, value, try_ }),
@@ -217,22 +250,9 @@ fn plain_op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::DropSnapshot),
         1 => Just(Op::RegisterReader),
         1 => any::<usize>().prop_map(Op::DropReader),
-        1 => any::<usize>().prop_map(Op::UnpinReader),
         2 => (any::<usize>(), key).prop_map(|(reader, key)| Op::ReaderRead { reader, key }),
-    ]
-}
-
-/// The operations a drop bomb goes off in: writes whose published effect the model can tell
-/// from the version alone (see `Op::DropBomb` in `exec`), and a read.
-fn drop_bomb_op() -> impl Strategy<Value = Op> {
-    let key = 0..KEYS;
-    prop_oneof![
-        3 => (key.clone(), 0..60u32, any::<bool>()).prop_map(|(key, value, try_)| Op::Insert { key, value, try_ }),
-        2 => (key.clone(), any::<bool>()).prop_map(|(key, try_)| Op::Remove { key, try_ }),
-        1 => (key, any::<bool>()).prop_map(|(key, try_)| Op::Get { key, try_ }),
-        1 => Just(Op::Clear),
-        3 => (prop::collection::vec(tx_op(), 0..8), prop::bool::weighted(0.2), any::<bool>())
-            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
+        2 => (any::<usize>(), prop::collection::vec(simple_op(), 1..4))
+            .prop_map(|(reader, ops)| Op::ReaderHold { reader, ops }),
     ]
 }
 
@@ -243,7 +263,7 @@ fn op() -> impl Strategy<Value = Op> {
         // Half the bombs go off among the first few drops: a write drops little after its
         // publishing CAS (with moved-in keys, often only the value it returns), and the
         // coverage check needs that path reached in every run, not in most.
-        2 => (prop_oneof![0..3u64, 0..24u64], drop_bomb_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
+        4 => (prop_oneof![0..3u64, 0..24u64], simple_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
     ]
 }
 
@@ -256,7 +276,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-/// Applies one transaction op to a `Txn` without checking anything (for panicking closures).
 /// Counts an operation's outcome: `Ok`, or which error.
 fn hit_result<T>(what: &'static str, result: &Result<T, Error>) {
     hit(match (what, result) {
@@ -266,11 +285,14 @@ fn hit_result<T>(what: &'static str, result: &Result<T, Error>) {
         ("update", Err(Error::Full)) => "update: Full",
         ("update", Err(Error::Aborted)) => "update: Aborted",
         ("update", Err(Error::NoFreeGeneration)) => "update: NoFreeGeneration",
+        ("update", Err(Error::NoFreePage)) => "update: NoFreePage",
         (_, Err(Error::NoFreeGeneration)) => "write: NoFreeGeneration",
+        (_, Err(Error::NoFreePage)) => "write: NoFreePage",
         (_, Err(_)) => "other error",
     });
 }
 
+/// Applies one transaction op to a `Txn` without checking anything (for panicking closures).
 fn apply_blind<const N: usize>(tx: &mut Txn<'_, K, V, N>, op: &TxOp) {
     match *op {
         TxOp::Insert(key, value, _) => {
@@ -302,27 +324,104 @@ struct Held<'m, const N: usize> {
     version: u64,
 }
 
-/// A registered reader, and the version its pin keeps from reuse between reads (the version
-/// it read last, until it is unpinned).
-struct Registered<'m, const N: usize, const G: usize, const R: usize, const L: usize> {
-    reader: Reader<'m, K, V, N, G, R, L>,
-    pinned: Option<u64>,
+/// The model of the map's `P` spare pages: for each entry of the pool, the version whose
+/// publication retired the page it holds, its *stamp* (0 for a free entry, which is claimable as
+/// a page retired before every version would be).
+///
+/// An entry is claimable iff its stamp is at most `oldest`, the lowest version anyone may still
+/// read: the current one, or a held snapshot's (a reader's too). `oldest` never decreases, so a
+/// claimable entry stays claimable until it is claimed, and claimable entries are
+/// interchangeable: a publication that copied `c` pages (its `Stats::page_copies`) turns any `c`
+/// of them into entries stamped with its version. A write's change needs at least one page if it
+/// changes anything, and at most [`Plan::max_pages`]: with no entry claimable it must fail with
+/// `NoFreePage`, with `max_pages` or more it must not, and in between it may (the model does not
+/// know the table's layout); after a success, it copied at most as many pages as it could claim.
+struct Pool {
+    stamps: Vec<u64>,
+}
+
+impl Pool {
+    fn new(pages: usize) -> Self {
+        Self {
+            stamps: vec![0; pages],
+        }
+    }
+
+    fn claimable(&self, oldest: u64) -> usize {
+        self.stamps.iter().filter(|&&stamp| stamp <= oldest).count()
+    }
+
+    /// The publication of `version`, planned with `oldest`, copied `copies` pages.
+    fn retire(&mut self, copies: usize, oldest: u64, version: u64) {
+        let claimed = self.stamps.iter_mut().filter(|stamp| **stamp <= oldest);
+        for stamp in claimed.take(copies) {
+            *stamp = version;
+        }
+    }
+}
+
+/// A write as the model sees it before it is made.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Whether a generation slot is free for it.
+    free_generation: bool,
+    /// The lowest version anyone may read (see [`Pool`]).
+    oldest: u64,
+    /// Pool entries it may claim.
+    claimable: usize,
+    /// The most pages its change can copy: one for a new value of a present key, two for a
+    /// key's insertion or removal (its probe run is shorter than a page, there being fewer keys
+    /// than 16, but may cross into the next page), every page of the table for a transaction.
+    max_pages: usize,
+    /// Whether it changes one key (not a transaction or a clear).
+    one_key: bool,
+    /// Whether the oldest pin is a reader's snapshot of an older version than the current one.
+    reader_oldest: bool,
+}
+
+/// What a one-key write changes (see [`Plan::max_pages`]).
+#[derive(Clone, Copy)]
+enum OneKey {
+    /// The value of a present key: in one slot.
+    Value,
+    /// Whether the key is there: the slots of its probe run.
+    Entry,
+}
+
+/// Pages of a table of `N` slots: 16 slots a page, and a smaller table is one page.
+const fn table_pages<const N: usize>() -> usize {
+    if N < 16 {
+        1
+    } else {
+        N / 16
+    }
+}
+
+/// Whether every entry of `small` is in `big`, with the same value.
+fn within(small: &Oracle, big: &Oracle) -> bool {
+    small.iter().all(|(key, value)| big.get(key) == Some(value))
 }
 
 /// The map under test with everything needed to predict it: the oracle's contents, the version
-/// (bumped exactly when a write changed something), and the snapshots and readers held.
-struct Harness<'m, const N: usize, const G: usize, const R: usize, const L: usize> {
-    map: &'m SnapMap<K, V, N, G, R, L>,
+/// (bumped exactly when a write changed something), the snapshots and readers held, and the pool.
+struct Harness<'m, const N: usize, const G: usize, const R: usize, const P: usize> {
+    map: &'m SnapMap<K, V, N, G, R, P>,
     oracle: Oracle,
     version: u64,
-    /// The counters after the previous step, to tell which kind of copy each write made.
+    /// The counters after the previous step, to tell how many pages each write copied.
     stats: Stats,
     held: Vec<Held<'m, N>>,
-    readers: Vec<Registered<'m, N, G, R, L>>,
+    readers: Vec<Reader<'m, K, V, N, G, R, P>>,
+    /// The version a reader's snapshot pins while `Op::ReaderHold` runs its ops under it. (The
+    /// reader is out of `readers` meanwhile; an idle reader pins nothing.)
+    reader_pin: Option<u64>,
+    pool: Pool,
+    /// The plan of this step's write, for `verify` to check the pages it copied.
+    planned: Option<Plan>,
 }
 
-impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness<'m, N, G, R, L> {
-    fn new(map: &'m SnapMap<K, V, N, G, R, L>) -> Self {
+impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness<'m, N, G, R, P> {
+    fn new(map: &'m SnapMap<K, V, N, G, R, P>) -> Self {
         Self {
             map,
             oracle: Oracle::new(),
@@ -330,6 +429,9 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
             stats: Stats::default(),
             held: Vec::new(),
             readers: Vec::new(),
+            reader_pin: None,
+            pool: Pool::new(P),
+            planned: None,
         }
     }
 
@@ -338,24 +440,94 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
         self.readers.len() < R
     }
 
-    /// A generation slot is free: the busy ones are the current one and each distinct one pinned
-    /// (by a held snapshot, or by a registered reader since its last read).
+    /// Versions pinned by snapshots: held one-off ones, and a reader's in `Op::ReaderHold`.
+    fn pinned(&self) -> impl Iterator<Item = u64> + '_ {
+        self.held.iter().map(|h| h.version).chain(self.reader_pin)
+    }
+
+    /// A generation slot is free: the busy ones are the current one and each distinct one
+    /// pinned by a snapshot (idle registered readers pin nothing).
     fn free_generation(&self) -> bool {
-        let busy: BTreeSet<u64> = self
-            .held
-            .iter()
-            .map(|h| h.version)
-            .chain(self.readers.iter().filter_map(|r| r.pinned))
-            .chain([self.version])
-            .collect();
+        let busy: BTreeSet<u64> = self.pinned().chain([self.version]).collect();
         busy.len() < G
     }
 
-    /// What a write would wait for (the `try_` form's error): a generation slot (its base pin is
-    /// counted on the current generation, which takes none). Even a write that changes nothing
-    /// needs one.
-    fn write_block(&self) -> Option<Error> {
-        (!self.free_generation()).then_some(Error::NoFreeGeneration)
+    /// Plans (and records, for `verify`) a write of one key, or of a transaction or clear.
+    fn plan(&mut self, one_key: Option<OneKey>) -> Plan {
+        let max_pages = match one_key {
+            None => table_pages::<N>(),
+            Some(OneKey::Value) => 1,
+            Some(OneKey::Entry) => table_pages::<N>().min(2),
+        };
+        let oldest = self.pinned().fold(self.version, u64::min);
+        let plan = Plan {
+            free_generation: self.free_generation(),
+            oldest,
+            claimable: self.pool.claimable(oldest),
+            max_pages,
+            one_key: one_key.is_some(),
+            reader_oldest: self
+                .reader_pin
+                .is_some_and(|pin| pin == oldest && pin < self.version),
+        };
+        self.planned = Some(plan);
+        plan
+    }
+
+    /// Whether a blocking form of the planned write is sure not to wait: a generation slot is
+    /// free and so is every spare page (then it succeeds, or fails with `NoFreePage` for a
+    /// change needing more than `P` pages; with any page blocked it could wait for itself).
+    fn can_block(plan: &Plan) -> bool {
+        plan.free_generation && plan.claimable == P
+    }
+
+    /// Checks a write's `NoFreePage`, or its absence, against the pool model (`changes`: whether
+    /// the change changes anything, and so needs a page; `blocking`: which form was called).
+    /// Returns whether it ran out of pages. Without a free generation slot the write never
+    /// reaches its pages: the caller expects `NoFreeGeneration`.
+    fn out_of_pages<T: std::fmt::Debug>(
+        plan: &Plan,
+        changes: bool,
+        blocking: bool,
+        got: &Result<T, Error>,
+    ) -> Result<bool, String> {
+        let starved = matches!(got, Err(Error::NoFreePage));
+        if !plan.free_generation {
+            return Ok(false);
+        }
+        if starved {
+            ensure!(changes, "NoFreePage for a change that changes nothing");
+            ensure!(
+                plan.claimable < plan.max_pages,
+                "NoFreePage with {} of {P} spare pages claimable, for a change of at most {} pages",
+                plan.claimable,
+                plan.max_pages
+            );
+            if plan.claimable == P {
+                hit("change needs more than P pages");
+                if plan.one_key {
+                    hit("one-key change needs more than P pages");
+                }
+                if blocking {
+                    hit("blocking write: NoFreePage");
+                }
+            } else {
+                ensure!(
+                    !blocking,
+                    "the harness made a blocking write that could wait"
+                );
+                hit("try_ write got NoFreePage");
+                if plan.reader_oldest {
+                    hit("a Reader's snapshot blocked a write's pages");
+                }
+            }
+        } else if changes {
+            ensure!(
+                plan.claimable > 0,
+                "no spare page claimable, yet the write gave {got:?}"
+            );
+        }
+        Ok(starved)
     }
 
     fn model_insert(&mut self, key: u8, value: u32) -> Result<Option<u32>, Error> {
@@ -379,17 +551,28 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
         let map = self.map;
         match op {
             &Op::Insert { key, value, try_ } => {
-                let blocked = self.write_block();
-                let use_try = try_ || blocked.is_some();
+                let present = self.oracle.contains_key(&key);
+                let plan = self.plan(Some(if present {
+                    OneKey::Value
+                } else {
+                    OneKey::Entry
+                }));
+                let use_try = try_ || !Self::can_block(&plan);
                 let got = if use_try {
                     map.try_insert(k(key), v(value))
                 } else {
                     map.insert(k(key), v(value))
                 };
                 let got = got.map(|old| old.map(|o| o.value()));
-                let expected = match blocked {
-                    Some(e) => Err(e),
-                    None => self.model_insert(key, value),
+                let full = !present && self.oracle.len() == N;
+                let starved = Self::out_of_pages(&plan, !full, !use_try, &got)
+                    .map_err(|e| format!("insert({key}, {value}) try={use_try}: {e}"))?;
+                let expected = if !plan.free_generation {
+                    Err(Error::NoFreeGeneration)
+                } else if starved {
+                    Err(Error::NoFreePage)
+                } else {
+                    self.model_insert(key, value)
                 };
                 hit_result("insert", &expected);
                 ensure!(
@@ -398,17 +581,23 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 );
             }
             &Op::Remove { key, try_ } => {
-                let blocked = self.write_block();
-                let use_try = try_ || blocked.is_some();
+                let present = self.oracle.contains_key(&key);
+                let plan = self.plan(Some(OneKey::Entry));
+                let use_try = try_ || !Self::can_block(&plan);
                 let got = if use_try {
                     map.try_remove(&key)
                 } else {
                     map.remove(&key)
                 };
                 let got = got.map(|old| old.map(|o| o.value()));
-                let expected = match blocked {
-                    Some(e) => Err(e),
-                    None => Ok(self.model_remove(key)),
+                let starved = Self::out_of_pages(&plan, present, !use_try, &got)
+                    .map_err(|e| format!("remove({key}) try={use_try}: {e}"))?;
+                let expected = if !plan.free_generation {
+                    Err(Error::NoFreeGeneration)
+                } else if starved {
+                    Err(Error::NoFreePage)
+                } else {
+                    Ok(self.model_remove(key))
                 };
                 hit_result("remove", &expected);
                 ensure!(
@@ -430,19 +619,26 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 );
             }
             &Op::GetOrInsert { key, value } => {
-                // Reads first, and writes (needing a generation) only if absent.
-                if !self.oracle.contains_key(&key) && !self.free_generation() {
+                // Reads first, and writes (a blocking form only) if absent.
+                let present = self.oracle.get(&key).copied();
+                let plan = self.plan(Some(OneKey::Entry));
+                if present.is_none() && !Self::can_block(&plan) {
                     hit("get_or_insert skipped: would wait");
                     return Ok(());
                 }
                 let got = map
                     .get_or_insert(k(key), v(value))
                     .map(|(x, loaded)| (x.value(), loaded));
-                let expected = match self.oracle.get(&key) {
-                    Some(&existing) => {
+                let full = present.is_none() && self.oracle.len() == N;
+                let changes = present.is_none() && !full;
+                let starved = Self::out_of_pages(&plan, changes, true, &got)
+                    .map_err(|e| format!("get_or_insert({key}, {value}): {e}"))?;
+                let expected = match present {
+                    Some(existing) => {
                         hit("get_or_insert: present");
                         Ok((existing, true))
                     }
+                    None if starved => Err(Error::NoFreePage),
                     None => self.model_insert(key, value).map(|_| (value, false)),
                 };
                 hit_result("get_or_insert", &expected);
@@ -452,13 +648,19 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 );
             }
             &Op::CompareExchange { key, expect, new } => {
-                if self.write_block().is_some() {
+                let plan = self.plan(Some(OneKey::Value));
+                if !Self::can_block(&plan) {
                     hit("write skipped: would wait");
                     return Ok(());
                 }
                 let current = expect.unwrap_or_else(|| self.oracle.get(&key).copied().unwrap_or(0));
                 let got = map.compare_exchange(&key, &v(current), v(new));
-                let expected = if self.oracle.get(&key) == Some(&current) {
+                let swaps = self.oracle.get(&key) == Some(&current);
+                let starved = Self::out_of_pages(&plan, swaps, true, &got)
+                    .map_err(|e| format!("compare_exchange({key}, {current}, {new}): {e}"))?;
+                let expected = if starved {
+                    Err(Error::NoFreePage)
+                } else if swaps {
                     self.oracle.insert(key, new);
                     self.version += 1;
                     Ok(true)
@@ -476,16 +678,23 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 );
             }
             &Op::RemoveIf { key, modulus } => {
-                if self.write_block().is_some() {
+                let plan = self.plan(Some(OneKey::Entry));
+                if !Self::can_block(&plan) {
                     hit("write skipped: would wait");
                     return Ok(());
                 }
                 let got = map
                     .remove_if(&key, |x| x.value() % modulus == 0)
                     .map(|o| o.map(|x| x.value()));
-                let expected = match self.oracle.get(&key) {
-                    Some(&x) if x % modulus == 0 => Ok(self.model_remove(key)),
-                    _ => Ok(None),
+                let removes = self.oracle.get(&key).is_some_and(|x| x % modulus == 0);
+                let starved = Self::out_of_pages(&plan, removes, true, &got)
+                    .map_err(|e| format!("remove_if({key}, % {modulus}): {e}"))?;
+                let expected = if starved {
+                    Err(Error::NoFreePage)
+                } else if removes {
+                    Ok(self.model_remove(key))
+                } else {
+                    Ok(None)
                 };
                 hit(if expected.is_ok_and(|r| r.is_some()) {
                     "remove_if: removed"
@@ -498,23 +707,32 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 );
             }
             Op::Clear => {
-                if self.write_block().is_some() {
+                let plan = self.plan(None);
+                if !Self::can_block(&plan) {
                     hit("write skipped: would wait");
                     return Ok(());
                 }
                 let got = map.clear();
-                ensure!(got == Ok(()), "clear: {got:?}");
-                if !self.oracle.is_empty() {
-                    self.oracle.clear();
-                    self.version += 1;
+                let starved = Self::out_of_pages(&plan, !self.oracle.is_empty(), true, &got)
+                    .map_err(|e| format!("clear: {e}"))?;
+                if starved {
+                    hit("clear: NoFreePage");
+                } else {
+                    ensure!(got == Ok(()), "clear: {got:?}");
+                    if !self.oracle.is_empty() {
+                        self.oracle.clear();
+                        self.version += 1;
+                    }
                 }
             }
             Op::Update { ops, abort, try_ } => return self.exec_update(ops, *abort, *try_),
             &Op::PanicInUpdate { ref ops, try_ } => {
-                if self.write_block().is_some() {
+                let plan = self.plan(None);
+                if !plan.free_generation {
                     hit("write skipped: would wait");
                     return Ok(());
                 }
+                let use_try = try_ || !Self::can_block(&plan);
                 let change = |tx: &mut Txn<'_, K, V, N>| -> Result<(), Error> {
                     for op in ops {
                         apply_blind(tx, op);
@@ -522,7 +740,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     panic!("{INJECTED_PANIC} (update closure)");
                 };
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    if try_ {
+                    if use_try {
                         map.try_update(change)
                     } else {
                         map.update(change)
@@ -571,10 +789,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                 match map.reader() {
                     Ok(reader) => {
                         ensure!(free, "reader() succeeded with every reader slot taken");
-                        self.readers.push(Registered {
-                            reader,
-                            pinned: None,
-                        });
+                        self.readers.push(reader);
                     }
                     Err(e) => {
                         ensure!(
@@ -591,27 +806,12 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     self.readers.remove(i);
                 }
             }
-            &Op::UnpinReader(i) => {
-                if !self.readers.is_empty() {
-                    let i = i % self.readers.len();
-                    let registered = &mut self.readers[i];
-                    registered.reader.unpin();
-                    if registered.pinned.take().is_some() {
-                        hit("reader unpinned");
-                    }
-                }
-            }
             &Op::ReaderRead { reader, key } => {
                 if self.readers.is_empty() {
                     return Ok(());
                 }
                 let i = reader % self.readers.len();
-                let registered = &mut self.readers[i];
-                if registered.pinned == Some(self.version) {
-                    hit("reader read a generation it still pinned");
-                }
-                registered.pinned = Some(self.version);
-                let reader = &mut registered.reader;
+                let reader = &mut self.readers[i];
                 check_view(&reader.snapshot(), &self.oracle, self.version)
                     .map_err(|e| format!("reader snapshot: {e}"))?;
                 let got = reader.get(&key).map(|x| x.value());
@@ -620,6 +820,35 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     "reader.get({key}) = {got:?}"
                 );
                 hit("read through a registered Reader");
+            }
+            Op::ReaderHold { reader, ops } => {
+                if self.readers.is_empty() {
+                    return Ok(());
+                }
+                // Out of `readers` while its snapshot borrows it; a panic in an op drops it (and
+                // the bomb that caught the panic forgets `reader_pin`), freeing its slot.
+                let i = reader % self.readers.len();
+                let mut reader = self.readers.swap_remove(i);
+                let (oracle, version) = (self.oracle.clone(), self.version);
+                let snap = reader.snapshot();
+                self.reader_pin = Some(version);
+                let result = ops.iter().try_for_each(|op| {
+                    self.exec(op)
+                        .and_then(|()| self.verify())
+                        .and_then(|()| check_view(&snap, &oracle, version))
+                        .map_err(|e| format!("under a reader's snapshot, {op:?}: {e}"))
+                });
+                self.reader_pin = None;
+                drop(snap);
+                self.readers.push(reader);
+                result?;
+                if self.version > version {
+                    hit(if self.version > version + 1 {
+                        "a Reader's snapshot held across two writes"
+                    } else {
+                        "a Reader's snapshot held across a write"
+                    });
+                }
             }
             Op::CloneBomb { after, op } => {
                 let bomb = panic_on_clone_after(*after);
@@ -637,6 +866,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         inner
                     }
                     Err(payload) => {
+                        // The unwind dropped any reader snapshot `op` held.
+                        self.reader_pin = None;
                         let message = panic_message(&*payload);
                         ensure!(
                             fired && message.contains(INJECTED_PANIC),
@@ -665,9 +896,10 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     "unexpected panic: {message}"
                 );
                 // The model is as before `op` (the map is called first). A drop that panicked
-                // before the publishing CAS (in the catch-up, in a `Txn`, of a rejected key)
-                // published nothing; only an insert or a remove drops something after it (the
-                // key and value it was given, the value it returned), and then its change stands.
+                // before the publishing CAS (of a reused page's old entry, in a `Txn`, of a
+                // rejected key) published nothing; only an insert or a remove drops something
+                // after it (the key and value it was given, the value it returned), and then
+                // its change stands (`verify` accounts for the pages it copied).
                 let published = self.map.stats().publishes as u64 - self.version;
                 match (published, &**op) {
                     (0, _) => hit("drop panicked, nothing published"),
@@ -692,87 +924,136 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
 
     fn exec_update(&mut self, ops: &[TxOp], abort: bool, try_: bool) -> Result<(), String> {
         let map = self.map;
-        let blocked = self.write_block();
-        let use_try = try_ || blocked.is_some();
+        let plan = self.plan(None);
+        let use_try = try_ || !Self::can_block(&plan);
         let oracle = &self.oracle;
         let mut runs = 0;
         let mut mismatches: Vec<String> = Vec::new();
-        // (working copy, changed, returned Full early)
+        // (working copy, changed, returned early)
         let mut outcome: Option<(Oracle, bool, bool)> = None;
+        // Whether the copy ran out of pages: from then on its changes do nothing (`insert`
+        // fails, `remove` and `get_mut` find nothing), and the write publishes nothing.
+        let mut starved = false;
         let change = |tx: &mut Txn<'_, K, V, N>| -> Result<usize, Error> {
             runs += 1;
+            // What the copy holds: the oracle with the changes so far (frozen once starved).
             let mut work = oracle.clone();
+            // Whether a change was made or tried (and so claimed or sought a page).
             let mut changed = false;
             let (start, _) = contents(tx.iter());
             if start != work {
                 mismatches.push(format!("txn starts from {start:?}, not {work:?}"));
             }
             for op in ops {
+                // This op's results are those of a copy that just ran out of pages.
+                let mut starves = false;
                 match *op {
                     TxOp::Insert(key, value, propagate) => {
-                        let expected = if !work.contains_key(&key) && work.len() == N {
+                        let full = !work.contains_key(&key) && work.len() == N;
+                        let expected = if full {
                             Err(Error::Full)
+                        } else if starved {
+                            Err(Error::NoFreePage)
                         } else {
-                            changed = true;
-                            Ok(work.insert(key, value))
+                            Ok(work.get(&key).copied())
                         };
                         let got = tx
                             .insert(k(key), v(value))
                             .map(|old| old.map(|o| o.value()));
-                        if got != expected {
+                        if got == Err(Error::NoFreePage) && expected.is_ok() {
+                            starves = true;
+                        } else if got != expected {
                             mismatches.push(format!(
                                 "tx.insert({key}, {value}): {got:?}, expected {expected:?}"
                             ));
+                        } else if got.is_ok() {
+                            changed = true;
+                            work.insert(key, value);
                         }
                         if propagate && got.is_err() {
+                            starved |= starves;
                             outcome = Some((work, changed, true));
                             return Err(Error::Full);
                         }
                     }
                     TxOp::Remove(key) => {
-                        let expected = work.remove(&key);
-                        changed |= expected.is_some();
+                        let expected = work.get(&key).copied().filter(|_| !starved);
                         let got = tx.remove(&key).map(|o| o.value());
-                        if got != expected {
+                        if got.is_none() && expected.is_some() {
+                            starves = true;
+                        } else if got != expected {
                             mismatches
                                 .push(format!("tx.remove({key}): {got:?}, expected {expected:?}"));
+                        } else if got.is_some() {
+                            changed = true;
+                            work.remove(&key);
                         }
                     }
                     TxOp::AddMut(key, add) => {
-                        let expected = work.get_mut(&key).map(|x| {
-                            *x += add;
-                            *x
-                        });
-                        changed |= expected.is_some();
+                        let expected = work.get(&key).map(|x| x + add).filter(|_| !starved);
                         let got = tx.get_mut(&key).map(|x| {
                             *x = v(x.value() + add);
                             x.value()
                         });
-                        if got != expected {
+                        if got.is_none() && expected.is_some() {
+                            starves = true;
+                        } else if got != expected {
                             mismatches.push(format!(
                                 "tx.get_mut({key}) += {add}: {got:?}, expected {expected:?}"
                             ));
+                        } else if let Some(x) = got {
+                            changed = true;
+                            work.insert(key, x);
                         }
                     }
                     TxOp::Retain(m) => {
-                        let before = work.clone();
-                        work.retain(|_, x| *x % m != 0);
-                        changed |= work.len() != before.len();
                         // Each entry meets the predicate once (a stateful one must be able to
-                        // count on it).
+                        // count on it); a retain that runs out of pages stops at the entry it
+                        // could not remove, and keeps the rest.
                         let mut met = BTreeMap::new();
                         tx.retain(|key, x| {
                             *met.entry(key.value()).or_insert(0) += 1;
                             x.value() % m != 0
                         });
-                        if !met.keys().eq(before.keys()) || met.values().any(|&n| n != 1) {
-                            mismatches.push(format!("tx.retain met {met:?}, for {before:?}"));
+                        let (now, _) = contents(tx.iter());
+                        let kept: Oracle = work
+                            .iter()
+                            .filter(|&(_, x)| x % m != 0)
+                            .map(|(&key, &x)| (key, x))
+                            .collect();
+                        let once = met.values().all(|&n| n == 1)
+                            && met.keys().all(|key| work.contains_key(key));
+                        let removes = kept.len() != work.len();
+                        if !once {
+                            mismatches.push(format!("tx.retain met {met:?}, for {work:?}"));
+                        } else if starved {
+                            // Nothing changes; `now` is checked against `work` below.
+                        } else if now == kept && met.keys().eq(work.keys()) {
+                            changed |= removes;
+                            work = kept;
+                        } else if removes && within(&kept, &now) && within(&now, &work) {
+                            starves = true;
+                            work = now;
+                        } else {
+                            mismatches.push(format!(
+                                "tx.retain(% {m}) left {now:?} of {work:?}, met {met:?}"
+                            ));
                         }
                     }
                     TxOp::Clear => {
-                        changed |= !work.is_empty();
-                        work.clear();
                         tx.clear();
+                        let (now, _) = contents(tx.iter());
+                        if starved {
+                            // Nothing changes; `now` is checked against `work` below.
+                        } else if now.is_empty() {
+                            changed |= !work.is_empty();
+                            work.clear();
+                        } else if within(&now, &work) {
+                            starves = true;
+                            work = now;
+                        } else {
+                            mismatches.push(format!("tx.clear left {now:?} of {work:?}"));
+                        }
                     }
                     TxOp::Get(key) => {
                         let got = tx.get(&key).map(|x| x.value());
@@ -786,6 +1067,9 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                         }
                     }
                 }
+                starved |= starves;
+                // A change that ran out of pages changed nothing (insert, remove, get_mut) or
+                // only some of what it would have (clear, retain: `work` is what is left).
                 let (now, count) = contents(tx.iter());
                 if now != work
                     || count != tx.len()
@@ -793,7 +1077,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
                     || tx.is_empty() != work.is_empty()
                 {
                     mismatches.push(format!(
-                        "after {op:?}: txn {now:?} (len {}), expected {work:?}",
+                        "after {op:?} (out of pages: {starved}): txn {now:?} (len {}), expected \
+                         {work:?}",
                         tx.len()
                     ));
                 }
@@ -813,10 +1098,10 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
         };
         ensure!(mismatches.is_empty(), "update({ops:?}): {mismatches:?}");
         hit_result("update", &got);
-        if let Some(e) = blocked {
+        if !plan.free_generation {
             ensure!(
-                got == Err(e) && runs == 0,
-                "update blocked by {e:?}: got {got:?} after {runs} runs"
+                got == Err(Error::NoFreeGeneration) && runs == 0,
+                "update with no free generation: got {got:?} after {runs} runs"
             );
             return Ok(());
         }
@@ -824,8 +1109,18 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
             runs == 1,
             "single-threaded update ran its closure {runs} times"
         );
-        let (work, changed, full) = outcome.expect("the closure ran");
-        let expected = if full {
+        let (work, changed, early) = outcome.expect("the closure ran");
+        ensure!(
+            starved == (got == Err(Error::NoFreePage)),
+            "update({ops:?}): the copy ran out of pages: {starved}, yet the update gave {got:?}"
+        );
+        Self::out_of_pages(&plan, changed || starved, !use_try, &got)
+            .map_err(|e| format!("update({ops:?}) try={use_try}: {e}"))?;
+        if starved {
+            hit("txn ran out of pages");
+            return Ok(());
+        }
+        let expected = if early {
             Err(Error::Full)
         } else if abort {
             Err(Error::Aborted)
@@ -850,7 +1145,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
     }
 
     /// After every step: the current contents and version, every held snapshot still exactly as
-    /// when it was taken, the counters, and reader-slot exhaustion exactly when predicted.
+    /// when it was taken, the counters, and the pages the step's write copied (then the pool
+    /// model takes the publication).
     fn verify(&mut self) -> Result<(), String> {
         for (i, held) in self.held.iter().enumerate() {
             check_view(&held.snap, &held.oracle, held.version)
@@ -863,38 +1159,80 @@ impl<'m, const N: usize, const G: usize, const R: usize, const L: usize> Harness
             self.version
         );
         ensure!(
-            stats.cas_retries == 0 && stats.slot_waits == 0,
+            stats.cas_retries == 0 && stats.slot_waits == 0 && stats.page_waits == 0,
             "single-threaded, yet {stats:?}"
         );
-        // A write that reached its copy (published or not) copied the whole table or patched it.
-        match stats.full_copies - self.stats.full_copies {
-            0 if stats.publishes > self.stats.publishes => hit("write patched its copy"),
-            0 => {}
-            1 => hit("write copied the whole table"),
-            n => return Err(format!("one step made {n} whole-table copies")),
+        let published = stats.publishes - self.stats.publishes;
+        let copies = stats.page_copies - self.stats.page_copies;
+        match (published, self.planned.take()) {
+            (0, _) => ensure!(copies == 0, "{copies} pages copied, nothing published"),
+            (1, Some(plan)) => {
+                ensure!(
+                    copies >= 1 && copies <= plan.claimable && copies <= plan.max_pages,
+                    "a write copied {copies} pages, with {} of {P} claimable, for a change of at \
+                     most {} pages",
+                    plan.claimable,
+                    plan.max_pages
+                );
+                self.pool.retire(copies, plan.oldest, self.version);
+                hit(match (copies, plan.one_key) {
+                    (1, _) => "write copied one page",
+                    (_, true) => "one-key write copied two pages",
+                    (_, false) => "write copied two or more pages",
+                });
+            }
+            (1, None) => return Err("a step published without a planned write".into()),
+            (n, _) => return Err(format!("one step published {n} generations")),
         }
         self.stats = stats;
-        // Without logs only the first write patches: its copy and its base are both the empty
-        // version 0, with nothing to copy.
-        if L == 0 {
-            ensure!(
-                stats.full_copies + 1 >= stats.publishes,
-                "L = 0, yet a write patched its copy: {stats:?}"
-            );
-        }
         check_view(&self.map.snapshot(), &self.oracle, self.version)
             .map_err(|e| format!("current: {e}"))?;
         Ok(())
     }
 }
 
-/// With nothing held: all `R` reader slots can be registered (and then no more), and registered
-/// readers, idle or pinning, never stop a write; all `G` generation slots are usable: pin one
-/// generation after another with one-off snapshots while writing, and the write that needs a slot
-/// beyond them fails with `NoFreeGeneration` exactly when they are all busy. A slot leaked by an
-/// earlier error or panic makes this fail. `key()` must be one key.
-fn probe_slots_with<KK, VV, const N: usize, const G: usize, const R: usize, const L: usize>(
-    map: &SnapMap<KK, VV, N, G, R, L>,
+/// Empties `map`, which nothing pins: with `clear`, or, if that needs more spare pages than
+/// there are (entries in more than `P` pages), one entry at a time (some entry can always go:
+/// one at the end of its run is in one page).
+fn empty<KK, VV, const N: usize, const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<KK, VV, N, G, R, P>,
+) -> Result<(), String>
+where
+    KK: Hash + Eq + Clone,
+    VV: Clone,
+{
+    match map.clear() {
+        Ok(()) => return Ok(()),
+        Err(Error::NoFreePage) => ensure!(
+            P < table_pages::<N>(),
+            "clear: NoFreePage with {P} spare pages, for a table of {} pages",
+            table_pages::<N>()
+        ),
+        Err(e) => return Err(format!("clear: {e:?}")),
+    }
+    loop {
+        let keys: Vec<KK> = map.snapshot().iter().map(|(key, _)| key.clone()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let removed = keys
+            .iter()
+            .any(|key| matches!(map.try_remove(key), Ok(Some(_))));
+        ensure!(removed, "none of {} entries could be removed", keys.len());
+    }
+}
+
+/// With nothing held: all `R` reader slots can be registered (and then no more); a registered
+/// reader that read holds nothing once its snapshot dropped; and every generation slot and every
+/// spare page is usable. With the readers idle, the probe pins one generation after another with
+/// one-off snapshots while writing one key (a page a write): the write that finds every
+/// generation busy (`G - 1` pinned and the current one) or every spare page blocked (the `P`
+/// pages replaced since the oldest pin) fails, at exactly the write and with exactly the error
+/// the model predicts (generations are claimed first). Then one reader's snapshot (a hazard pin,
+/// not a count) blocks the pages of exactly `P` writes. A slot or page leaked by an earlier error
+/// or panic, or a sticky reader pin, makes this fail. `key()` must be one key.
+fn probe_slots_with<KK, VV, const N: usize, const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<KK, VV, N, G, R, P>,
     key: impl Fn() -> KK,
     value: impl Fn(u32) -> VV,
 ) -> Result<(), String>
@@ -902,7 +1240,7 @@ where
     KK: Hash + Eq + Clone,
     VV: Clone,
 {
-    ensure!(map.clear() == Ok(()), "clear");
+    empty(map)?;
     let mut readers = (0..R)
         .map(|i| {
             map.reader()
@@ -913,7 +1251,7 @@ where
         matches!(map.reader(), Err(Error::NoReaderSlot)),
         "an extra reader slot for reader()"
     );
-    // Every registered reader pins a different generation, and then idles: writes still go.
+    // Every registered reader reads a different version, and then idles.
     for (i, reader) in readers.iter_mut().enumerate() {
         drop(reader.snapshot());
         let r = map.try_insert(key(), value(i as u32)).map(drop);
@@ -923,55 +1261,87 @@ where
         map.get(&key()).is_some(),
         "a one-off read with every reader slot registered"
     );
-    drop(readers);
 
-    ensure!(map.clear() == Ok(()), "clear");
-    // Pin G - 1 generations, writing after each pin: then the current one makes G busy.
-    let pins = G - 1;
+    // Pin i + 1 generations (the current one included) and block the i pages that the writes
+    // since the first pin replaced, then write: the write that fails is write `stop`.
+    let stop = (G - 1).min(P);
     let mut held = Vec::new();
-    for i in 0..pins {
+    for i in 0..=stop {
         held.push(map.snapshot());
+        let copies = map.stats().page_copies;
         let r = map.try_insert(key(), value(i as u32)).map(drop);
-        ensure!(
-            r.is_ok(),
-            "write {i} with {} generations pinned of {G}: {r:?}",
-            i + 1
-        );
+        if i < stop {
+            ensure!(
+                r.is_ok(),
+                "write {i} with {} generations of {G} pinned and {i} pages of {P} blocked: {r:?}",
+                i + 1
+            );
+            let copied = map.stats().page_copies - copies;
+            ensure!(copied == 1, "a write of one key copied {copied} pages");
+        } else {
+            let expected = if G - 1 <= P {
+                Error::NoFreeGeneration
+            } else {
+                Error::NoFreePage
+            };
+            ensure!(
+                r == Err(expected),
+                "{} generations of {G} pinned and {i} pages of {P} blocked, yet try_insert gave \
+                 {r:?}, not {expected:?}",
+                i + 1
+            );
+        }
     }
     let versions: BTreeSet<u64> = held.iter().map(|s| s.version()).collect();
     ensure!(
-        versions.len() == pins,
+        versions.len() == stop + 1,
         "held snapshots share generations: {versions:?}"
-    );
-    let last = map.try_insert(key(), value(999)).map(drop);
-    ensure!(
-        last == Err(Error::NoFreeGeneration),
-        "all {G} generations busy, yet try_insert gave {last:?}"
     );
     drop(held);
     ensure!(
         map.try_insert(key(), value(1000)).is_ok(),
         "try_insert after releasing the pins"
     );
+
+    // One pin blocks the page each later write replaces: P writes go, the next finds no page.
+    // (With G = 2 the pin and the current generation leave writers none: nothing to test.)
+    if G >= 3 {
+        let pin = match readers.first_mut() {
+            Some(reader) => reader.snapshot(),
+            None => map.snapshot(),
+        };
+        for i in 0..P {
+            let r = map.try_insert(key(), value(i as u32)).map(drop);
+            ensure!(r.is_ok(), "write {i} of {P} under one pin: {r:?}");
+        }
+        let r = map.try_insert(key(), value(2000)).map(drop);
+        ensure!(
+            r == Err(Error::NoFreePage),
+            "{P} writes under one pin, yet the next one gave {r:?}"
+        );
+        drop(pin);
+        let r = map.try_insert(key(), value(3000)).map(drop);
+        ensure!(r.is_ok(), "try_insert after the pin dropped: {r:?}");
+    }
     Ok(())
 }
 
-fn probe_slots<const N: usize, const G: usize, const R: usize, const L: usize>(
-    map: &SnapMap<K, V, N, G, R, L>,
+fn probe_slots<const N: usize, const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<K, V, N, G, R, P>,
 ) -> Result<(), String> {
     probe_slots_with(map, || k(0), v)
 }
 
 /// Runs one random case: every op against the model, a full check after each, then the slot
 /// probe, then drop accounting.
-fn run_case<const N: usize, const G: usize, const R: usize, const L: usize>(
+fn run_case<const N: usize, const G: usize, const R: usize, const P: usize>(
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     silence_injected_panics();
     let _serial = tracking_lock();
     let before = drop_counts();
     {
-        let map: SnapMap<K, V, N, G, R, L> = SnapMap::new();
+        let map: SnapMap<K, V, N, G, R, P> = SnapMap::new();
         let mut harness = Harness::new(&map);
         for (step, op) in ops.iter().enumerate() {
             harness
@@ -994,10 +1364,11 @@ fn run_case<const N: usize, const G: usize, const R: usize, const L: usize>(
     Ok(())
 }
 
-/// Runs `cases` random cases on a map of `N` entries, `G` generation slots and `R` reader slots,
-/// then checks that the outcomes in `must_hit` each happened at least once (a random test that
-/// never reached an error path tested nothing there) and those in `must_not_hit` never did.
-fn run_random<const N: usize, const G: usize, const R: usize, const L: usize>(
+/// Runs `cases` random cases on a map of `N` entries, `G` generation slots, `R` reader slots
+/// and `P` spare pages, then checks that the outcomes in `must_hit` each happened at least once
+/// (a random test that never reached an error path tested nothing there) and those in
+/// `must_not_hit` never did.
+fn run_random<const N: usize, const G: usize, const R: usize, const P: usize>(
     name: &'static str,
     cases: u32,
     must_hit: &[&str],
@@ -1018,7 +1389,7 @@ fn run_random<const N: usize, const G: usize, const R: usize, const L: usize>(
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
-        run_case::<N, G, R, L>(&ops)
+        run_case::<N, G, R, P>(&ops)
     });
     if let Err(e) = result {
         panic!("{name}: {e}");
@@ -1056,69 +1427,120 @@ const COMMON: &[&str] = &[
     "get_or_insert: present",
     "two or more snapshots held",
     "read through a registered Reader",
-    "reader read a generation it still pinned",
-    "reader unpinned",
+    "a Reader's snapshot held across a write",
     "more snapshots held than reader slots",
     "reader(): NoReaderSlot",
-    "write copied the whole table",
+    "write copied one page",
 ];
 
-/// Default slots (G = 4, R = 2, L = 32), N = 8: a full map, and exhaustion of both kinds of
-/// slot.
+/// Outcomes of a pool that held snapshots exhaust.
+const FEW_PAGES: &[&str] = &[
+    "try_ write got NoFreePage",
+    "write: NoFreePage",
+    "update: NoFreePage",
+    "txn ran out of pages",
+];
+
+/// Outcomes of a pool small enough that a reader's snapshot held over a few writes exhausts it.
+const READER_BLOCKS: &[&str] = &["a Reader's snapshot blocked a write's pages"];
+
+/// Outcomes of changes needing more pages than the pool has (a table of more pages than `P`).
+const BIG_CHANGES: &[&str] = &[
+    "change needs more than P pages",
+    "blocking write: NoFreePage",
+    "clear: NoFreePage",
+];
+
+fn outcomes(lists: &[&[&'static str]]) -> Vec<&'static str> {
+    lists.iter().flat_map(|list| list.iter().copied()).collect()
+}
+
+/// Default slots and pages (G = 4, R = 2, P = 8), N = 8: a full map, and exhaustion of both
+/// kinds of slot and of the pages.
 #[test]
 fn random_ops_match_oracle_n8_g4_r2() {
-    let must: Vec<&str> = COMMON
-        .iter()
-        .copied()
-        .chain([
+    let must = outcomes(&[
+        COMMON,
+        FEW_PAGES,
+        &[
             "insert: Full",
             "update: Full",
             "write: NoFreeGeneration",
-            "write patched its copy",
-        ])
-        .collect();
-    run_random::<8, 4, 2, 32>("random_ops_match_oracle_n8_g4_r2", 1_000, &must, &[]);
+            "a Reader's snapshot held across two writes",
+        ],
+    ]);
+    run_random::<8, 4, 2, 8>("random_ops_match_oracle_n8_g4_r2", 1_000, &must, &[]);
 }
 
-/// No change logs (L = 0): every write copies the whole table.
+/// One spare page (P = 1): a snapshot held across one write blocks every later one.
 #[test]
-fn random_ops_match_oracle_n8_g4_r2_l0() {
-    run_random::<8, 4, 2, 0>("random_ops_match_oracle_n8_g4_r2_l0", 300, COMMON, &[]);
+fn random_ops_match_oracle_n8_g4_r2_p1() {
+    let must = outcomes(&[COMMON, FEW_PAGES, READER_BLOCKS]);
+    run_random::<8, 4, 2, 1>("random_ops_match_oracle_n8_g4_r2_p1", 3_000, &must, &[]);
 }
 
-/// The smallest map with a registered reader (G = 3, R = 1), N = 4, with a 2-change log that
-/// transactions overflow: two held snapshots of old versions block every write.
+/// The smallest map with a registered reader (G = 3, R = 1), N = 4, with two spare pages: two
+/// held snapshots of old versions block every write, through its generation or its pages.
 #[test]
-fn random_ops_match_oracle_n4_g3_r1() {
-    let must: Vec<&str> = COMMON
-        .iter()
-        .copied()
-        .chain([
+fn random_ops_match_oracle_n4_g3_r1_p2() {
+    let must = outcomes(&[
+        COMMON,
+        FEW_PAGES,
+        READER_BLOCKS,
+        &[
             "insert: Full",
             "get_or_insert: Full",
             "write: NoFreeGeneration",
             "update: NoFreeGeneration",
-            "write patched its copy",
-        ])
-        .collect();
-    run_random::<4, 3, 1, 2>("random_ops_match_oracle_n4_g3_r1", 1_000, &must, &[]);
+            "a Reader's snapshot held across two writes",
+        ],
+    ]);
+    run_random::<4, 3, 1, 2>("random_ops_match_oracle_n4_g3_r1_p2", 3_000, &must, &[]);
 }
 
-/// G = 6, R = 3: 16 entries never fill up with 12 keys. With a 5-change log, held snapshots send
-/// writers to slots several versions old.
+/// G = 6, R = 3 and many spare pages (P = 32): 16 entries never fill up with 12 keys, and held
+/// snapshots pin several generations at once.
 #[test]
-fn random_ops_match_oracle_n16_g6_r3() {
-    let must: Vec<&str> = COMMON
-        .iter()
-        .copied()
-        .chain(["write patched its copy"])
-        .collect();
-    run_random::<16, 6, 3, 5>(
-        "random_ops_match_oracle_n16_g6_r3",
+fn random_ops_match_oracle_n16_g6_r3_p32() {
+    let must = outcomes(&[COMMON, &["a Reader's snapshot held across two writes"]]);
+    run_random::<16, 6, 3, 32>(
+        "random_ops_match_oracle_n16_g6_r3_p32",
         1_000,
         &must,
         &["insert: Full", "update: Full"],
     );
+}
+
+/// Two pages and one spare (N = 32, P = 1): a clear or a transaction of both pages, and a key
+/// whose probe run crosses into the other page, need more pages than the pool has.
+#[test]
+fn random_ops_match_oracle_n32_g4_r2_p1() {
+    let must = outcomes(&[
+        COMMON,
+        FEW_PAGES,
+        READER_BLOCKS,
+        BIG_CHANGES,
+        &["one-key change needs more than P pages"],
+    ]);
+    run_random::<32, 4, 2, 1>("random_ops_match_oracle_n32_g4_r2_p1", 2_000, &must, &[]);
+}
+
+/// Four pages and two spare (N = 64, P = 2): writes copy one or two pages, and changes of
+/// three or four need more than the pool has.
+#[test]
+fn random_ops_match_oracle_n64_g4_r2_p2() {
+    let must = outcomes(&[
+        COMMON,
+        FEW_PAGES,
+        READER_BLOCKS,
+        BIG_CHANGES,
+        &[
+            "write copied two or more pages",
+            "one-key write copied two pages",
+            "a Reader's snapshot held across two writes",
+        ],
+    ]);
+    run_random::<64, 4, 2, 2>("random_ops_match_oracle_n64_g4_r2_p2", 1_000, &must, &[]);
 }
 
 // =============================================================================================
@@ -1279,8 +1701,9 @@ fn exhausted_slots_give_errors_and_change_nothing() {
         assert_eq!(s4.version(), 4);
         drop((s2, s3, s4));
 
-        // Registered readers own the reader slots, and then there are no more; with both idle
-        // on other generations, writers still have room (G >= R + 2).
+        // Registered readers own the reader slots, and then there are no more; once their
+        // snapshots drop they pin nothing, and while they read, writers still have room
+        // (G >= R + 2).
         let mut readers: Vec<_> = (0..2).map(|_| map.reader().expect("reader slot")).collect();
         assert!(matches!(map.reader(), Err(Error::NoReaderSlot)));
         assert_eq!(readers[0].snapshot().len(), 5);
@@ -1351,13 +1774,15 @@ fn panic_in_clone_changes_nothing_and_releases_slots() {
             map.insert(k(i), v(u32::from(i) * 10)).unwrap();
         }
         let before = plain(&[(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]);
-        let held = map.snapshot();
         let mut fired = 0;
-        // Every clone position of each operation: in the table copy (5 keys and 5 values),
-        // in the closure's clones of the new key and value, in the clone of a read.
+        // Every clone position of each operation: in the page copy (5 keys and 5 values),
+        // in the closure's clones of the new key and value, in the clone of a read. A snapshot
+        // is held over each (not over them all: a snapshot held across more writes than there
+        // are spare pages would make a blocking write wait for it forever).
         for after in 0..14u64 {
             for op in 0..6 {
-                let version = map.snapshot().version();
+                let held = map.snapshot();
+                let version = held.version();
                 let bomb = panic_on_clone_after(after);
                 let result = catch_unwind(AssertUnwindSafe(|| match op {
                     0 => map.insert(k(7), v(70)).map(|_| ()),
@@ -1378,6 +1803,12 @@ fn panic_in_clone_changes_nothing_and_releases_slots() {
                 }));
                 let did_fire = bomb.fired();
                 drop(bomb);
+                assert_eq!(
+                    snapshot_contents(&held),
+                    before,
+                    "after {after}, op {op}: held"
+                );
+                drop(held);
                 let snap = map.snapshot();
                 if did_fire {
                     fired += 1;
@@ -1417,8 +1848,6 @@ fn panic_in_clone_changes_nothing_and_releases_slots() {
             fired >= 50,
             "only {fired} clone panics fired: the test did not test much"
         );
-        assert_eq!(snapshot_contents(&held), before);
-        drop(held);
         probe_slots(&map).unwrap();
     });
 }
@@ -1619,10 +2048,11 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
                 )
             };
             reset(&map);
-            let held = map.snapshot();
             let mut fired = 0;
             for after in 0..8u32 {
                 for op in 0..8 {
+                    // Held over one op (see `panic_in_clone_changes_nothing_and_releases_slots`).
+                    let held = map.snapshot();
                     let (_, version) = contents(&map);
                     TOUCHES_BEFORE_PANIC.with(|left| left.set(Some(after)));
                     let result = catch_unwind(AssertUnwindSafe(|| match op {
@@ -1650,6 +2080,12 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
                     let did_fire = TOUCHES_BEFORE_PANIC
                         .with(|left| left.replace(None))
                         .is_none();
+                    let held_contents: Oracle = held
+                        .iter()
+                        .map(|(key, value)| (key.0, value.value()))
+                        .collect();
+                    assert_eq!(held_contents, before, "after {after}, op {op}: held");
+                    drop(held);
                     let (now, version_now) = contents(&map);
                     // Every operation hashes its key at least once.
                     assert!(did_fire || after > 0, "op {op} never hashed its key");
@@ -1674,27 +2110,149 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
                 }
             }
             assert!(fired >= 16, "only {fired} Hash/Eq panics fired");
-            let held_contents: Oracle = held
-                .iter()
-                .map(|(key, value)| (key.0, value.value()))
-                .collect();
-            assert_eq!(held_contents, before);
-            drop(held);
             probe_slots_with(&map, || TouchyKey(0), v).unwrap();
         },
     );
+}
+
+/// Spare pages, single-threaded (N = 64: four pages; P = 2). A snapshot held across writes holds
+/// the pages they replaced: with both spare pages blocked, `try_` forms return `NoFreePage` and
+/// change nothing (a transaction that runs out sees `insert` fail and its other changes do
+/// nothing, and publishes nothing whatever it returns), a write that changes nothing still goes,
+/// and dropping the snapshot frees them. A change that needs more pages than the pool has (a
+/// clear of a map with entries in three pages) fails from the blocking forms too, at once.
+#[test]
+fn spare_pages_run_out_with_errors_and_change_nothing() {
+    with_drop_accounting("spare_pages_run_out_with_errors_and_change_nothing", || {
+        type Map = SnapMap<K, V, 64, 4, 2, 2>;
+        // The home slot of a key in a table of 64 slots: the top 6 bits of its 32-bit meta.
+        let home = |key: u8| ((FxBuildHasher.hash_one(key) >> 32) as u32 | 1) >> 26;
+        // A key in each of pages 0, 1 and 2, early enough in its page that its insert (into a
+        // map of three keys) copies that page alone; and a key that is never inserted.
+        let [a, b, c] = [0, 1, 2].map(|page| {
+            (0..=u8::MAX)
+                .find(|&key| home(key) / 16 == page && home(key) % 16 < 8)
+                .expect("a key for each page")
+        });
+        let absent = (0..=u8::MAX).find(|key| ![a, b, c].contains(key)).unwrap();
+        let map: Map = SnapMap::new();
+        for key in [a, b, c] {
+            assert_eq!(values(map.insert(k(key), v(0))), Ok(None));
+        }
+        assert_eq!(map.stats().page_copies, 3, "three one-page writes");
+        let first = plain(&[(a, 0), (b, 0), (c, 0)]);
+        let held = map.snapshot(); // version 3
+                                   // Each write now replaces a page `held` reads: two go, one per spare page. A blocking
+                                   // write that finds a page it may claim does not wait.
+        assert_eq!(values(map.try_insert(k(a), v(1))), Ok(Some(0)));
+        assert_eq!(values(map.insert(k(b), v(1))), Ok(Some(0)));
+        let now = plain(&[(a, 1), (b, 1), (c, 0)]);
+        let unchanged = |map: &Map, what: &str| {
+            check_view(&map.snapshot(), &now, 5).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(map.stats().publishes, 5, "{what}");
+        };
+        assert_eq!(values(map.try_insert(k(c), v(1))), Err(Error::NoFreePage));
+        unchanged(&map, "try_insert");
+        // Even a's page, which the last writes but one copied: it is published, so immutable.
+        assert_eq!(values(map.try_insert(k(a), v(2))), Err(Error::NoFreePage));
+        assert_eq!(values(map.try_remove(&b)), Err(Error::NoFreePage));
+        unchanged(&map, "try_remove");
+        // Writes that change nothing need no page.
+        assert_eq!(values(map.try_remove(&absent)), Ok(None));
+        assert_eq!(map.try_update(|tx| Ok(tx.len())), Ok(3));
+        let mut runs = 0;
+        let r = map.try_update(|tx| {
+            runs += 1;
+            assert_eq!(values(tx.insert(k(c), v(2))), Err(Error::NoFreePage));
+            assert_eq!(
+                tx.remove(&a).map(|x| x.value()),
+                None,
+                "remove out of pages"
+            );
+            assert!(tx.get_mut(&b).is_none(), "get_mut out of pages");
+            tx.clear();
+            assert_eq!(contents(tx.iter()).0, now, "a txn out of pages changed");
+            Ok(())
+        });
+        assert_eq!((r, runs), (Err(Error::NoFreePage), 1));
+        unchanged(&map, "try_update");
+        check_view(&held, &first, 3).unwrap();
+        drop(held);
+        assert_eq!(
+            values(map.try_insert(k(c), v(1))),
+            Ok(Some(0)),
+            "pages freed"
+        );
+        let now = plain(&[(a, 1), (b, 1), (c, 1)]);
+
+        // Three pages to clear, two spare: never possible, so the blocking forms fail too.
+        assert_eq!(map.clear(), Err(Error::NoFreePage));
+        let mut runs = 0;
+        let r = map.update(|tx| {
+            runs += 1;
+            tx.clear();
+            Err::<(), _>(Error::Aborted)
+        });
+        assert_eq!(
+            (r, runs),
+            (Err(Error::NoFreePage), 1),
+            "out of pages, then aborted"
+        );
+        check_view(&map.snapshot(), &now, 6).unwrap();
+        assert_eq!((map.stats().page_waits, map.stats().page_copies), (0, 6));
+        // Two pages at a time go.
+        map.update(|tx| {
+            tx.remove(&a);
+            tx.remove(&b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(map.stats().page_copies, 8);
+        assert_eq!(map.clear(), Ok(()));
+        check_view(&map.snapshot(), &Oracle::new(), 8).unwrap();
+        probe_slots(&map).unwrap();
+    });
+}
+
+/// The clusters of [`KEYS`] do what the random runs need of them: in tables of 32 and 64 slots,
+/// a cluster's last key lands in the page after its home, so that inserting it copies two pages,
+/// and so does removing the cluster's first key (which shifts the rest back across).
+#[test]
+fn key_clusters_cross_pages() {
+    fn check<const N: usize>(clusters: &[&[u8]]) {
+        for cluster in clusters {
+            let map: SnapMap<u8, u32, N, 4, 2, 2> = SnapMap::new();
+            let copies = || map.stats().page_copies;
+            let mut last = 0;
+            for &key in *cluster {
+                let before = copies();
+                assert_eq!(map.insert(key, 0), Ok(None));
+                last = copies() - before;
+            }
+            assert_eq!(last, 2, "N = {N}: inserting the last of {cluster:?}");
+            let before = copies();
+            assert_eq!(map.remove(&cluster[0]), Ok(Some(0)));
+            assert_eq!(
+                copies() - before,
+                2,
+                "N = {N}: removing the first of {cluster:?}"
+            );
+        }
+    }
+    check::<32>(&[&KEYS[0..3], &KEYS[3..6]]);
+    check::<64>(&[&KEYS[0..3], &KEYS[3..6], &KEYS[6..8], &KEYS[8..10]]);
 }
 
 // =============================================================================================
 // Panicking `Drop`s and half-done copies (issue 9, items 1-3)
 // =============================================================================================
 
-/// A `Drop` that panics inside a write (where its catch-up overwrites old entries, or in
-/// `clear`) publishes nothing, and the copy it abandons must not poison the writes that later
-/// patch from it. Every drop position of a `clear` on a map of five keys, then unrelated writes
-/// that cycle through every generation slot, each checked against the oracle. (It used to drop
-/// an entry before its slot was on the change log and counted out of `len`: later writes
-/// published generations without key 2, or `len` 5 with 4 entries.)
+/// A `Drop` that panics inside a write (of an old entry of the page it reuses, or in `clear`)
+/// publishes nothing, and the half-emptied page it gives back must not poison the writes that
+/// later reuse it. Every drop position of a `clear` on a map of five keys, then unrelated writes
+/// that cycle through every spare page and generation slot, each checked against the oracle.
+/// (With change logs, it used to drop an entry before its slot was logged and counted out of
+/// `len`: later writes published generations without key 2, or `len` 5 with 4 entries.)
 #[test]
 fn panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing() {
     with_drop_accounting(
@@ -1746,61 +2304,95 @@ fn panic_in_drop_during_a_write_publishes_nothing_and_loses_nothing() {
     );
 }
 
-/// A `Clone` that panics halfway through a whole-table copy (`L = 0`) leaves that copy with some
-/// slots copied and the rest as they were: it must still count and drop each entry exactly
-/// once. (The map's drop used to underflow the copy's `len` in debug builds.)
+/// A `Clone` that panics halfway through a page copy leaves the page it claimed with some slots
+/// copied and the rest as they were (or as an older table left them): the page goes back to the
+/// pool, nothing is published or counted, every page and slot is free again, and each entry is
+/// dropped exactly once. Every clone position: a one-key write copying one page into the page the
+/// previous write replaced (N = 8, P = 1), and a transaction changing every key of a table of
+/// four pages (N = 64), which copies each page on first write (so each entry is cloned once).
+/// (With whole-table copies, the map's drop used to underflow a copy's `len` in debug builds.)
 #[test]
-fn panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once() {
-    with_drop_accounting(
-        "panic_in_clone_during_a_whole_copy_then_drop_drops_everything_once",
-        || {
-            let mut fired = 0;
-            for after in 0..14u64 {
-                let before = drop_counts();
-                let map: SnapMap<K, V, 8, 4, 2, 0> = SnapMap::new();
-                for i in 0..6u8 {
-                    map.insert(k(i), v(u32::from(i))).unwrap();
-                }
-                let contents = snapshot_contents(&map.snapshot());
-                let bomb = panic_on_clone_after(after);
-                let result = catch_unwind(AssertUnwindSafe(|| map.insert(k(7), v(7))));
-                if bomb.fired() {
-                    fired += 1;
-                    assert!(
-                        result.is_err(),
-                        "after {after}: the panic did not propagate"
-                    );
-                    assert_eq!(snapshot_contents(&map.snapshot()), contents);
-                }
-                drop(bomb);
-                drop(map);
-                drop_counts().assert_balanced_since(&before, &format!("clone {after} panicked"));
+fn panic_in_clone_during_a_page_copy_then_drop_drops_everything_once() {
+    fn every_clone_position<const N: usize, const P: usize>(
+        keys: u8,
+        write: impl Fn(&SnapMap<K, V, N, 4, 2, P>) -> Result<(), Error>,
+    ) -> u64 {
+        for after in 0.. {
+            let before = drop_counts();
+            let map: SnapMap<K, V, N, 4, 2, P> = SnapMap::new();
+            for i in 0..keys {
+                map.insert(k(i), v(u32::from(i))).unwrap();
             }
-            assert!(fired >= 12, "only {fired} clone panics fired");
+            let (contents, version) = {
+                let snap = map.snapshot();
+                (snapshot_contents(&snap), snap.version())
+            };
+            let copies = map.stats().page_copies;
+            let bomb = panic_on_clone_after(after);
+            let result = catch_unwind(AssertUnwindSafe(|| write(&map)));
+            let fired = bomb.fired();
+            drop(bomb);
+            if !fired {
+                assert!(matches!(result, Ok(Ok(()))), "after {after}: {result:?}");
+                return after;
+            }
+            assert!(
+                result.is_err(),
+                "after {after}: the panic did not propagate"
+            );
+            check_view(&map.snapshot(), &contents, version)
+                .unwrap_or_else(|e| panic!("clone {after} panicked: {e}"));
+            assert_eq!(
+                map.stats().page_copies,
+                copies,
+                "clone {after}: copies counted"
+            );
+            probe_slots(&map).unwrap_or_else(|e| panic!("clone {after} panicked: {e}"));
+            drop(map);
+            drop_counts().assert_balanced_since(&before, &format!("clone {after} panicked"));
+        }
+        unreachable!()
+    }
+    with_drop_accounting(
+        "panic_in_clone_during_a_page_copy_then_drop_drops_everything_once",
+        || {
+            let fired = every_clone_position::<8, 1>(6, |map| map.insert(k(7), v(7)).map(drop));
+            assert_eq!(fired, 12, "clones copying a page of 6 entries");
+            let fired = every_clone_position::<64, 4>(12, |map| {
+                map.update(|tx| {
+                    for key in 0..12 {
+                        let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                        *value = v(value.value() + 100);
+                    }
+                    Ok(())
+                })
+            });
+            assert_eq!(fired, 2 * 12, "clones copying the pages of 12 entries");
         },
     );
 }
 
-/// A `Drop` that panics while the map itself drops must not leak the rest of that generation's
-/// table: at every drop position, every key and value is dropped exactly once. (G = 2 and eight
-/// keys: 30 live keys and values in two tables; a panic used to leave the rest of its table.)
+/// A `Drop` that panics while the map itself drops must not leak the rest of the pages: at every
+/// drop position, every key and value is dropped exactly once. (Eight keys, G = 2 and P = 2: the
+/// home page and the two spare pages hold the tables of the last three writes, 6 + 7 + 8 entries,
+/// 42 live keys and values; a panic used to leave the rest of its table.)
 #[test]
 fn panic_in_drop_while_the_map_drops_drops_everything_once() {
     with_drop_accounting(
         "panic_in_drop_while_the_map_drops_drops_everything_once",
         || {
-            for after in 0..30u64 {
+            for after in 0..42u64 {
                 let before = drop_counts();
-                let map: SnapMap<K, V, 8, 2, 0> = SnapMap::new();
+                let map: SnapMap<K, V, 8, 2, 0, 2> = SnapMap::new();
                 for i in 0..8u8 {
                     map.insert(k(i), v(u32::from(i))).unwrap();
                 }
-                assert_eq!(drop_counts().live_since(&before), 30);
+                assert_eq!(drop_counts().live_since(&before), 42);
                 let bomb = panic_on_drop_after(after);
                 let result = catch_unwind(AssertUnwindSafe(move || drop(map)));
                 assert!(
                     bomb.fired() && result.is_err(),
-                    "drop {after} of 30 did not panic"
+                    "drop {after} of 42 did not panic"
                 );
                 drop(bomb);
                 drop_counts().assert_balanced_since(&before, &format!("drop {after} panicked"));

@@ -328,13 +328,20 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
     /// Drops every entry of every page, each page once (a page is in the current generation or
     /// held by one entry of the pool, never both). If a drop panics, the unwind drops the rest.
     fn drop(&mut self) {
+        /// The cells not yet emptied. `run` empties them; if a drop panics, the unwind drops the
+        /// guard, whose `Drop` runs on from the next cell (as `Vec`'s drop does).
         struct Rest<'a, K, V>(core::slice::IterMut<'a, SlotCell<K, V>>);
-        impl<K, V> Drop for Rest<'_, K, V> {
-            fn drop(&mut self) {
+        impl<K, V> Rest<'_, K, V> {
+            fn run(&mut self) {
                 for cell in self.0.by_ref() {
                     // SAFETY: `&mut` to the whole map: nobody else can reach its pages.
                     cell.with_mut(|slot| unsafe { (*slot).vacate() });
                 }
+            }
+        }
+        impl<K, V> Drop for Rest<'_, K, V> {
+            fn drop(&mut self) {
+                self.run(); // nothing left after a normal finish; the rest after a panic
             }
         }
         // SAFETY: `repr(C)` with equal element types and no padding (each array's size is a
@@ -346,7 +353,7 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
                 PAGE * P + N,
             )
         };
-        drop(Rest(all.iter_mut()));
+        Rest(all.iter_mut()).run();
     }
 }
 
