@@ -18,7 +18,7 @@ fn colliding_keys() -> Vec<u32> {
     keys
 }
 
-fn flood<S: BuildHasher>(map: &SnapMap<u32, u32, N, 4, 2, 8, S>, keys: &[u32]) -> usize {
+fn flood<S: BuildHasher>(map: &SnapMap<u32, u32, N, 4, 2, 64, S>, keys: &[u32]) -> usize {
     map.update(|tx| {
         for &key in keys {
             tx.insert(key, key)?;
@@ -38,14 +38,14 @@ fn flood<S: BuildHasher>(map: &SnapMap<u32, u32, N, 4, 2, 8, S>, keys: &[u32]) -
 #[test]
 fn a_keyed_hasher_bounds_a_hash_flood() {
     let keys = colliding_keys();
-    let fx: Box<SnapMap<u32, u32, N, 4, 2>> = Box::new(SnapMap::new());
+    let fx: Box<SnapMap<u32, u32, N, 4, 2, 64>> = Box::new(SnapMap::new());
     let fx_probe = flood(&fx, &keys);
     assert!(
         fx_probe >= FLOOD,
         "the flood did not collide under Fx: {fx_probe}"
     );
     for seed in [1u64, 0x9e37_79b9_7f4a_7c15, u64::MAX] {
-        let keyed: Box<SnapMap<u32, u32, N, 4, 2, 8, SipBuildHasher>> =
+        let keyed: Box<SnapMap<u32, u32, N, 4, 2, 64, SipBuildHasher>> =
             Box::new(SnapMap::with_hasher(SipBuildHasher::new(seed, !seed)));
         let probe = flood(&keyed, &keys);
         assert!(
