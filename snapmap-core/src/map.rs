@@ -6,7 +6,7 @@ use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
 use crate::sync::{array, AtomicUsize, UnsafeCell};
-use crate::table::{Shape, SlotCell, View};
+use crate::table::{Shape, SlotCell};
 use crate::{Error, FxBuildHasher, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -269,17 +269,6 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
                 .as_ptr()
                 .wrapping_add(generation * Shape::<N>::PAGES),
         )
-    }
-
-    /// The table of generation `generation`.
-    ///
-    /// # Safety
-    /// The caller pins the generation for `'m`.
-    #[allow(dead_code)]
-    pub(crate) unsafe fn view(&self, generation: usize) -> View<'_, K, V, N> {
-        let (home, index) = self.view_parts(generation);
-        // SAFETY: pinned, by the caller's contract.
-        unsafe { View::new(home, index, self.body(generation).len) }
     }
 
     /// Clones the value of `key` out of the current generation (a one-off

@@ -406,11 +406,11 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         };
         let first = position * PAGE;
         let to = page as isize - self.claims.home_page(position) as isize;
+        // Each old entry is dropped before its slot is refilled, so a panicking drop or clone
+        // leaves a slot empty and the page ours (`claims` gives it back), and the index does not
+        // name it yet.
         // SAFETY: the page we claimed is ours alone (no published generation can reach it, see
-        // `pages`), and the base's page is pinned and immutable; both are `PAGE_LEN`
-        // consecutive cells of the map's pages. Each old entry is dropped before its slot is
-        // refilled, so a panicking drop or clone leaves a slot empty and the page ours (`claims`
-        // gives it back), and the index does not name it yet.
+        // `pages`), the base's is pinned and immutable; both are `PAGE_LEN` consecutive cells.
         unsafe {
             let from = cell_at(self.home, self.base, first);
             let into = self.home.offset(first as isize + PAGE as isize * to);

@@ -332,10 +332,11 @@ impl<
             let (home, base_index) = self.view_parts(base);
             let (_, index) = self.view_parts(claim.index);
             for position in 0..pages {
-                // SAFETY: the target slot's index is ours: we claimed the slot FREE -> IN_USE,
-                // it is not `current`, and no pin was on it after our fence, so no reader can
-                // validate a pin on it, and no writer use it as a base, until we publish it (see
-                // `try_claim_slot`); the base's is pinned and immutable.
+                // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
+                // `current`, and no pin was on it after our fence, so no reader can validate a
+                // pin on it, and no writer use it as a base, until we publish it (see
+                // `try_claim_slot`).
+                // SAFETY: so we alone access ours; the base's is pinned and immutable.
                 unsafe {
                     let entry = (*base_index.add(position)).with(|entry| *entry);
                     (*index.add(position)).with_mut(|mine| *mine = entry);
@@ -407,7 +408,7 @@ impl<
                         // SAFETY: `base` is no longer current but still unreused: only its
                         // retirer, us, frees it (below).
                         let entry = unsafe { (*base_index.add(position)).with(|entry| *entry) };
-                        (self.pool_len() + position).wrapping_add_signed(isize::from(entry as i16))
+                        (P + position).wrapping_add_signed(isize::from(entry as i16))
                     });
                     core::mem::forget(claim);
                     // Ended above.
@@ -429,12 +430,6 @@ impl<
                 }
             }
         }
-    }
-
-    /// `P`, the spare pages (which come first in the pages' ids, see `pages::Pages`).
-    #[inline(always)]
-    fn pool_len(&self) -> usize {
-        P
     }
 
     /// Applies a transaction: `change` edits a private copy of the map, and all its changes are
