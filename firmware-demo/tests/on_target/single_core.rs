@@ -141,7 +141,11 @@ pub fn errors_leave_the_map_intact() {
     static PAGED: SnapMap<u8, u32, 4, 3, 1, 1> = SnapMap::new();
     PAGED.insert(0, 0).unwrap();
     let held = PAGED.snapshot();
-    assert_eq!(PAGED.try_insert(0, 1), Ok(Some(0)), "the held version's page is current");
+    assert_eq!(
+        PAGED.try_insert(0, 1),
+        Ok(Some(0)),
+        "the held version's page is current"
+    );
     assert_eq!(
         PAGED.try_insert(0, 2),
         Err(Error::NoFreePage),
@@ -149,7 +153,11 @@ pub fn errors_leave_the_map_intact() {
     );
     assert_eq!(held.get(&0), Some(&0));
     drop(held);
-    assert_eq!(PAGED.try_insert(0, 2), Ok(Some(1)), "released with the snapshot");
+    assert_eq!(
+        PAGED.try_insert(0, 2),
+        Ok(Some(1)),
+        "released with the snapshot"
+    );
 }
 
 /// A pinned snapshot sees its generation, whatever is published meanwhile.
