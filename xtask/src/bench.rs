@@ -867,55 +867,37 @@ struct M33Figures {
 
 impl M33Figures {
     fn load() -> Self {
-        let m33 = &crate::bench_emulated::M33;
-        let dir = workspace_root().join("target").join(m33.command);
-        if dir.join("failure.txt").exists() {
-            return Self::default();
-        }
-        std::fs::read_to_string(dir.join("output.txt"))
-            .map(|text| Self::parse(&text, m33.per_tick))
+        crate::bench_emulated::M33
+            .load()
+            .map(|m| Self::from(&m))
             .unwrap_or_default()
     }
 
-    /// The firmware's `OP id=.. iters=.. ticks=a,b,c empty=d,e,f` and `SIZE snapmap=.. table=..
-    /// shape=..` lines; `per_tick` instructions per tick.
+    /// The figures of the bench firmware's output `text`, whose ticks count `per_tick`
+    /// instructions (parsed as the M33 section parses them).
+    #[cfg(test)]
     fn parse(text: &str, per_tick: f64) -> Self {
-        let mut figures = Self::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("OP ") {
-                let f = fields(rest);
-                let numbers = |k: &str| -> Vec<f64> {
-                    f.get(k).map_or(Vec::new(), |v| {
-                        v.split(',').filter_map(|n| n.parse().ok()).collect()
-                    })
-                };
-                let (ticks, empty) = (numbers("ticks"), numbers("empty"));
-                let iters = f.get("iters").and_then(|v| v.parse::<f64>().ok());
-                let (Some(id), Some(iters)) = (f.get("id"), iters.filter(|i| *i > 0.0)) else {
-                    continue;
-                };
-                if ticks.is_empty() || ticks.len() != empty.len() {
-                    continue;
-                }
-                let mut net: Vec<f64> = ticks
-                    .iter()
-                    .zip(&empty)
-                    .map(|(t, e)| (t - e).max(0.0))
-                    .collect();
-                net.sort_by(f64::total_cmp);
-                figures
-                    .ops
-                    .insert(id.to_string(), net[net.len() / 2] * per_tick / iters);
-            } else if let Some(rest) = line.strip_prefix("SIZE ") {
-                let (words, shape) = rest.split_once("shape=").unwrap_or((rest, ""));
-                let f = fields(words);
-                let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
-                if let (Some(snap), Some(table)) = (num("snapmap"), num("table")) {
-                    figures.sizes.push((shape.to_owned(), snap, table));
-                }
-            }
+        crate::bench_emulated::Measured::parse(text, per_tick)
+            .map(|m| Self::from(&m))
+            .unwrap_or_default()
+    }
+
+    fn from(m: &crate::bench_emulated::Measured) -> Self {
+        Self {
+            ops: m
+                .ops
+                .keys()
+                .filter_map(|id| Some((id.clone(), m.per_op(id)?)))
+                .collect(),
+            sizes: m
+                .sizes
+                .iter()
+                .filter_map(|size| {
+                    let bytes = |k: &str| size.fields.get(k).map(|&v| v as f64);
+                    Some((size.shape.clone(), bytes("snapmap")?, bytes("table")?))
+                })
+                .collect(),
         }
-        figures
     }
 
     /// `SnapMap` ÷ one table for the first shape whose label contains `label`.
@@ -925,14 +907,6 @@ impl M33Figures {
             .find(|(shape, _, _)| shape.contains(label))
             .map(|(_, snap, table)| (*snap, *table, snap / table))
     }
-}
-
-/// `key=value` words.
-fn fields(words: &str) -> BTreeMap<&str, &str> {
-    words
-        .split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .collect()
 }
 
 /// Issue 4's `Reader::get` on the M33, in instructions: the issue-10 bound is 1.15× it.

@@ -25,7 +25,7 @@ use crate::host_tools;
 use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
 
 pub use m33::{target_row, M33};
-use output::Measured;
+pub use output::Measured;
 pub use rp2040::RP2040;
 
 /// One emulated board's benchmark.
@@ -279,7 +279,7 @@ impl Bench {
     }
 
     /// The last run's results from `target/<command>/`.
-    fn load(&self) -> Result<Measured> {
+    pub fn load(&self) -> Result<Measured> {
         let dir = self.out_dir();
         if let Ok(why) = fs::read_to_string(dir.join("failure.txt")) {
             return fail(why);
