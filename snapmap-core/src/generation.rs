@@ -1,6 +1,6 @@
 //! Generation slots: the static arena of generations that snapshots pin.
 
-use crate::sync::{AtomicUsize, UnsafeCell};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
 /// Slot states. A slot moves FREE -> IN_USE when one writer claims it (compare-and-swap), stays
 /// IN_USE while that writer fills it and once it is published, and returns to FREE when the writer
@@ -29,10 +29,9 @@ pub(crate) struct Body {
 pub(crate) struct GenSlot {
     /// UNUSED / IN_USE / FREE. Never read by readers: only writers claim and retire slots.
     pub(crate) state: AtomicUsize,
-    /// The version of the generation in the slot (its low bits on 32-bit targets), for writers'
-    /// scans: stored with Release by the slot's claimer after its scan, loaded with Acquire by
-    /// other writers before they read pins (see `pages`, "Which version a pin names").
-    pub(crate) version: AtomicUsize,
+    /// The version of the generation in the slot, for writers' scans (see `pages`, "Which
+    /// version a pin names").
+    pub(crate) version: VersionWord,
     /// Written only by the writer that claimed the slot (IN_USE, unpublished, no pin on it);
     /// read by anyone whose pin on this slot validated.
     pub(crate) body: UnsafeCell<Body>,
@@ -43,11 +42,38 @@ macro_rules! gen_slot_new {
         pub(crate) $($const)? fn new() -> Self {
             Self {
                 state: AtomicUsize::new(UNUSED),
-                version: AtomicUsize::new(0),
+                version: VersionWord {
+                    halves: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                },
                 body: UnsafeCell::new(Body { version: 0, len: 0 }),
             }
         }
     };
+}
+
+/// A full 64-bit version in two atomic words of 32 bits each (the widest atomic every target
+/// loads and stores natively), written only by the slot's claimer while the slot is unpublished,
+/// read by other writers' scans. A scan can see the halves of two different stores only for a
+/// slot being reclaimed under it, whose pins are stale; the value then only adds a version to the
+/// scan's set, which can only forbid a reuse (see `pages`).
+pub(crate) struct VersionWord {
+    halves: [AtomicUsize; 2],
+}
+
+impl VersionWord {
+    /// Release: everything the claimer wrote before (its scan) happens-before a scan that loads
+    /// either half.
+    pub(crate) fn store(&self, version: u64) {
+        self.halves[1].store((version >> 32) as usize, Ordering::Release);
+        self.halves[0].store(version as u32 as usize, Ordering::Release);
+    }
+
+    /// Acquire: pairs with `store`.
+    pub(crate) fn load(&self) -> u64 {
+        let low = self.halves[0].load(Ordering::Acquire) as u64;
+        let high = self.halves[1].load(Ordering::Acquire) as u64;
+        high << 32 | low
+    }
 }
 
 impl GenSlot {

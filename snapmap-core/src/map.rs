@@ -1,7 +1,7 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
 use crate::generation::{Body, GenSlot};
-use crate::pages::{Entry, Pages, Pool};
+use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
@@ -76,6 +76,7 @@ pub struct SnapMap<
     pub(crate) index: [UnsafeCell<u16>; N],
     pub(crate) pages: Pages<K, V, N, P>,
     pub(crate) pool: Pool<[Entry; P]>,
+    pub(crate) births: Births<N, P>,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
@@ -164,6 +165,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             index: array![UnsafeCell::new(0); N],
             pages: Pages::new(),
             pool: Pool::new(),
+            births: Births::new(),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -181,6 +183,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             index: array![UnsafeCell::new(0); N],
             pages: Pages::new(),
             pool: Pool::new(),
+            births: Births::new(),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),

@@ -82,7 +82,7 @@
 //! never claims a page a pinned generation can reach.
 
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
-use crate::table::{SlotCell, PAGE};
+use crate::table::{Shape, SlotCell, PAGE};
 
 /// Entry states. An entry moves FREE -> TAKEN when a writer claims it, stays TAKEN while that
 /// writer fills its page, and becomes RETIRED (holding the page the publication replaced) when
@@ -99,8 +99,37 @@ pub(crate) struct Entry {
     /// The page held, as its distance from the entry's own spare page (so that a new pool is all
     /// zeros: entry `e` starts with spare page `e`). Accessed only by the entry's holder.
     page: UnsafeCell<u16>,
-    /// The version whose publication replaced the page; accessed only by the entry's holder.
-    stamp: UnsafeCell<u64>,
+    /// The page's life, `[born, died)`: the versions of the generations that have it (at most
+    /// `born` is enough, see [`Births`]). Accessed only by the entry's holder.
+    life: UnsafeCell<(u64, u64)>,
+}
+
+/// What a writer's scan found (see the module docs, "Reuse"): its base's version, and the
+/// version of every generation slot someone pinned (the slots in `pinned`; `versions` holds every
+/// slot's).
+#[derive(Clone, Copy)]
+pub(crate) struct Pins<'a> {
+    pub(crate) base: u64,
+    pub(crate) versions: &'a [u64],
+    pub(crate) pinned: u32,
+}
+
+impl Pins<'_> {
+    /// Whether a page in the generations `[born, died)` may be reused: it was replaced no later
+    /// than our base, and no pinned version has it.
+    fn allow(&self, born: u64, died: u64) -> bool {
+        // The `early_page_reuse` mutant (loom runs only) reuses any retired page, to show that
+        // the loom models catch a reader's read of a page reused under it.
+        if cfg!(snapmap_mutant = "early_page_reuse") {
+            return true;
+        }
+        // The `page_after_base` mutant drops the first condition.
+        let replaced_by_base = cfg!(snapmap_mutant = "page_after_base") || died <= self.base;
+        replaced_by_base
+            && (0..self.versions.len())
+                .filter(|slot| self.pinned & 1 << slot != 0)
+                .all(|slot| !(born..died).contains(&self.versions[slot]))
+    }
 }
 
 /// The spare pages' entries, `[Entry; P]` where stored and `[Entry]` where used, so that the code
@@ -120,7 +149,7 @@ macro_rules! pool_new {
                 entries: crate::sync::array![Entry {
                     state: AtomicUsize::new(FREE),
                     page: UnsafeCell::new(0),
-                    stamp: UnsafeCell::new(0),
+                    life: UnsafeCell::new((0, 0)),
                 }; P],
             }
         }
@@ -135,23 +164,22 @@ impl<const P: usize> Pool<[Entry; P]> {
 }
 
 impl Pool {
-    /// Claims an entry whose page no generation of version `oldest` or later can reach, and no
-    /// reader of an older one can (the caller computed `oldest` as the module docs say): a FREE
-    /// entry, or a RETIRED one stamped at most `oldest`. `None` if there is none.
-    fn try_claim(&self, oldest: u64) -> Option<usize> {
+    /// Claims an entry whose page no one can still read, as `pins` tells (see the module docs):
+    /// a FREE entry, or a RETIRED one whose page `pins` allows. `None` if there is none.
+    fn try_claim(&self, pins: &Pins<'_>) -> Option<usize> {
         let count = self.entries.len();
         // Relaxed: a hint; any start below `count` is correct.
         let start = self.next.load(Ordering::Relaxed).min(count - 1);
         // In rotation from `start`, without a division (the M0+ has none).
         let id = (start..count)
             .chain(0..start)
-            .find(|&id| self.try_claim_entry(id, oldest))?;
+            .find(|&id| self.try_claim_entry(id, pins))?;
         let after = if id + 1 == count { 0 } else { id + 1 };
         self.next.store(after, Ordering::Relaxed);
         Some(id)
     }
 
-    fn try_claim_entry(&self, id: usize, oldest: u64) -> bool {
+    fn try_claim_entry(&self, id: usize, pins: &Pins<'_>) -> bool {
         let entry = &self.entries[id];
         // Relaxed pre-check: skip taken entries without a read-modify-write.
         let seen = entry.state.load(Ordering::Relaxed);
@@ -160,7 +188,7 @@ impl Pool {
         }
         // Acquire on success: synchronizes with the Release store that freed or retired the
         // entry, so the last writer's accesses to its page, the readers' reads that the caller's
-        // scan ordered before it, and the retirer's page and stamp all happen-before what we do
+        // scan ordered before it, and the retirer's page and life all happen-before what we do
         // next.
         if compare_exchange(&entry.state, seen, TAKEN).is_err() {
             return false;
@@ -169,14 +197,9 @@ impl Pool {
             return true;
         }
         // SAFETY: the entry is ours (our CAS took it from RETIRED), so nobody else accesses its
-        // stamp; the retirer's write happens-before our CAS.
-        let stamp = entry.stamp.with(|stamp| unsafe { *stamp });
-        // The `early_page_reuse` mutant (loom runs only) reuses any retired page, to show that
-        // the loom models catch a reader's read of a page reused under it.
-        #[cfg(snapmap_mutant = "early_page_reuse")]
-        let _ = (stamp, oldest);
-        #[cfg(not(snapmap_mutant = "early_page_reuse"))]
-        if stamp > oldest {
+        // life; the retirer's write happens-before our CAS.
+        let (born, died) = entry.life.with(|life| unsafe { *life });
+        if !pins.allow(born, died) {
             // Still reachable from a generation someone may read. Release: hands on what we
             // acquired to the next claimer (a plain store does not extend a release sequence).
             entry.state.store(RETIRED, Ordering::Release);
@@ -198,19 +221,20 @@ impl Pool {
         self.entries[id].state.store(FREE, Ordering::Release);
     }
 
-    /// Makes entry `id` (claimed by the caller, whose page the caller's publication of `version`
-    /// put in the current generation) hold `page`, the page that publication replaced.
-    fn retire(&self, id: usize, page: usize, version: u64) {
+    /// Makes entry `id` (claimed by the caller, whose page the caller's publication of `died`
+    /// put in the current generation) hold `page`, the page that publication replaced, in the
+    /// generations from `born` on.
+    fn retire(&self, id: usize, page: usize, born: u64, died: u64) {
         let entry = &self.entries[id];
         // SAFETY: the entry is TAKEN by the caller, and only its holder touches its page and
-        // stamp until the Release store below hands them to a claimer.
+        // life until the Release store below hands them to a claimer.
         unsafe {
             entry
                 .page
                 .with_mut(|held| *held = page.wrapping_sub(id) as u16);
-            entry.stamp.with_mut(|stamp| *stamp = version);
+            entry.life.with_mut(|life| *life = (born, died));
         }
-        // Release: page and stamp happen-before the Acquire CAS of whoever claims the entry.
+        // Release: page and life happen-before the Acquire CAS of whoever claims the entry.
         entry.state.store(RETIRED, Ordering::Release);
     }
 }
@@ -220,19 +244,19 @@ impl Pool {
 /// publication.
 pub(crate) struct Claims<'a> {
     pool: &'a Pool,
-    /// The lowest version anyone may still read, from the writer's scan (see the module docs).
-    oldest: u64,
+    /// What the writer's scan found (see the module docs).
+    pins: Pins<'a>,
     /// `(position, entry)` for each page claimed, in `held[..len]`; room for every entry.
     held: &'a mut [(u16, u16)],
     len: usize,
 }
 
 impl<'a> Claims<'a> {
-    pub(crate) fn new(pool: &'a Pool, oldest: u64, held: &'a mut [(u16, u16)]) -> Self {
+    pub(crate) fn new(pool: &'a Pool, pins: Pins<'a>, held: &'a mut [(u16, u16)]) -> Self {
         debug_assert_eq!(held.len(), pool.entries.len());
         Self {
             pool,
-            oldest,
+            pins,
             held,
             len: 0,
         }
@@ -248,7 +272,7 @@ impl<'a> Claims<'a> {
         if self.len == self.held.len() {
             return None;
         }
-        let id = self.pool.try_claim(self.oldest)?;
+        let id = self.pool.try_claim(&self.pins)?;
         self.held[self.len] = (position as u16, id as u16);
         self.len += 1;
         Some(self.pool.page(id))
@@ -265,12 +289,19 @@ impl<'a> Claims<'a> {
         self.len
     }
 
+    /// `(position, page)` for each page claimed.
+    pub(crate) fn pages(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.held[..self.len]
+            .iter()
+            .map(|&(position, id)| (usize::from(position), self.pool.page(usize::from(id))))
+    }
+
     /// After the publication of `version`: each claimed entry takes the page its own replaced,
-    /// the page `replaced(position)` named in the base.
-    pub(crate) fn retire_all(mut self, version: u64, replaced: impl Fn(usize) -> usize) {
+    /// `replaced(position)`: the page the base had there, and (a lower bound of) its birth.
+    pub(crate) fn retire_all(mut self, version: u64, replaced: impl Fn(usize) -> (usize, u64)) {
         for &(position, id) in &self.held[..self.len] {
-            self.pool
-                .retire(usize::from(id), replaced(usize::from(position)), version);
+            let (page, born) = replaced(usize::from(position));
+            self.pool.retire(usize::from(id), page, born, version);
         }
         self.len = 0;
     }
@@ -357,6 +388,89 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
     }
 }
 
+/// Each page's *birth*: the version of the first generation that has it, for the retirer to
+/// stamp its life with (see the module docs). Written by the writer that claimed the page, before
+/// the compare-and-swap that publishes it (again on each attempt: a lost race rewrites it, or
+/// gives the page back), and read by the writer whose publication replaces it, after its own
+/// compare-and-swap, which is ordered after the first one (its base pin acquired it, or a later
+/// publication). Nobody else touches a page's birth in between: a current page is claimed by no
+/// one, and replaced by exactly one publication.
+///
+/// The `P` spare pages' births are words; the `N / 16` home pages' are 8 bytes each in a block of
+/// `N` (`[u64; N / 16]` cannot be written), zero when the map is new, as the home pages' birth is.
+/// A table of one page needs none: every write copies that page, so the one its base has was born
+/// with the base.
+pub(crate) struct Births<const N: usize, const P: usize> {
+    spare: [UnsafeCell<u64>; P],
+    home: [UnsafeCell<u8>; N],
+}
+
+macro_rules! births_new {
+    ($($const:ident)?) => {
+        pub(crate) $($const)? fn new() -> Self {
+            Self {
+                spare: crate::sync::array![UnsafeCell::new(0); P],
+                home: crate::sync::array![UnsafeCell::new(0); N],
+            }
+        }
+    };
+}
+
+impl<const N: usize, const P: usize> Births<N, P> {
+    #[cfg(not(loom))]
+    births_new!(const);
+    #[cfg(loom)]
+    births_new!();
+
+    /// The 8 bytes of home page `page`'s birth (`P <= page`).
+    fn home_bytes(&self, page: usize) -> &[UnsafeCell<u8>] {
+        let first = (page - P) * 8;
+        &self.home[first..first + 8]
+    }
+
+    /// Records that page `page` is born with `version`.
+    ///
+    /// # Safety
+    /// The caller holds `page` (claimed, unpublished), as the type's docs say.
+    pub(crate) unsafe fn set(&self, page: usize, version: u64) {
+        if Shape::<N>::PAGES == 1 {
+            return;
+        }
+        // SAFETY: by the caller's claim, nobody else accesses this page's birth.
+        unsafe {
+            if page < P {
+                self.spare[page].with_mut(|born| *born = version);
+            } else {
+                for (cell, byte) in self.home_bytes(page).iter().zip(version.to_le_bytes()) {
+                    cell.with_mut(|mine| *mine = byte);
+                }
+            }
+        }
+    }
+
+    /// The birth of page `page`, which generation `base` (of version `version`) has.
+    ///
+    /// # Safety
+    /// The caller's publication replaced `page`, as the type's docs say.
+    pub(crate) unsafe fn get(&self, page: usize, version: u64) -> u64 {
+        if Shape::<N>::PAGES == 1 {
+            return version;
+        }
+        // SAFETY: written before a publication our own is ordered after; nobody writes it now.
+        unsafe {
+            if page < P {
+                self.spare[page].with(|born| *born)
+            } else {
+                let mut bytes = [0; 8];
+                for (byte, cell) in bytes.iter_mut().zip(self.home_bytes(page)) {
+                    *byte = cell.with(|born| *born);
+                }
+                u64::from_le_bytes(bytes)
+            }
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -365,40 +479,54 @@ mod tests {
         Pool::new()
     }
 
+    /// A scan with base `base` that found the versions `pinned` pinned.
+    fn pins<'a>(base: u64, versions: &'a [u64]) -> Pins<'a> {
+        Pins {
+            base,
+            versions,
+            pinned: (1 << versions.len()) - 1,
+        }
+    }
+
     #[test]
     fn free_entries_are_claimed_in_rotation_and_given_back() {
         let pool = pool();
         let pool: &Pool = &pool;
-        assert_eq!(pool.try_claim(0), Some(0));
-        assert_eq!(pool.try_claim(0), Some(1));
-        assert_eq!(pool.try_claim(0), Some(2));
-        assert_eq!(pool.try_claim(0), None, "all three claimed");
+        let none = pins(0, &[]);
+        assert_eq!(pool.try_claim(&none), Some(0));
+        assert_eq!(pool.try_claim(&none), Some(1));
+        assert_eq!(pool.try_claim(&none), Some(2));
+        assert_eq!(pool.try_claim(&none), None, "all three claimed");
         pool.give_back(1);
-        assert_eq!(pool.try_claim(0), Some(1));
+        assert_eq!(pool.try_claim(&none), Some(1));
         assert_eq!([0, 1, 2].map(|id| pool.page(id)), [0, 1, 2]);
     }
 
-    /// A page retired by the publication of version 5 is in every generation before 5: it is
-    /// reused only once the oldest version anyone may read is 5 or later.
+    /// A page in the generations `[3, 5)` is reused only when no pinned version is 3 or 4 and the
+    /// claimer's base is 5 or later.
     #[test]
-    fn a_retired_page_waits_for_the_oldest_pin_to_reach_its_stamp() {
+    fn a_retired_page_waits_only_for_the_pins_that_have_it() {
         let pool = pool();
         let pool: &Pool = &pool;
-        let ids = [0, 1, 2].map(|_| pool.try_claim(0).unwrap());
-        pool.retire(ids[0], 7, 5);
-        for oldest in 0..5 {
-            assert_eq!(pool.try_claim(oldest), None, "reused at oldest = {oldest}");
+        let ids = [0, 1, 2].map(|_| pool.try_claim(&pins(0, &[])).unwrap());
+        pool.retire(ids[0], 7, 3, 5);
+        for pinned in [3, 4] {
+            assert_eq!(pool.try_claim(&pins(9, &[pinned])), None, "reused under {pinned}");
         }
-        assert_eq!(pool.try_claim(5), Some(ids[0]));
-        assert_eq!(
-            pool.page(ids[0]),
-            7,
-            "the retired page, not the entry's own"
-        );
-        // Retired again at 9 (stamps are full 64-bit versions), then reused past it.
-        pool.retire(ids[0], 0, (1 << 32) + 9);
-        assert_eq!(pool.try_claim(9), None);
-        assert_eq!(pool.try_claim(u64::MAX), Some(ids[0]));
+        assert_eq!(pool.try_claim(&pins(4, &[])), None, "reused by a base it is in");
+        assert_eq!(pool.try_claim(&pins(9, &[9, 2, 6, 3])), None);
+        // Pins before its birth or after its death do not hold it (nor do unpinned slots).
+        let scan = Pins {
+            base: 5,
+            versions: &[2, 4, 5, 3],
+            pinned: 0b0101,
+        };
+        assert_eq!(pool.try_claim(&scan), Some(ids[0]));
+        assert_eq!(pool.page(ids[0]), 7, "the retired page, not the entry's own");
+        // Retired again with full 64-bit versions.
+        pool.retire(ids[0], 0, 1 << 32, (1 << 32) + 9);
+        assert_eq!(pool.try_claim(&pins(u64::MAX, &[(1 << 32) + 8])), None);
+        assert_eq!(pool.try_claim(&pins(u64::MAX, &[9, u64::MAX])), Some(ids[0]));
         assert_eq!(pool.page(ids[0]), 0);
     }
 
@@ -408,18 +536,40 @@ mod tests {
         let stored = pool();
         let pool: &Pool = &stored;
         let mut held = [(0, 0); 3];
-        let mut claims = Claims::new(pool, 0, &mut held);
+        let mut claims = Claims::new(pool, pins(0, &[]), &mut held);
         assert_eq!((claims.claim(4), claims.claim(5)), (Some(0), Some(1)));
         assert!(!claims.hold_all());
+        assert!(claims.pages().eq([(4, 0), (5, 1)]));
         drop(claims);
         let mut held = [(0, 0); 3];
-        let mut claims = Claims::new(pool, 0, &mut held);
+        let mut claims = Claims::new(pool, pins(2, &[]), &mut held);
         assert!(claims.claim(4).is_some());
-        claims.retire_all(3, |position| 100 + position);
-        // The retired entry holds page 104, stamped 3; the other two are free.
-        assert!(pool.try_claim(2).is_some() && pool.try_claim(2).is_some());
-        assert_eq!(pool.try_claim(2), None, "reused before its stamp");
-        let retired = pool.try_claim(3).expect("reusable at its stamp");
+        claims.retire_all(3, |position| (100 + position, 1));
+        // The retired entry holds page 104, in generations 1 and 2; the other two are free.
+        let after = pins(3, &[2]);
+        assert!(pool.try_claim(&after).is_some() && pool.try_claim(&after).is_some());
+        assert_eq!(pool.try_claim(&after), None, "reused under a pin on 2");
+        let retired = pool.try_claim(&pins(3, &[0, 3])).expect("reusable");
         assert_eq!(pool.page(retired), 104);
+    }
+
+    /// Births round-trip for spare and home pages, and a one-page table reports its base's.
+    #[test]
+    fn births_are_kept_per_page() {
+        let births: Births<64, 2> = Births::new();
+        // SAFETY: single-threaded test.
+        unsafe {
+            assert_eq!(births.get(5, 9), 0, "a home page is born with the map");
+            births.set(1, 7);
+            births.set(5, u64::MAX - 1);
+            births.set(2, 1 << 40);
+            assert_eq!(
+                [1, 2, 5].map(|page| births.get(page, 0)),
+                [7, 1 << 40, u64::MAX - 1]
+            );
+            let one_page: Births<16, 2> = Births::new();
+            one_page.set(0, 3);
+            assert_eq!(one_page.get(0, 11), 11);
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! it by compare-and-swap, retire its base and the pages it replaced.
 
 use crate::generation::{Body, FREE, IN_USE, UNUSED};
-use crate::pages::Claims;
+use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{compare_exchange, fence, publish_exchange, spin_wait, AtomicUsize, Ordering};
@@ -92,9 +92,24 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Dr
 struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
     map: &'m SnapMap<K, V, N, G, R, P, S>,
     index: usize,
-    /// The oldest version anyone may still read, from the scan that claimed the slot: pages
-    /// retired by a version no newer than this may be reused (see `pages`).
-    oldest: u64,
+}
+
+/// What a writer's scan found: its base's version, every slot's version, and which slots are
+/// pinned (see `pages`, "Reuse").
+struct Scan<const G: usize> {
+    base: u64,
+    versions: [u64; G],
+    pinned: u32,
+}
+
+impl<const G: usize> Scan<G> {
+    fn pins(&self) -> Pins<'_> {
+        Pins {
+            base: self.base,
+            versions: &self.versions,
+            pinned: self.pinned,
+        }
+    }
 }
 
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
@@ -114,24 +129,17 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
 {
     /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
     /// current generation as the base after each failed attempt. Returns the base's index with
-    /// the claim.
+    /// the claim and what its scan found (for the pages' reuse rule, see `pages`).
     fn claim_generation<'m>(
         &'m self,
         pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>, Scan<G>), Error> {
         let mut spins = 0;
         loop {
             let base = pin.base;
-            if let Some((index, oldest)) = self.try_claim(base) {
-                return Ok((
-                    base,
-                    Claim {
-                        map: self,
-                        index,
-                        oldest,
-                    },
-                ));
+            if let Some((index, scan)) = self.try_claim(base) {
+                return Ok((base, Claim { map: self, index }, scan));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
@@ -154,12 +162,12 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands; returns it with the oldest
-    /// version anyone may read. Candidates are taken in order after `base`: with one writer,
+    /// Claims a FREE generation slot on which no hazard stands; returns it with what the scan
+    /// found. Candidates are taken in order after `base`: with one writer,
     /// slots are retired in that same order, so the first candidate is the least recently
     /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
     /// pinned by us.
-    fn try_claim(&self, base: usize) -> Option<(usize, u64)> {
+    fn try_claim(&self, base: usize) -> Option<(usize, Scan<G>)> {
         // SAFETY: `base` is pinned by our base pin.
         let version = unsafe { self.body(base) }.version;
         (1..G)
@@ -168,9 +176,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
-    /// hazard stands on it; returns the oldest version anyone may still read: `base` (our
-    /// base's version) or the version of a generation someone pins.
-    fn try_claim_slot(&self, index: usize, base: u64) -> Option<u64> {
+    /// hazard stands on it; returns what the scan found, with `base`, our base's version.
+    fn try_claim_slot(&self, index: usize, base: u64) -> Option<Scan<G>> {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
         let seen = state.load(Ordering::Relaxed);
@@ -202,46 +209,33 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         // Every slot's version before any pin (see `pages`, "Which version a pin names").
-        // Acquire: synchronizes with the claimer that stored it, after its own scan.
-        let versions: [usize; G] =
-            core::array::from_fn(|slot| self.generations[slot].version.load(Ordering::Acquire));
-        let mut oldest = base;
-        let mut pinned = false;
+        let versions: [u64; G] =
+            core::array::from_fn(|slot| self.generations[slot].version.load());
+        let mut pinned = 0u32;
         // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
         // made under those pins before our writes to the slot and to reused pages.
         for (slot, count) in self.pins.iter().enumerate() {
             if count.word.load(Ordering::Acquire) != 0 {
-                pinned |= slot == index;
-                oldest = oldest.min(widen(versions[slot], base));
+                pinned |= 1 << slot;
             }
         }
         for reader in &self.readers {
             let hazard = reader.hazard().load(Ordering::Acquire);
             if hazard != IDLE && hazard != UNCLAIMED {
-                let slot = hazard - pinning(0);
-                pinned |= slot == index;
-                oldest = oldest.min(widen(versions[slot], base));
+                pinned |= 1 << (hazard - pinning(0));
             }
         }
-        if pinned {
+        if pinned & 1 << index != 0 {
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).
             state.store(FREE, Ordering::Release);
             return None;
         }
-        Some(oldest)
-    }
-}
-
-/// The version whose low bits (all of them on 64-bit targets) are `word`, nearest to `base`:
-/// exact while versions anyone can still read are within 2^31 of each other, which the pool
-/// guarantees (see `pages`).
-#[inline]
-fn widen(word: usize, base: u64) -> u64 {
-    if usize::BITS >= 64 {
-        word as u64
-    } else {
-        base.wrapping_add_signed(i64::from((word as u32).wrapping_sub(base as u32) as i32))
+        Some(Scan {
+            base,
+            versions,
+            pinned,
+        })
     }
 }
 
@@ -320,7 +314,7 @@ impl<
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let (mut base, claim) = match self.claim_generation(&mut pin, wait) {
+        let (mut base, claim, scan) = match self.claim_generation(&mut pin, wait) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
@@ -342,7 +336,7 @@ impl<
                     (*index.add(position)).with_mut(|mine| *mine = entry);
                 }
             }
-            let claims = Claims::new(&self.pool, claim.oldest, held);
+            let claims = Claims::new(&self.pool, scan.pins(), held);
             // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
             let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
             let mut txn = Txn::new(table, &self.hasher);
@@ -353,8 +347,8 @@ impl<
                 let all = table.claims().hold_all();
                 drop(txn); // gives the pages back
                 return if rebased {
-                    // Our scan's `oldest` predates the race we lost: pages retired since may be
-                    // free for a fresh scan.
+                    // Our scan predates the race we lost: pages retired since may be free for a
+                    // fresh scan.
                     Attempt::Rescan
                 } else if wait == Wait::No || all {
                     // No page is free now, or the change needs more than the pool holds.
@@ -381,7 +375,11 @@ impl<
             });
             // Release, after our scan, before we publish: see `pages`, "Which version a pin
             // names".
-            target.version.store(version as usize, Ordering::Release);
+            target.version.store(version);
+            for (_, page) in txn.table.claims().pages() {
+                // SAFETY: a page we claimed, in no published generation.
+                unsafe { self.births.set(page, version) };
+            }
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
@@ -403,12 +401,15 @@ impl<
             ) {
                 Ok(_) => {
                     // Every page we claimed replaced the base's page at its position: the
-                    // entries that held ours now hold those, stamped with our version.
+                    // entries that held ours now hold those, with their lives, which our
+                    // version ends.
                     txn.table.into_claims().retire_all(version, |position| {
                         // SAFETY: `base` is no longer current but still unreused: only its
                         // retirer, us, frees it (below).
                         let entry = unsafe { (*base_index.add(position)).with(|entry| *entry) };
-                        (P + position).wrapping_add_signed(isize::from(entry as i16))
+                        let page = (P + position).wrapping_add_signed(isize::from(entry as i16));
+                        // SAFETY: our publication replaced `page`.
+                        (page, unsafe { self.births.get(page, body.version) })
                     });
                     core::mem::forget(claim);
                     // Ended above.
