@@ -54,8 +54,8 @@ macro_rules! gen_slot_new {
 /// A full 64-bit version in two atomic words of 32 bits each (the widest atomic every target
 /// loads and stores natively), written only by the slot's claimer while the slot is unpublished,
 /// read by other writers' scans. A scan can see the halves of two different stores only for a
-/// slot being reclaimed under it, whose pins are stale; the value then only adds a version to the
-/// scan's set, which can only forbid a reuse (see `pages`).
+/// slot being reclaimed under it, whose pins are stale or ordered before the scan; the value then
+/// only adds a version to the scan's set, which can only forbid a reuse (see `pages`).
 pub(crate) struct VersionWord {
     halves: [AtomicUsize; 2],
 }
@@ -63,12 +63,14 @@ pub(crate) struct VersionWord {
 impl VersionWord {
     /// Release: everything the claimer wrote before (its scan) happens-before a scan that loads
     /// either half.
+    #[inline]
     pub(crate) fn store(&self, version: u64) {
         self.halves[1].store((version >> 32) as usize, Ordering::Release);
         self.halves[0].store(version as u32 as usize, Ordering::Release);
     }
 
     /// Acquire: pairs with `store`.
+    #[inline]
     pub(crate) fn load(&self) -> u64 {
         let low = self.halves[0].load(Ordering::Acquire) as u64;
         let high = self.halves[1].load(Ordering::Acquire) as u64;

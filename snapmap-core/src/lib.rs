@@ -52,10 +52,11 @@
 //! underneath it.
 //!
 //! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free)
-//! and retires the pages its change replaced, stamping each with the version it published. A
-//! writer claiming a free slot then reads the slots' pin counts and scans every hazard word,
-//! and gives the slot back if anyone still pins it; the same scan gives the oldest version
-//! anyone may still read, and a retired page is reused only if its stamp is no newer than that.
+//! and retires the pages its change replaced, each with its life: the versions from the one that
+//! wrote it to the one before the one that replaced it. A writer claiming a free slot then reads
+//! the slots' pin counts and scans every hazard word, and gives the slot back if anyone still
+//! pins it; the same scan tells which versions are pinned, and a retired page is reused only if
+//! none of them lies in its life.
 //! A fence pairs the reader's announce-then-check with the writer's claim-then-scan (a Dekker
 //! handshake): either the writer sees the pin, or the reader sees that `current` moved and never
 //! reads what the writer reuses. No reader ever waits for a writer, and a reader's path is loads
@@ -69,10 +70,14 @@
 //!
 //! **The page budget, `P` spare pages.** A one-key write copies one page (two when its probe run
 //! crosses a page boundary); a transaction copies each page it changes, once. A page replaced
-//! by a write stays reserved while a snapshot older than that write is held: a snapshot held
-//! across many writes holds the pages they replaced, up to a whole table. So a write can wait for
-//! pages, and only for held snapshots (an idle registered [`Reader`] holds nothing): the blocking
-//! forms spin (yielding under `std`), the `try_` forms return [`Error::NoFreePage`]. A change
+//! by a write stays reserved while a snapshot that has it is held: a snapshot holds the pages
+//! of its generation that later writes replaced, so at most one table (`N / 16` pages) however
+//! many writes follow it, and snapshots of one version share them. So with
+//! `P >= (N / 16) * S + 2` a lone writer's one-key write never waits for pages while at most `S`
+//! snapshots of distinct old versions are held (each concurrent writer needs about two more,
+//! and a writer that loses a race cannot reuse the pages the winner just replaced until it
+//! scans again). With fewer, a write can wait, and only for held snapshots (an idle registered [`Reader`] holds nothing): the blocking forms
+//! spin (yielding under `std`), the `try_` forms return [`Error::NoFreePage`]. A change
 //! that needs more pages than `P` is refused with `NoFreePage` by every form. A thread that holds
 //! snapshots and then makes a blocking write may wait for itself, as a thread re-locking a lock
 //! would: drop snapshots before writing, or use a `try_` form. (See [`SnapMap`]'s `G`, `R` and
@@ -84,8 +89,9 @@
 //!
 //! **Memory** is one table of `N` slots, `P` spare pages of 16 slots, an index of two bytes per
 //! 16 slots in each of the `G` generations (kept in one block of `N` words, which is why
-//! `G <= 16`), plus `R` cache-line-sized hazard words and `G` pin counts, fixed at compile time;
-//! there is no allocator and no `alloc`. Adding a generation costs a few words, not a table.
+//! `G <= 16`), each page's birth (8 bytes per page, in a block of `N` bytes for the home pages),
+//! plus `R` cache-line-sized hazard words and `G` pin counts, fixed at compile time; there is no
+//! allocator and no `alloc`. Adding a generation costs a few words, not a table.
 //!
 //! # Reading
 //!

@@ -28,8 +28,8 @@ use core::hash::{BuildHasher, Hash};
 ///   write claims one (two when its probe run crosses a page boundary); a transaction claims
 ///   one per page it changes, and one that would change more pages than `P` returns
 ///   [`Error::NoFreePage`] even from a blocking form. A page replaced by a write is reused once
-///   no snapshot older than that write is held: a snapshot held across many writes holds the
-///   pages they replaced (see "Memory" in the crate docs).
+///   no held snapshot has it: a snapshot held across many writes holds the pages of its
+///   generation they replaced, at most one table (see "The page budget" in the crate docs).
 ///
 /// **The budget, `G >= R + 2`, is checked at compile time.** `R` registered readers reading at
 /// once hold at most `R` generations, and a writer still has the current generation to copy

@@ -14,72 +14,72 @@
 //! pool always holds the `P` pages that are not current, and every page the write did not change
 //! is shared with the base, and with every older generation that still has it.
 //!
-//! **Retiring.** History is a line: each published generation is built from the one it replaces
-//! (the base pin makes the CAS free of ABA). So a page is in a contiguous run of versions, from
-//! the one that wrote it to the one before the publication that replaced it. The writer whose
-//! CAS published version `v` *retires* the pages `v` replaced, stamping each with `v`: a page
-//! stamped `v` is in no generation of version `v` or later, and no later generation can get it
-//! back (they are all built from `v` or its successors).
+//! **Lives.** History is a line: each published generation is built from the one it replaces
+//! (the base pin makes the CAS free of ABA). So a page is in a contiguous run of versions, its
+//! *life* `[born, died)`: from the publication that wrote it (0 for the home pages of a new map)
+//! to the one before the publication that replaced it. The writer whose CAS published version
+//! `v` writes each page it claimed with `born = v` (see [`Births`]), and *retires* each page `v`
+//! replaced into the entry that held its replacement, with `died = v`: no generation of version
+//! `v` or later has it, and none can get it back (they are all built from `v` or its successors).
 //!
-//! **Reuse.** A writer may claim a retired page stamped `v` only if `v <= oldest`, where `oldest`
-//! is the lowest version any reader or writer may still read. The writer computes it with the
-//! scan it already makes to claim a generation slot (`write::try_claim_slot`): after the SeqCst
-//! fence that follows its base pin's validation, the minimum of its base's version and the
-//! version of every generation slot a pin count or a hazard word names. No reference counts,
-//! nothing on the read path: readers still only load and store their own hazard word.
+//! **Reuse.** A writer may claim a retired page only if (a) it died no later than the writer's
+//! base (`died <= b`), and (b) no version `u` in its life is pinned: the writer's scan (the one
+//! it makes to claim a generation slot, `write::try_claim_slot`: after the SeqCst fence that
+//! follows its base pin's validation, every pin count and hazard word, then the version of each
+//! slot pinned) finds no pin on a slot whose version is in `[born, died)`. A pinned generation therefore holds
+//! only the pages it has that `current` does not, at most one table, however many writes follow
+//! it. No reference counts, nothing on the read path: readers still only load and store their own
+//! hazard word.
 //!
-//! Why it is safe, for a reader that reads page `x` (stamped `v`) through the generation it
-//! pinned, of version `u < v` (the only generations that have `x`). `oldest` is at most the base's
-//! version, so the publication of `v` precedes the base's in `current`'s modification order; every
-//! publication is a read-modify-write of `current`, so the base pin's Acquire validation
-//! synchronizes with it, and it happens-before the writer's fence. In the single total order S of
-//! SeqCst operations, either
-//! - the reader's announcement (with its fence) precedes the writer's fence: the writer's scan
-//!   sees the hazard or count, with a version of `u` or lower (see below), or a later Release
-//!   store of that reader, which carries its reads with it; so `oldest <= u < v` and `x` is not
-//!   reused; or
-//! - the writer's fence precedes it: the reader's validating SeqCst load, after the fence in S,
-//!   cannot read a value of `current` older than the publication of `v`, which happens-before
-//!   that fence (C++20 [atomics.order] p4, second case). So it pinned a version `>= v`, which does
-//!   not have `x`.
+//! Why it is safe, for a reader R that reads page `x` (life `[born, died)`) through the
+//! generation it pinned, of version `u` with `born <= u < died`, while writer W with base `b`
+//! claims `x` (so `died <= b`, and `u < b`). The publication of `b` happens-before W's fence
+//! (W's base pin acquired it), and so does the publication of `u`, which precedes it in
+//! `current`'s modification order (every publication is a read-modify-write, so W's Acquire
+//! synchronizes with every one before it). In the single total order S of SeqCst operations,
+//! either
+//! - R's announcement (with its fence) precedes W's fence: W's scan sees R's hazard or count, or
+//!   a later Release store of R, which carries R's reads with it. If it sees the pin, it loads
+//!   exactly `u` for that slot (see below), so (b) forbids the claim; or
+//! - W's fence precedes it: R's validating load, after its fence in S, cannot read a value of
+//!   `current` older than the publication of `b`, which happens-before W's fence (C++20
+//!   [atomics.order] p4). So `u >= b`, which contradicts `u < died <= b`.
+//!
+//! Condition (a) is what the second case needs: pins made after W's fence can be on any version
+//! from `b` on, and W's scan knows nothing of them. A page that died after `b` is left for a
+//! writer with a newer base (a writer that lost a race and rebuilds scans again for them).
 //!
 //! The fence must follow the base pin's validation: the base pin's own fence precedes it and does
 //! not do. Loom's SeqCst fence is stronger than C++20's and cannot tell the two apart, so the
 //! models cannot catch that mistake; this argument is the proof, the models its check.
 //!
 //! **Which version a pin names.** A hazard word or a pin count names a generation *slot*, and
-//! slots are reused: a scan may read a pinner's old hazard on slot `s` (a pin since ended, whose
-//! end the scan has not synchronized with) while `s` already holds a newer generation. So each
-//! slot carries its version in an atomic word, stored with Release by the slot's claimer after
-//! its own scan, and a scan loads every slot's version word with Acquire *before* any hazard or
-//! count. If it loads a claimer's new version, it synchronizes with that claimer, whose scan saw
-//! no pin on `s`; every hazard or count it reads for `s` afterwards is no older than what that
-//! scan saw, so it is a pin on the new generation or a stale one (a pin that will fail to
-//! validate). If it loads an older version, that is lower still. Extra or lower values only
-//! lower a minimum: stale pins are harmless.
-//!
-//! On 32-bit targets the version word holds the version's low bits, and a writer widens them
-//! around its base's version. That is exact because the pool bounds how far apart the versions
-//! anyone can still read are: while version `u` is pinned, every publication retires at least
-//! one page that cannot be reused before that pin ends, so fewer than `P` publications follow
-//! `u`, and `P` is far below 2^31.
+//! slots are reused, so each slot carries its generation's version in a word written by the
+//! slot's claimer before it publishes (Release), which a scan loads (Acquire). For R above (the
+//! first case), the store of `u` precedes the publication of `u`, so it happens-before W's fence
+//! and W loads `u` or a later store; a later store would be by a writer that claimed R's slot
+//! while R still pinned it, whose own scan (by the same two cases) saw R's pin, or ran after R's
+//! reads were ordered before it, in which case W synchronizes with that store and R's reads
+//! happen-before W's writes anyway. Stale pins (ended, on a slot since reused) add versions to
+//! the scan's set, and an extra version can only forbid a reuse. Versions are full 64-bit values
+//! (two 32-bit words where the target has no wider atomic): a pin can be held across any number
+//! of writes, so no bound on how far apart they are could make low bits enough.
 //!
 //! A page a writer claimed but never published (its change failed, or it lost the race and
 //! rebuilds) was reachable from no published generation: its entry goes straight back to FREE.
 //!
-//! **Ownership of an entry's page and stamp.** Only the state word is shared. The page and stamp
+//! **Ownership of an entry's page and life.** Only the state word is shared. The page and life
 //! are written by the one writer that holds the entry: the retirer (exactly one publication
 //! replaces a page) before its Release store of RETIRED, a claimer only after its Acquire CAS
-//! made the entry its own; a claimer that finds the stamp too new stores RETIRED back. So they
-//! are plain words, with no wrap-around to reason about on 32-bit targets and no ABA: the
-//! comparison is made on the entry the claimer holds.
+//! made the entry its own; a claimer that finds the page still reachable stores RETIRED back. So
+//! they are plain words, with no ABA: the comparison is made on the entry the claimer holds.
 //!
 //! **What pins cost.** A pinned generation holds its slot, and the pages it has that `current`
-//! does not: a few for a pin a few versions old, up to a whole table for one held across many
-//! writes. So pins end when their snapshot drops, a registered [`Reader`](crate::Reader)'s too
-//! (an idle reader holds nothing), and a writer that finds no page it may claim returns an error
-//! from a `try_` form and waits in a blocking one, for the snapshots that hold pages to drop. It
-//! never claims a page a pinned generation can reach.
+//! does not: a few for a pin a few versions old, at most a whole table for one held across many
+//! writes. So `P` spare pages give writers room for about `P / (N / 16)` tables' worth of held
+//! snapshots of distinct versions before they wait. A writer that finds no page it may claim
+//! returns an error from a `try_` form and waits in a blocking one, for the snapshots that hold
+//! pages to drop. It never claims a page a pinned generation can reach.
 
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
 use crate::table::{Shape, SlotCell, PAGE};
@@ -87,7 +87,7 @@ use crate::table::{Shape, SlotCell, PAGE};
 /// Entry states. An entry moves FREE -> TAKEN when a writer claims it, stays TAKEN while that
 /// writer fills its page, and becomes RETIRED (holding the page the publication replaced) when
 /// the writer publishes, or FREE again if it does not. A RETIRED entry is claimed RETIRED ->
-/// TAKEN, and given back (stored RETIRED again) if its stamp is too new.
+/// TAKEN, and given back (stored RETIRED again) if its page is still reachable.
 const FREE: usize = 0;
 const TAKEN: usize = 1;
 const RETIRED: usize = 2;
@@ -105,13 +105,11 @@ pub(crate) struct Entry {
 }
 
 /// What a writer's scan found (see the module docs, "Reuse"): its base's version, and the
-/// version of every generation slot someone pinned (the slots in `pinned`; `versions` holds every
-/// slot's).
+/// version of every generation slot someone pinned.
 #[derive(Clone, Copy)]
 pub(crate) struct Pins<'a> {
     pub(crate) base: u64,
-    pub(crate) versions: &'a [u64],
-    pub(crate) pinned: u32,
+    pub(crate) pinned: &'a [u64],
 }
 
 impl Pins<'_> {
@@ -125,10 +123,7 @@ impl Pins<'_> {
         }
         // The `page_after_base` mutant drops the first condition.
         let replaced_by_base = cfg!(snapmap_mutant = "page_after_base") || died <= self.base;
-        replaced_by_base
-            && (0..self.versions.len())
-                .filter(|slot| self.pinned & 1 << slot != 0)
-                .all(|slot| !(born..died).contains(&self.versions[slot]))
+        replaced_by_base && !self.pinned.iter().any(|u| (born..died).contains(u))
     }
 }
 
@@ -209,6 +204,7 @@ impl Pool {
     }
 
     /// The page entry `id` holds; for its holder.
+    #[inline]
     fn page(&self, id: usize) -> usize {
         // SAFETY: the caller holds the entry (TAKEN by its claim), so nobody else writes it.
         let distance = self.entries[id].page.with(|page| unsafe { *page });
@@ -245,14 +241,14 @@ impl Pool {
 pub(crate) struct Claims<'a> {
     pool: &'a Pool,
     /// What the writer's scan found (see the module docs).
-    pins: Pins<'a>,
+    pins: &'a Pins<'a>,
     /// `(position, entry)` for each page claimed, in `held[..len]`; room for every entry.
     held: &'a mut [(u16, u16)],
     len: usize,
 }
 
 impl<'a> Claims<'a> {
-    pub(crate) fn new(pool: &'a Pool, pins: Pins<'a>, held: &'a mut [(u16, u16)]) -> Self {
+    pub(crate) fn new(pool: &'a Pool, pins: &'a Pins<'a>, held: &'a mut [(u16, u16)]) -> Self {
         debug_assert_eq!(held.len(), pool.entries.len());
         Self {
             pool,
@@ -272,7 +268,7 @@ impl<'a> Claims<'a> {
         if self.len == self.held.len() {
             return None;
         }
-        let id = self.pool.try_claim(&self.pins)?;
+        let id = self.pool.try_claim(self.pins)?;
         self.held[self.len] = (position as u16, id as u16);
         self.len += 1;
         Some(self.pool.page(id))
@@ -290,6 +286,7 @@ impl<'a> Claims<'a> {
     }
 
     /// `(position, page)` for each page claimed.
+    #[inline]
     pub(crate) fn pages(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.held[..self.len]
             .iter()
@@ -423,12 +420,14 @@ impl<const N: usize, const P: usize> Births<N, P> {
     births_new!();
 
     /// The 8 bytes of home page `page`'s birth (`P <= page`).
+    #[inline]
     fn home_bytes(&self, page: usize) -> &[UnsafeCell<u8>] {
         let first = (page - P) * 8;
         &self.home[first..first + 8]
     }
 
     /// Records that page `page` is born with `version`.
+    #[inline]
     ///
     /// # Safety
     /// The caller holds `page` (claimed, unpublished), as the type's docs say.
@@ -449,6 +448,7 @@ impl<const N: usize, const P: usize> Births<N, P> {
     }
 
     /// The birth of page `page`, which generation `base` (of version `version`) has.
+    #[inline]
     ///
     /// # Safety
     /// The caller's publication replaced `page`, as the type's docs say.
@@ -480,12 +480,8 @@ mod tests {
     }
 
     /// A scan with base `base` that found the versions `pinned` pinned.
-    fn pins<'a>(base: u64, versions: &'a [u64]) -> Pins<'a> {
-        Pins {
-            base,
-            versions,
-            pinned: (1 << versions.len()) - 1,
-        }
+    fn pins(base: u64, pinned: &[u64]) -> Pins<'_> {
+        Pins { base, pinned }
     }
 
     #[test]
@@ -511,22 +507,32 @@ mod tests {
         let ids = [0, 1, 2].map(|_| pool.try_claim(&pins(0, &[])).unwrap());
         pool.retire(ids[0], 7, 3, 5);
         for pinned in [3, 4] {
-            assert_eq!(pool.try_claim(&pins(9, &[pinned])), None, "reused under {pinned}");
+            assert_eq!(
+                pool.try_claim(&pins(9, &[pinned])),
+                None,
+                "reused under {pinned}"
+            );
         }
-        assert_eq!(pool.try_claim(&pins(4, &[])), None, "reused by a base it is in");
+        assert_eq!(
+            pool.try_claim(&pins(4, &[])),
+            None,
+            "reused by a base it is in"
+        );
         assert_eq!(pool.try_claim(&pins(9, &[9, 2, 6, 3])), None);
-        // Pins before its birth or after its death do not hold it (nor do unpinned slots).
-        let scan = Pins {
-            base: 5,
-            versions: &[2, 4, 5, 3],
-            pinned: 0b0101,
-        };
-        assert_eq!(pool.try_claim(&scan), Some(ids[0]));
-        assert_eq!(pool.page(ids[0]), 7, "the retired page, not the entry's own");
+        // Pins before its birth or after its death do not hold it.
+        assert_eq!(pool.try_claim(&pins(5, &[2, 5, 1, 7])), Some(ids[0]));
+        assert_eq!(
+            pool.page(ids[0]),
+            7,
+            "the retired page, not the entry's own"
+        );
         // Retired again with full 64-bit versions.
         pool.retire(ids[0], 0, 1 << 32, (1 << 32) + 9);
         assert_eq!(pool.try_claim(&pins(u64::MAX, &[(1 << 32) + 8])), None);
-        assert_eq!(pool.try_claim(&pins(u64::MAX, &[9, u64::MAX])), Some(ids[0]));
+        assert_eq!(
+            pool.try_claim(&pins(u64::MAX, &[9, u64::MAX])),
+            Some(ids[0])
+        );
         assert_eq!(pool.page(ids[0]), 0);
     }
 
@@ -536,13 +542,15 @@ mod tests {
         let stored = pool();
         let pool: &Pool = &stored;
         let mut held = [(0, 0); 3];
-        let mut claims = Claims::new(pool, pins(0, &[]), &mut held);
+        let none = pins(0, &[]);
+        let mut claims = Claims::new(pool, &none, &mut held);
         assert_eq!((claims.claim(4), claims.claim(5)), (Some(0), Some(1)));
         assert!(!claims.hold_all());
         assert!(claims.pages().eq([(4, 0), (5, 1)]));
         drop(claims);
         let mut held = [(0, 0); 3];
-        let mut claims = Claims::new(pool, pins(2, &[]), &mut held);
+        let base_2 = pins(2, &[]);
+        let mut claims = Claims::new(pool, &base_2, &mut held);
         assert!(claims.claim(4).is_some());
         claims.retire_all(3, |position| (100 + position, 1));
         // The retired entry holds page 104, in generations 1 and 2; the other two are free.

@@ -94,20 +94,19 @@ struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: 
     index: usize,
 }
 
-/// What a writer's scan found: its base's version, every slot's version, and which slots are
-/// pinned (see `pages`, "Reuse").
+/// What a writer's scan found: its base's version, and the versions of the generations pinned,
+/// in `versions[..len]` (see `pages`, "Reuse").
 struct Scan<const G: usize> {
     base: u64,
     versions: [u64; G],
-    pinned: u32,
+    len: usize,
 }
 
 impl<const G: usize> Scan<G> {
     fn pins(&self) -> Pins<'_> {
         Pins {
             base: self.base,
-            versions: &self.versions,
-            pinned: self.pinned,
+            pinned: &self.versions[..self.len],
         }
     }
 }
@@ -129,17 +128,18 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
 {
     /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
     /// current generation as the base after each failed attempt. Returns the base's index with
-    /// the claim and what its scan found (for the pages' reuse rule, see `pages`).
+    /// the claim; `scan` receives what its scan found (for the pages' reuse rule, see `pages`).
     fn claim_generation<'m>(
         &'m self,
         pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>, Scan<G>), Error> {
+        scan: &mut Scan<G>,
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>), Error> {
         let mut spins = 0;
         loop {
             let base = pin.base;
-            if let Some((index, scan)) = self.try_claim(base) {
-                return Ok((base, Claim { map: self, index }, scan));
+            if let Some(index) = self.try_claim(base, scan) {
+                return Ok((base, Claim { map: self, index }));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
@@ -162,33 +162,34 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands; returns it with what the scan
-    /// found. Candidates are taken in order after `base`: with one writer,
-    /// slots are retired in that same order, so the first candidate is the least recently
+    /// Claims a FREE generation slot on which no hazard stands; returns it, with what the scan
+    /// found in `scan`. Candidates are taken in order after `base`: with one writer, slots are
+    /// retired in that same order, so the first candidate is the least recently
     /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
     /// pinned by us.
-    fn try_claim(&self, base: usize) -> Option<(usize, Scan<G>)> {
+    fn try_claim(&self, base: usize, scan: &mut Scan<G>) -> Option<usize> {
         // SAFETY: `base` is pinned by our base pin.
         let version = unsafe { self.body(base) }.version;
         (1..G)
             .map(|step| (base + step) % G)
-            .find_map(|index| Some((index, self.try_claim_slot(index, version)?)))
+            .find(|&index| self.try_claim_slot(index, version, scan))
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
-    /// hazard stands on it; returns what the scan found, with `base`, our base's version.
-    fn try_claim_slot(&self, index: usize, base: u64) -> Option<Scan<G>> {
+    /// hazard stands on it; then `scan` holds what the scan found, with `base`, our base's
+    /// version.
+    fn try_claim_slot(&self, index: usize, base: u64, scan: &mut Scan<G>) -> bool {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
         let seen = state.load(Ordering::Relaxed);
         if !(seen == FREE || seen == UNUSED && index != 0) {
-            return None;
+            return false;
         }
         // Acquire on success: synchronizes with the Release store that freed the slot, so every
         // access by its last writer and by the writer that retired it happens-before our
         // overwrite.
         if compare_exchange(state, seen, IN_USE).is_err() {
-            return None;
+            return false;
         }
         // The writer half of the Dekker pair with a reader's announcement and validation in
         // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
@@ -208,9 +209,6 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // the mutant `no_writer_fence` removes the fence for Miri's runs.)
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
-        // Every slot's version before any pin (see `pages`, "Which version a pin names").
-        let versions: [u64; G] =
-            core::array::from_fn(|slot| self.generations[slot].version.load());
         let mut pinned = 0u32;
         // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
         // made under those pins before our writes to the slot and to reused pages.
@@ -229,13 +227,16 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).
             state.store(FREE, Ordering::Release);
-            return None;
+            return false;
         }
-        Some(Scan {
-            base,
-            versions,
-            pinned,
-        })
+        // The version of each pinned slot (see `pages`, "Which version a pin names").
+        scan.base = base;
+        scan.len = 0;
+        for slot in (0..G).filter(|slot| pinned & 1 << slot != 0) {
+            scan.versions[scan.len] = self.generations[slot].version.load();
+            scan.len += 1;
+        }
+        true
     }
 }
 
@@ -314,10 +315,16 @@ impl<
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let (mut base, claim, scan) = match self.claim_generation(&mut pin, wait) {
+        let mut scan = Scan {
+            base: 0,
+            versions: [0; G],
+            len: 0,
+        };
+        let (mut base, claim) = match self.claim_generation(&mut pin, wait, &mut scan) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
+        let pins = scan.pins();
         let pages = Shape::<N>::PAGES;
         let mut rebased = false;
         loop {
@@ -336,7 +343,7 @@ impl<
                     (*index.add(position)).with_mut(|mine| *mine = entry);
                 }
             }
-            let claims = Claims::new(&self.pool, scan.pins(), held);
+            let claims = Claims::new(&self.pool, &pins, held);
             // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
             let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
             let mut txn = Txn::new(table, &self.hasher);

@@ -45,8 +45,8 @@ into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). A
 test (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_base_pin\" and \"early_page_reuse\", into target/loom-mutant) it runs
-the model that must catch it, which passes only if loom reports the race (`should_panic`).
+(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\" and \"page_after_base\", into
+target/loom-mutant) it runs the model that must catch it, which passes only if loom reports the race (`should_panic`).
 ";
 
 /// Where the loom models live: the map's, through its public API.
@@ -54,7 +54,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 2] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -65,6 +65,10 @@ const LOOM_MUTANTS: [(&str, &[&str]); 2] = [
             "reader_holds_pages_a_writer_retires",
             "writer_base_holds_pages_another_writer_retires",
         ],
+    ),
+    (
+        "page_after_base",
+        &["a_stale_base_does_not_reuse_pages_that_died_after_it"],
     ),
 ];
 
