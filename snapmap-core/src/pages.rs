@@ -25,8 +25,8 @@
 //! **Reuse.** A writer may claim a retired page only if (a) it died no later than the writer's
 //! base (`died <= b`), and (b) no version `u` in its life is pinned: the writer's scan (the one
 //! it makes to claim a generation slot, `write::try_claim_slot`: after the SeqCst fence that
-//! follows its base pin's validation, every pin count and hazard word, then the version of each
-//! slot pinned) finds no pin on a slot whose version is in `[born, died)`. A pinned generation therefore holds
+//! follows its base pin's validation, every pin count and hazard word) finds no pin on a slot
+//! whose version is in `[born, died)`. A pinned generation therefore holds
 //! only the pages it has that `current` does not, at most one table, however many writes follow
 //! it. No reference counts, nothing on the read path: readers still only load and store their own
 //! hazard word.
@@ -55,15 +55,17 @@
 //!
 //! **Which version a pin names.** A hazard word or a pin count names a generation *slot*, and
 //! slots are reused, so each slot carries its generation's version in a word written by the
-//! slot's claimer before it publishes (Release), which a scan loads (Acquire). For R above (the
-//! first case), the store of `u` precedes the publication of `u`, so it happens-before W's fence
-//! and W loads `u` or a later store; a later store would be by a writer that claimed R's slot
-//! while R still pinned it, whose own scan (by the same two cases) saw R's pin, or ran after R's
-//! reads were ordered before it, in which case W synchronizes with that store and R's reads
-//! happen-before W's writes anyway. Stale pins (ended, on a slot since reused) add versions to
-//! the scan's set, and an extra version can only forbid a reuse. Versions are full 64-bit values
-//! (two 32-bit words where the target has no wider atomic): a pin can be held across any number
-//! of writes, so no bound on how far apart they are could make low bits enough.
+//! slot's claimer before it publishes (Release). The scan records which slots are pinned; the
+//! writer loads a pinned slot's version (Acquire) when it checks a page, at any time after its
+//! fence. For R above (the first case), the store of `u` precedes the publication of `u`, so it
+//! happens-before W's fence and W loads `u` or a later store. A later store would be by a writer
+//! C that claimed R's slot after R's pin: C's own scan saw R's pin end (R's reads then
+//! happen-before C's store, which W's Acquire load synchronizes with, so they happen-before W's
+//! writes), since by the same two cases C cannot have claimed the slot while R still pinned it.
+//! Stale pins (ended, on a slot since reused) add versions to check, and an extra version can
+//! only forbid a reuse. Versions are full 64-bit values (two 32-bit words where the target has no
+//! wider atomic): a pin can be held across any number of writes, so no bound on how far apart
+//! they are could make low bits enough.
 //!
 //! A page a writer claimed but never published (its change failed, or it lost the race and
 //! rebuilds) was reachable from no published generation: its entry goes straight back to FREE.
@@ -81,6 +83,7 @@
 //! returns an error from a `try_` form and waits in a blocking one, for the snapshots that hold
 //! pages to drop. It never claims a page a pinned generation can reach.
 
+use crate::generation::GenSlot;
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
 use crate::table::{Shape, SlotCell, PAGE};
 
@@ -104,12 +107,12 @@ pub(crate) struct Entry {
     life: UnsafeCell<(u64, u64)>,
 }
 
-/// What a writer's scan found (see the module docs, "Reuse"): its base's version, and the
-/// version of every generation slot someone pinned.
-#[derive(Clone, Copy)]
+/// What a writer's scan found (see the module docs, "Reuse"): its base's version, and which
+/// generation slots someone pinned (one bit each), whose versions it loads when it needs them.
 pub(crate) struct Pins<'a> {
     pub(crate) base: u64,
-    pub(crate) pinned: &'a [u64],
+    pub(crate) pinned: u32,
+    pub(crate) generations: &'a [GenSlot],
 }
 
 impl Pins<'_> {
@@ -123,7 +126,10 @@ impl Pins<'_> {
         }
         // The `page_after_base` mutant drops the first condition.
         let replaced_by_base = cfg!(snapmap_mutant = "page_after_base") || died <= self.base;
-        replaced_by_base && !self.pinned.iter().any(|u| (born..died).contains(u))
+        replaced_by_base
+            && (0..self.generations.len())
+                .filter(|slot| self.pinned & 1 << slot != 0)
+                .all(|slot| !(born..died).contains(&self.generations[slot].version.load()))
     }
 }
 
@@ -479,22 +485,39 @@ mod tests {
         Pool::new()
     }
 
-    /// A scan with base `base` that found the versions `pinned` pinned.
-    fn pins(base: u64, pinned: &[u64]) -> Pins<'_> {
-        Pins { base, pinned }
+    /// Generation slots holding the versions `pinned` (at most 4), and the pins of a scan
+    /// with base `base` that found each of them pinned.
+    fn slots(pinned: &[u64]) -> ([GenSlot; 4], u32) {
+        let slots = core::array::from_fn(|slot| {
+            let generation = GenSlot::new();
+            generation
+                .version
+                .store(pinned.get(slot).copied().unwrap_or(0));
+            generation
+        });
+        (slots, (1 << pinned.len()) - 1)
+    }
+
+    /// `pool.try_claim` by a writer with base `base` whose scan found `pinned` pinned.
+    fn try_claim(pool: &Pool, base: u64, pinned: &[u64]) -> Option<usize> {
+        let (generations, pinned) = slots(pinned);
+        pool.try_claim(&Pins {
+            base,
+            pinned,
+            generations: &generations,
+        })
     }
 
     #[test]
     fn free_entries_are_claimed_in_rotation_and_given_back() {
         let pool = pool();
         let pool: &Pool = &pool;
-        let none = pins(0, &[]);
-        assert_eq!(pool.try_claim(&none), Some(0));
-        assert_eq!(pool.try_claim(&none), Some(1));
-        assert_eq!(pool.try_claim(&none), Some(2));
-        assert_eq!(pool.try_claim(&none), None, "all three claimed");
+        assert_eq!(try_claim(pool, 0, &[]), Some(0));
+        assert_eq!(try_claim(pool, 0, &[]), Some(1));
+        assert_eq!(try_claim(pool, 0, &[]), Some(2));
+        assert_eq!(try_claim(pool, 0, &[]), None, "all three claimed");
         pool.give_back(1);
-        assert_eq!(pool.try_claim(&none), Some(1));
+        assert_eq!(try_claim(pool, 0, &[]), Some(1));
         assert_eq!([0, 1, 2].map(|id| pool.page(id)), [0, 1, 2]);
     }
 
@@ -504,23 +527,15 @@ mod tests {
     fn a_retired_page_waits_only_for_the_pins_that_have_it() {
         let pool = pool();
         let pool: &Pool = &pool;
-        let ids = [0, 1, 2].map(|_| pool.try_claim(&pins(0, &[])).unwrap());
+        let ids = [0, 1, 2].map(|_| try_claim(pool, 0, &[]).unwrap());
         pool.retire(ids[0], 7, 3, 5);
         for pinned in [3, 4] {
-            assert_eq!(
-                pool.try_claim(&pins(9, &[pinned])),
-                None,
-                "reused under {pinned}"
-            );
+            assert_eq!(try_claim(pool, 9, &[pinned]), None, "reused under {pinned}");
         }
-        assert_eq!(
-            pool.try_claim(&pins(4, &[])),
-            None,
-            "reused by a base it is in"
-        );
-        assert_eq!(pool.try_claim(&pins(9, &[9, 2, 6, 3])), None);
+        assert_eq!(try_claim(pool, 4, &[]), None, "reused by a base it is in");
+        assert_eq!(try_claim(pool, 9, &[9, 2, 6, 3]), None);
         // Pins before its birth or after its death do not hold it.
-        assert_eq!(pool.try_claim(&pins(5, &[2, 5, 1, 7])), Some(ids[0]));
+        assert_eq!(try_claim(pool, 5, &[2, 5, 1, 7]), Some(ids[0]));
         assert_eq!(
             pool.page(ids[0]),
             7,
@@ -528,11 +543,8 @@ mod tests {
         );
         // Retired again with full 64-bit versions.
         pool.retire(ids[0], 0, 1 << 32, (1 << 32) + 9);
-        assert_eq!(pool.try_claim(&pins(u64::MAX, &[(1 << 32) + 8])), None);
-        assert_eq!(
-            pool.try_claim(&pins(u64::MAX, &[9, u64::MAX])),
-            Some(ids[0])
-        );
+        assert_eq!(try_claim(pool, u64::MAX, &[(1 << 32) + 8]), None);
+        assert_eq!(try_claim(pool, u64::MAX, &[9, u64::MAX]), Some(ids[0]));
         assert_eq!(pool.page(ids[0]), 0);
     }
 
@@ -542,22 +554,26 @@ mod tests {
         let stored = pool();
         let pool: &Pool = &stored;
         let mut held = [(0, 0); 3];
-        let none = pins(0, &[]);
+        let (generations, _) = slots(&[]);
+        let none = Pins {
+            base: 0,
+            pinned: 0,
+            generations: &generations,
+        };
         let mut claims = Claims::new(pool, &none, &mut held);
         assert_eq!((claims.claim(4), claims.claim(5)), (Some(0), Some(1)));
         assert!(!claims.hold_all());
         assert!(claims.pages().eq([(4, 0), (5, 1)]));
         drop(claims);
         let mut held = [(0, 0); 3];
-        let base_2 = pins(2, &[]);
+        let base_2 = Pins { base: 2, ..none };
         let mut claims = Claims::new(pool, &base_2, &mut held);
         assert!(claims.claim(4).is_some());
         claims.retire_all(3, |position| (100 + position, 1));
         // The retired entry holds page 104, in generations 1 and 2; the other two are free.
-        let after = pins(3, &[2]);
-        assert!(pool.try_claim(&after).is_some() && pool.try_claim(&after).is_some());
-        assert_eq!(pool.try_claim(&after), None, "reused under a pin on 2");
-        let retired = pool.try_claim(&pins(3, &[0, 3])).expect("reusable");
+        assert!(try_claim(pool, 3, &[2]).is_some() && try_claim(pool, 3, &[2]).is_some());
+        assert_eq!(try_claim(pool, 3, &[2]), None, "reused under a pin on 2");
+        let retired = try_claim(pool, 3, &[0, 3]).expect("reusable");
         assert_eq!(pool.page(retired), 104);
     }
 

@@ -92,23 +92,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Dr
 struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
     map: &'m SnapMap<K, V, N, G, R, P, S>,
     index: usize,
-}
-
-/// What a writer's scan found: its base's version, and the versions of the generations pinned,
-/// in `versions[..len]` (see `pages`, "Reuse").
-struct Scan<const G: usize> {
-    base: u64,
-    versions: [u64; G],
-    len: usize,
-}
-
-impl<const G: usize> Scan<G> {
-    fn pins(&self) -> Pins<'_> {
-        Pins {
-            base: self.base,
-            pinned: &self.versions[..self.len],
-        }
-    }
+    /// The generation slots the claiming scan found pinned, one bit each, for the pages' reuse
+    /// rule (see `pages`).
+    pinned: u32,
 }
 
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
@@ -128,18 +114,24 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
 {
     /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
     /// current generation as the base after each failed attempt. Returns the base's index with
-    /// the claim; `scan` receives what its scan found (for the pages' reuse rule, see `pages`).
+    /// the claim.
     fn claim_generation<'m>(
         &'m self,
         pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-        scan: &mut Scan<G>,
     ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>), Error> {
         let mut spins = 0;
         loop {
             let base = pin.base;
-            if let Some(index) = self.try_claim(base, scan) {
-                return Ok((base, Claim { map: self, index }));
+            if let Some((index, pinned)) = self.try_claim(base) {
+                return Ok((
+                    base,
+                    Claim {
+                        map: self,
+                        index,
+                        pinned,
+                    },
+                ));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
@@ -162,34 +154,31 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         }
     }
 
-    /// Claims a FREE generation slot on which no hazard stands; returns it, with what the scan
-    /// found in `scan`. Candidates are taken in order after `base`: with one writer, slots are
+    /// Claims a FREE generation slot on which no hazard stands; returns it, with the slots the
+    /// scan found pinned. Candidates are taken in order after `base`: with one writer, slots are
     /// retired in that same order, so the first candidate is the least recently
     /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
     /// pinned by us.
-    fn try_claim(&self, base: usize, scan: &mut Scan<G>) -> Option<usize> {
-        // SAFETY: `base` is pinned by our base pin.
-        let version = unsafe { self.body(base) }.version;
+    fn try_claim(&self, base: usize) -> Option<(usize, u32)> {
         (1..G)
             .map(|step| (base + step) % G)
-            .find(|&index| self.try_claim_slot(index, version, scan))
+            .find_map(|index| Some((index, self.try_claim_slot(index)?)))
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
-    /// hazard stands on it; then `scan` holds what the scan found, with `base`, our base's
-    /// version.
-    fn try_claim_slot(&self, index: usize, base: u64, scan: &mut Scan<G>) -> bool {
+    /// hazard stands on it; returns the slots the scan found pinned, one bit each.
+    fn try_claim_slot(&self, index: usize) -> Option<u32> {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
         let seen = state.load(Ordering::Relaxed);
         if !(seen == FREE || seen == UNUSED && index != 0) {
-            return false;
+            return None;
         }
         // Acquire on success: synchronizes with the Release store that freed the slot, so every
         // access by its last writer and by the writer that retired it happens-before our
         // overwrite.
         if compare_exchange(state, seen, IN_USE).is_err() {
-            return false;
+            return None;
         }
         // The writer half of the Dekker pair with a reader's announcement and validation in
         // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
@@ -202,7 +191,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // acquired), the reader's validating load sees that and it never reads the slot. A pin
         // that validates on `index` later is on a re-published copy, written before its
         // publishing CAS: harmless. The same fence, after our base pin's validation, orders the
-        // scan's versions for the page rule (see `pages`). Our base pin's own fence does not
+        // scan's pins for the page rule (see `pages`). Our base pin's own fence does not
         // stand in for this one: it precedes the validating load that synchronizes with the
         // publication that moved `current` on, so it does not order that publication before a
         // reader's fence. (Loom's SeqCst fences are stronger than C++20's and cannot show this;
@@ -227,16 +216,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).
             state.store(FREE, Ordering::Release);
-            return false;
+            return None;
         }
-        // The version of each pinned slot (see `pages`, "Which version a pin names").
-        scan.base = base;
-        scan.len = 0;
-        for slot in (0..G).filter(|slot| pinned & 1 << slot != 0) {
-            scan.versions[scan.len] = self.generations[slot].version.load();
-            scan.len += 1;
-        }
-        true
+        Some(pinned)
     }
 }
 
@@ -315,16 +297,16 @@ impl<
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let mut scan = Scan {
-            base: 0,
-            versions: [0; G],
-            len: 0,
-        };
-        let (mut base, claim) = match self.claim_generation(&mut pin, wait, &mut scan) {
+        let (mut base, claim) = match self.claim_generation(&mut pin, wait) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
-        let pins = scan.pins();
+        let pins = Pins {
+            // SAFETY: `base` is pinned by our base pin.
+            base: unsafe { self.body(base) }.version,
+            pinned: claim.pinned,
+            generations: &self.generations,
+        };
         let pages = Shape::<N>::PAGES;
         let mut rebased = false;
         loop {
