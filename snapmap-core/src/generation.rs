@@ -24,6 +24,9 @@ pub(crate) struct Body {
     pub(crate) version: u64,
     /// Entries in the table.
     pub(crate) len: usize,
+    /// Pages copied by every publication up to this one (for [`Stats`](crate::Stats)): kept
+    /// here, written before the publication, so that counting costs the writer no atomic.
+    pub(crate) page_copies: u64,
 }
 
 pub(crate) struct GenSlot {
@@ -45,7 +48,11 @@ macro_rules! gen_slot_new {
                 version: VersionWord {
                     halves: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 },
-                body: UnsafeCell::new(Body { version: 0, len: 0 }),
+                body: UnsafeCell::new(Body {
+                    version: 0,
+                    len: 0,
+                    page_copies: 0,
+                }),
             }
         }
     };

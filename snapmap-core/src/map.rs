@@ -201,8 +201,15 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     }
 
     /// The writers' counters so far.
+    ///
+    /// Reads `publishes` and `page_copies` through a one-off snapshot of the current generation
+    /// (a counted pin, see [`snapshot`](Self::snapshot)).
     pub fn stats(&self) -> Stats {
-        self.stats.read()
+        let generation = self.pin_counted();
+        // SAFETY: pinned by the count, which we end right after.
+        let body = unsafe { self.body(generation) };
+        self.unpin_counted(generation);
+        self.stats.read(body.version, body.page_copies)
     }
 
     /// Registers a reader: claims a reader slot for as long as the [`Reader`] lives.

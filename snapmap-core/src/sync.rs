@@ -144,29 +144,18 @@ impl Counter {
         }
     }
 
-    /// Adds one, wrapping. Relaxed: a statistic publishes no data.
+    /// Adds one, wrapping. Relaxed: a statistic publishes no data. (Only slow paths count:
+    /// waits and lost races; publications are counted by versions, see `Stats`.)
     #[inline]
     pub(crate) fn bump(&self) {
         #[cfg(any(loom, target_has_atomic = "ptr"))]
         self.word.fetch_add(1, Ordering::Relaxed);
         #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-        critical_section::with(|_| self.add_exclusive(1));
-    }
-
-    /// Adds one with a load and a store: only inside a critical section, where no other bump
-    /// can run.
-    /// Adds `n` where no other thread can change the counter (inside a critical section).
-    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-    #[inline(always)]
-    fn add_exclusive(&self, n: usize) {
-        let v = self.word.load(Ordering::Relaxed);
-        self.word.store(v.wrapping_add(n), Ordering::Relaxed);
-    }
-
-    #[cfg(any(loom, target_has_atomic = "ptr"))]
-    #[inline]
-    fn add(&self, n: usize) {
-        self.word.fetch_add(n, Ordering::Relaxed);
+        critical_section::with(|_| {
+            // Inside the critical section no other bump can run: a load and a store add one.
+            let v = self.word.load(Ordering::Relaxed);
+            self.word.store(v.wrapping_add(1), Ordering::Relaxed);
+        });
     }
 
     #[inline]
@@ -175,31 +164,24 @@ impl Counter {
     }
 }
 
-/// The publishing CAS: [`compare_exchange`] that, when it succeeds, also bumps the publication
-/// counter, adds `copies` to the page-copy counter, and ends the writer's counted base pin
-/// `base_pin` (as [`release_count`] would, after the CAS; `None` for a writer that holds no
-/// count). On thumbv6m all of it happens in one critical section: a publication costs one, not
-/// four (one takes about 80 cycles on the RP2040). The
-/// counter's and the count's loads and stores inside it are exclusive with every other change
-/// of those words, since all of those run in a critical section too ([`Counter::bump`],
-/// [`announce_count`], [`release_count`]).
+/// The publishing CAS: [`compare_exchange`] that, when it succeeds, also ends the writer's
+/// counted base pin `base_pin` (as [`release_count`] would, after the CAS; `None` for a writer
+/// that holds no count). On thumbv6m both happen in one critical section: a publication costs
+/// one, not two (one takes about 80 cycles on the RP2040). The count's load and store inside it
+/// are exclusive with every other change of the count, since all of those run in a critical
+/// section too ([`announce_count`], [`release_count`]).
 #[inline]
 pub(crate) fn publish_exchange(
     word: &AtomicUsize,
     current: usize,
     new: usize,
-    (publishes, page_copies, copies): (&Counter, &Counter, usize),
     base_pin: Option<&AtomicUsize>,
 ) -> Result<usize, usize> {
     #[cfg(any(loom, target_has_atomic = "ptr"))]
     {
         let result = compare_exchange(word, current, new);
-        if result.is_ok() {
-            publishes.add(1);
-            page_copies.add(copies);
-            if let Some(count) = base_pin {
-                release_count(count);
-            }
+        if let (Ok(_), Some(count)) = (result, base_pin) {
+            release_count(count);
         }
         result
     }
@@ -211,8 +193,6 @@ pub(crate) fn publish_exchange(
             let seen = word.load(Ordering::Acquire);
             if seen == current {
                 word.store(new, Ordering::Release);
-                publishes.add_exclusive(1);
-                page_copies.add_exclusive(copies);
                 if let Some(count) = base_pin {
                     let n = count.load(Ordering::Acquire);
                     count.store(n - 1, Ordering::Release);

@@ -360,6 +360,7 @@ impl<
                 *mine = Body {
                     version,
                     len: table.len(),
+                    page_copies: body.page_copies + table.claims().len() as u64,
                 }
             });
             // Release, after our scan, before we publish: see `pages`, "Which version a pin
@@ -372,8 +373,8 @@ impl<
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
-            // The publication is counted, and the base pin ended, with the CAS (one critical
-            // section on thumbv6m). Ending the pin there, before the FREE store below rather than
+            // The base pin is ended with the CAS (one critical section on thumbv6m). Ending the
+            // pin there, before the FREE store below rather than
             // after it, changes no argument: its Release still follows every read of `base`,
             // and it now also happens-before the next claimer's Acquire of FREE, which then finds
             // no stale pin of ours (see `try_claim_slot`).
@@ -381,11 +382,6 @@ impl<
                 &self.current,
                 base,
                 claim.index,
-                (
-                    &self.stats.publishes,
-                    &self.stats.page_copies,
-                    txn.table.claims().len(),
-                ),
                 pin.count(),
             ) {
                 Ok(_) => {
