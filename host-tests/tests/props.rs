@@ -3,10 +3,11 @@
 //!
 //! Keys and values are [`Tracked`], so every case also checks that every key and value the map
 //! was given or copied was dropped exactly once, and that nothing read through a snapshot had
-//! been dropped. The model predicts exhaustion exactly (a single thread holding snapshots and
-//! `Reader`s): of reader slots, of generation slots, and of spare pages (see [`Pool`]). Blocking
-//! forms are only called when they cannot wait, and otherwise the `try_` forms must return the
-//! predicted `NoReaderSlot` / `NoFreeGeneration` / `NoFreePage`.
+//! been dropped. The model predicts exhaustion of reader and generation slots exactly (a single
+//! thread holding snapshots and `Reader`s), and of spare pages by bounds (exactly for a table of
+//! one page; see [`PageModel`]). Blocking forms are only called when they cannot wait, and
+//! otherwise the `try_` forms must return the predicted `NoReaderSlot` / `NoFreeGeneration`, and
+//! `NoFreePage` only where the bounds allow it.
 
 use host_tests::{
     drop_counts, panic_on_clone_after, panic_on_drop_after, silence_injected_panics, tracking_lock,
@@ -324,39 +325,41 @@ struct Held<'m, const N: usize> {
     version: u64,
 }
 
-/// The model of the map's `P` spare pages: for each entry of the pool, the version whose
-/// publication retired the page it holds, its *stamp* (0 for a free entry, which is claimable as
-/// a page retired before every version would be).
+/// The model of the map's `P` spare pages, under the interval rule: a page in the pool is
+/// blocked (not claimable) iff a pinned version `u` (a held snapshot's, a reader's) is one of the
+/// generations that had it. A pin on `u`, older than the current version, so blocks only pages of
+/// generation `u` that later publications replaced: at most the table's pages, and at most the
+/// pages copied since `u` (each publication replaced as many pages as it copied). Two pins of one
+/// version block the same pages. Which pages (and so how many) the harness cannot tell without
+/// the table's layout, except in a table of one page: every write copies that page, so each pin
+/// older than the current version blocks exactly one, its own generation's.
 ///
-/// An entry is claimable iff its stamp is at most `oldest`, the lowest version anyone may still
-/// read: the current one, or a held snapshot's (a reader's too). `oldest` never decreases, so a
-/// claimable entry stays claimable until it is claimed, and claimable entries are
-/// interchangeable: a publication that copied `c` pages (its `Stats::page_copies`) turns any `c`
-/// of them into entries stamped with its version. A write's change needs at least one page if it
-/// changes anything, and at most [`Plan::max_pages`]: with no entry claimable it must fail with
-/// `NoFreePage`, with `max_pages` or more it must not, and in between it may (the model does not
-/// know the table's layout); after a success, it copied at most as many pages as it could claim.
-struct Pool {
-    stamps: Vec<u64>,
+/// So a write planned with the distinct old pinned versions `U` has at least
+/// `P - sum of min(pages, copies_since(u))` pages it may claim (its [`Plan::guaranteed`]), exactly
+/// that many in a table of one page. A write's change needs at least one page if it changes
+/// anything, and at most [`Plan::max_pages`].
+struct PageModel {
+    /// The pages copied by the publication of each version (none for version 0).
+    copies: Vec<usize>,
 }
 
-impl Pool {
-    fn new(pages: usize) -> Self {
-        Self {
-            stamps: vec![0; pages],
-        }
+impl PageModel {
+    fn new() -> Self {
+        Self { copies: vec![0] }
     }
 
-    fn claimable(&self, oldest: u64) -> usize {
-        self.stamps.iter().filter(|&&stamp| stamp <= oldest).count()
+    /// Pages copied by the publications after version `u`.
+    fn copies_since(&self, u: u64) -> usize {
+        self.copies[u as usize + 1..].iter().sum()
     }
 
-    /// The publication of `version`, planned with `oldest`, copied `copies` pages.
-    fn retire(&mut self, copies: usize, oldest: u64, version: u64) {
-        let claimed = self.stamps.iter_mut().filter(|stamp| **stamp <= oldest);
-        for stamp in claimed.take(copies) {
-            *stamp = version;
-        }
+    /// The most spare pages the pins on the versions `pinned` (all older than the current one)
+    /// may block, in a table of `N` slots.
+    fn blocked_at_most<const N: usize>(&self, pinned: &BTreeSet<u64>) -> usize {
+        pinned
+            .iter()
+            .map(|&u| table_pages::<N>().min(self.copies_since(u)))
+            .sum()
     }
 }
 
@@ -365,18 +368,19 @@ impl Pool {
 struct Plan {
     /// Whether a generation slot is free for it.
     free_generation: bool,
-    /// The lowest version anyone may read (see [`Pool`]).
-    oldest: u64,
-    /// Pool entries it may claim.
-    claimable: usize,
+    /// How many spare pages it may claim at least (see [`PageModel`]).
+    guaranteed: usize,
+    /// Whether `guaranteed` is exact: a table of one page.
+    exact: bool,
     /// The most pages its change can copy: one for a new value of a present key, two for a
     /// key's insertion or removal (its probe run is shorter than a page, there being fewer keys
     /// than 16, but may cross into the next page), every page of the table for a transaction.
     max_pages: usize,
     /// Whether it changes one key (not a transaction or a clear).
     one_key: bool,
-    /// Whether the oldest pin is a reader's snapshot of an older version than the current one.
-    reader_oldest: bool,
+    /// Whether a reader's snapshot (of an older version than the current one, and than no held
+    /// snapshot's) is all that keeps `guaranteed` below `max_pages`.
+    reader_blocks: bool,
 }
 
 /// What a one-key write changes (see [`Plan::max_pages`]).
@@ -403,7 +407,8 @@ fn within(small: &Oracle, big: &Oracle) -> bool {
 }
 
 /// The map under test with everything needed to predict it: the oracle's contents, the version
-/// (bumped exactly when a write changed something), the snapshots and readers held, and the pool.
+/// (bumped exactly when a write changed something), the snapshots and readers held, and the
+/// pages each publication copied.
 struct Harness<'m, const N: usize, const G: usize, const R: usize, const P: usize> {
     map: &'m SnapMap<K, V, N, G, R, P>,
     oracle: Oracle,
@@ -415,7 +420,7 @@ struct Harness<'m, const N: usize, const G: usize, const R: usize, const P: usiz
     /// The version a reader's snapshot pins while `Op::ReaderHold` runs its ops under it. (The
     /// reader is out of `readers` meanwhile; an idle reader pins nothing.)
     reader_pin: Option<u64>,
-    pool: Pool,
+    pages: PageModel,
     /// The plan of this step's write, for `verify` to check the pages it copied.
     planned: Option<Plan>,
 }
@@ -430,7 +435,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
             held: Vec::new(),
             readers: Vec::new(),
             reader_pin: None,
-            pool: Pool::new(P),
+            pages: PageModel::new(),
             planned: None,
         }
     }
@@ -459,26 +464,32 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
             Some(OneKey::Value) => 1,
             Some(OneKey::Entry) => table_pages::<N>().min(2),
         };
-        let oldest = self.pinned().fold(self.version, u64::min);
+        let old: BTreeSet<u64> = self.pinned().filter(|&u| u < self.version).collect();
+        let guaranteed =
+            |pinned: &BTreeSet<u64>| P.saturating_sub(self.pages.blocked_at_most::<N>(pinned));
+        let reader_blocks = self.reader_pin.is_some_and(|pin| {
+            let mut others = old.clone();
+            let alone = others.remove(&pin) && self.held.iter().all(|h| h.version != pin);
+            alone && guaranteed(&old) < max_pages && guaranteed(&others) >= max_pages
+        });
         let plan = Plan {
             free_generation: self.free_generation(),
-            oldest,
-            claimable: self.pool.claimable(oldest),
+            guaranteed: guaranteed(&old),
+            exact: table_pages::<N>() == 1,
             max_pages,
             one_key: one_key.is_some(),
-            reader_oldest: self
-                .reader_pin
-                .is_some_and(|pin| pin == oldest && pin < self.version),
+            reader_blocks,
         };
         self.planned = Some(plan);
         plan
     }
 
     /// Whether a blocking form of the planned write is sure not to wait: a generation slot is
-    /// free and so is every spare page (then it succeeds, or fails with `NoFreePage` for a
-    /// change needing more than `P` pages; with any page blocked it could wait for itself).
+    /// free, and so are the pages of any change it can make (it succeeds), or every spare page
+    /// (it succeeds, or fails with `NoFreePage` for a change needing more than `P` pages). With
+    /// pages blocked it could wait for itself.
     fn can_block(plan: &Plan) -> bool {
-        plan.free_generation && plan.claimable == P
+        plan.free_generation && (plan.guaranteed >= plan.max_pages || plan.guaranteed == P)
     }
 
     /// Checks a write's `NoFreePage`, or its absence, against the pool model (`changes`: whether
@@ -498,12 +509,14 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
         if starved {
             ensure!(changes, "NoFreePage for a change that changes nothing");
             ensure!(
-                plan.claimable < plan.max_pages,
-                "NoFreePage with {} of {P} spare pages claimable, for a change of at most {} pages",
-                plan.claimable,
+                plan.guaranteed < plan.max_pages,
+                "NoFreePage with at least {} of {P} spare pages claimable, for a change of at \
+                 most {} pages",
+                plan.guaranteed,
                 plan.max_pages
             );
-            if plan.claimable == P {
+            if plan.guaranteed == P {
+                // Nothing blocked: the change needs more pages than the pool has.
                 hit("change needs more than P pages");
                 if plan.one_key {
                     hit("one-key change needs more than P pages");
@@ -512,19 +525,17 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     hit("blocking write: NoFreePage");
                 }
             } else {
-                ensure!(
-                    !blocking,
-                    "the harness made a blocking write that could wait"
-                );
+                // (`can_block` allowed a blocking form only where the checks above fail.)
                 hit("try_ write got NoFreePage");
-                if plan.reader_oldest {
+                if plan.reader_blocks {
                     hit("a Reader's snapshot blocked a write's pages");
                 }
             }
-        } else if changes {
+        } else if changes && plan.exact {
             ensure!(
-                plan.claimable > 0,
-                "no spare page claimable, yet the write gave {got:?}"
+                plan.guaranteed > 0,
+                "every spare page is blocked (a pin per page, in a table of one page), yet the \
+                 write gave {got:?}"
             );
         }
         Ok(starved)
@@ -1145,8 +1156,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
     }
 
     /// After every step: the current contents and version, every held snapshot still exactly as
-    /// when it was taken, the counters, and the pages the step's write copied (then the pool
-    /// model takes the publication).
+    /// when it was taken, the counters, and the pages the step's write copied (which the page
+    /// model then records).
     fn verify(&mut self) -> Result<(), String> {
         for (i, held) in self.held.iter().enumerate() {
             check_view(&held.snap, &held.oracle, held.version)
@@ -1167,14 +1178,23 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
         match (published, self.planned.take()) {
             (0, _) => ensure!(copies == 0, "{copies} pages copied, nothing published"),
             (1, Some(plan)) => {
+                let claimable = if plan.exact { plan.guaranteed } else { P };
                 ensure!(
-                    copies >= 1 && copies <= plan.claimable && copies <= plan.max_pages,
-                    "a write copied {copies} pages, with {} of {P} claimable, for a change of at \
-                     most {} pages",
-                    plan.claimable,
+                    copies >= 1 && copies <= claimable && copies <= plan.max_pages,
+                    "a write copied {copies} pages, with {claimable} of {P} spare pages claimable \
+                     at most, for a change of at most {} pages",
                     plan.max_pages
                 );
-                self.pool.retire(copies, plan.oldest, self.version);
+                ensure!(
+                    self.pages.copies.len() as u64 == self.version,
+                    "page model out of step"
+                );
+                self.pages.copies.push(copies);
+                // Impossible under the old rule, where a pin blocked every page replaced after
+                // it (so at most P of them).
+                if self.pinned().any(|u| self.pages.copies_since(u) > P) {
+                    hit(HELD_ACROSS_MORE_THAN_P);
+                }
                 hit(match (copies, plan.one_key) {
                     (1, _) => "write copied one page",
                     (_, true) => "one-key write copied two pages",
@@ -1225,12 +1245,14 @@ where
 /// With nothing held: all `R` reader slots can be registered (and then no more); a registered
 /// reader that read holds nothing once its snapshot dropped; and every generation slot and every
 /// spare page is usable. With the readers idle, the probe pins one generation after another with
-/// one-off snapshots while writing one key (a page a write): the write that finds every
-/// generation busy (`G - 1` pinned and the current one) or every spare page blocked (the `P`
-/// pages replaced since the oldest pin) fails, at exactly the write and with exactly the error
-/// the model predicts (generations are claimed first). Then one reader's snapshot (a hazard pin,
-/// not a count) blocks the pages of exactly `P` writes. A slot or page leaked by an earlier error
-/// or panic, or a sticky reader pin, makes this fail. `key()` must be one key.
+/// one-off snapshots while writing one key (a page a write, so each pin blocks the one page of
+/// its generation that the write after it replaced): the write that finds every generation busy
+/// (`G - 1` pinned and the current one) or every spare page blocked (`P` pins) fails, at exactly
+/// the write and with exactly the error the model predicts (generations are claimed first). Then
+/// one reader's snapshot (a hazard pin, not a count) blocks exactly one page however many writes
+/// follow: with `P >= 2`, more than `P` writes go through under it; with `P = 1` the second finds
+/// no page. A slot or page leaked by an earlier error or panic, a sticky reader pin, or a pin
+/// that blocks pages of later generations makes this fail. `key()` must be one key.
 fn probe_slots_with<KK, VV, const N: usize, const G: usize, const R: usize, const P: usize>(
     map: &SnapMap<KK, VV, N, G, R, P>,
     key: impl Fn() -> KK,
@@ -1263,7 +1285,7 @@ where
     );
 
     // Pin i + 1 generations (the current one included) and block the i pages that the writes
-    // since the first pin replaced, then write: the write that fails is write `stop`.
+    // after the pins replaced, one each, then write: the write that fails is write `stop`.
     let stop = (G - 1).min(P);
     let mut held = Vec::new();
     for i in 0..=stop {
@@ -1303,22 +1325,33 @@ where
         "try_insert after releasing the pins"
     );
 
-    // One pin blocks the page each later write replaces: P writes go, the next finds no page.
-    // (With G = 2 the pin and the current generation leave writers none: nothing to test.)
+    // One pin blocks only the page of its generation that the first write after it replaced:
+    // with two spare pages or more, 2P + 1 writes go (each copies one page); with one, the
+    // second finds no page. (With G = 2 the pin and the current generation leave writers no
+    // slot: nothing to test.)
     if G >= 3 {
         let pin = match readers.first_mut() {
             Some(reader) => reader.snapshot(),
             None => map.snapshot(),
         };
-        for i in 0..P {
+        let writes = if P == 1 { 1 } else { 2 * P + 1 };
+        for i in 0..writes {
+            let copies = map.stats().page_copies;
             let r = map.try_insert(key(), value(i as u32)).map(drop);
-            ensure!(r.is_ok(), "write {i} of {P} under one pin: {r:?}");
+            ensure!(
+                r.is_ok(),
+                "write {i} of {writes} under one pin, P = {P}: {r:?}"
+            );
+            let copied = map.stats().page_copies - copies;
+            ensure!(copied == 1, "a write of one key copied {copied} pages");
         }
-        let r = map.try_insert(key(), value(2000)).map(drop);
-        ensure!(
-            r == Err(Error::NoFreePage),
-            "{P} writes under one pin, yet the next one gave {r:?}"
-        );
+        if P == 1 {
+            let r = map.try_insert(key(), value(2000)).map(drop);
+            ensure!(
+                r == Err(Error::NoFreePage),
+                "one write under one pin blocks the only spare page, yet the next one gave {r:?}"
+            );
+        }
         drop(pin);
         let r = map.try_insert(key(), value(3000)).map(drop);
         ensure!(r.is_ok(), "try_insert after the pin dropped: {r:?}");
@@ -1433,7 +1466,7 @@ const COMMON: &[&str] = &[
     "write copied one page",
 ];
 
-/// Outcomes of a pool that held snapshots exhaust.
+/// Outcomes of a pool that pins on old versions exhaust.
 const FEW_PAGES: &[&str] = &[
     "try_ write got NoFreePage",
     "write: NoFreePage",
@@ -1441,8 +1474,13 @@ const FEW_PAGES: &[&str] = &[
     "txn ran out of pages",
 ];
 
-/// Outcomes of a pool small enough that a reader's snapshot held over a few writes exhausts it.
+/// Outcomes of a pool small enough that a reader's snapshot can be what blocks a write.
 const READER_BLOCKS: &[&str] = &["a Reader's snapshot blocked a write's pages"];
+
+/// A write that the old rule (a pin blocks every page replaced after it) made impossible: a pin
+/// blocks only pages of its own generation, so writes go on under it while other pages are free.
+const HELD_ACROSS_MORE_THAN_P: &str =
+    "a write succeeded while a snapshot was held across more than P page copies";
 
 /// Outcomes of changes needing more pages than the pool has (a table of more pages than `P`).
 const BIG_CHANGES: &[&str] = &[
@@ -1456,88 +1494,114 @@ fn outcomes(lists: &[&[&'static str]]) -> Vec<&'static str> {
 }
 
 /// Default slots and pages (G = 4, R = 2, P = 8), N = 8: a full map, and exhaustion of both
-/// kinds of slot and of the pages.
+/// kinds of slot. Never of the pages: a table of one page, and at most `G - 1` = 3 old versions
+/// pinned while a write can claim a slot, each blocking one page of the 8.
 #[test]
 fn random_ops_match_oracle_n8_g4_r2() {
     let must = outcomes(&[
         COMMON,
-        FEW_PAGES,
         &[
             "insert: Full",
             "update: Full",
             "write: NoFreeGeneration",
             "a Reader's snapshot held across two writes",
+            HELD_ACROSS_MORE_THAN_P,
         ],
     ]);
-    run_random::<8, 4, 2, 8>("random_ops_match_oracle_n8_g4_r2", 1_000, &must, &[]);
+    let never = outcomes(&[FEW_PAGES, READER_BLOCKS]);
+    run_random::<8, 4, 2, 8>("random_ops_match_oracle_n8_g4_r2", 1_000, &must, &never);
+}
+
+/// A table of one page, G = 6 and P = 3: up to four old versions pinned, each blocking one page,
+/// so pins exhaust the pool exactly when three distinct old versions are pinned (the model is
+/// exact here), and a snapshot held across many writes blocks one.
+#[test]
+fn random_ops_match_oracle_n8_g6_r2_p3() {
+    let must = outcomes(&[COMMON, FEW_PAGES, READER_BLOCKS, &[HELD_ACROSS_MORE_THAN_P]]);
+    run_random::<8, 6, 2, 3>("random_ops_match_oracle_n8_g6_r2_p3", 2_000, &must, &[]);
 }
 
 /// One spare page (P = 1): a snapshot held across one write blocks every later one.
 #[test]
 fn random_ops_match_oracle_n8_g4_r2_p1() {
     let must = outcomes(&[COMMON, FEW_PAGES, READER_BLOCKS]);
-    run_random::<8, 4, 2, 1>("random_ops_match_oracle_n8_g4_r2_p1", 3_000, &must, &[]);
+    run_random::<8, 4, 2, 1>(
+        "random_ops_match_oracle_n8_g4_r2_p1",
+        3_000,
+        &must,
+        &[HELD_ACROSS_MORE_THAN_P],
+    );
 }
 
 /// The smallest map with a registered reader (G = 3, R = 1), N = 4, with two spare pages: two
-/// held snapshots of old versions block every write, through its generation or its pages.
+/// held snapshots of old versions block every write through its generation; one old version at
+/// most is pinned while a write can claim a slot, blocking one page of the two, so pages never
+/// run out.
 #[test]
 fn random_ops_match_oracle_n4_g3_r1_p2() {
     let must = outcomes(&[
         COMMON,
-        FEW_PAGES,
-        READER_BLOCKS,
         &[
             "insert: Full",
             "get_or_insert: Full",
             "write: NoFreeGeneration",
             "update: NoFreeGeneration",
             "a Reader's snapshot held across two writes",
+            HELD_ACROSS_MORE_THAN_P,
         ],
     ]);
-    run_random::<4, 3, 1, 2>("random_ops_match_oracle_n4_g3_r1_p2", 3_000, &must, &[]);
+    let never = outcomes(&[FEW_PAGES, READER_BLOCKS]);
+    run_random::<4, 3, 1, 2>("random_ops_match_oracle_n4_g3_r1_p2", 3_000, &must, &never);
 }
 
-/// G = 6, R = 3 and many spare pages (P = 32): 16 entries never fill up with 12 keys, and held
-/// snapshots pin several generations at once.
+/// G = 6, R = 3 and many spare pages (P = 32): 16 entries never fill up with 12 keys, held
+/// snapshots pin several generations at once, and pages never run out (a table of one page).
 #[test]
 fn random_ops_match_oracle_n16_g6_r3_p32() {
     let must = outcomes(&[COMMON, &["a Reader's snapshot held across two writes"]]);
+    let never = outcomes(&[&["insert: Full", "update: Full"], FEW_PAGES]);
     run_random::<16, 6, 3, 32>(
         "random_ops_match_oracle_n16_g6_r3_p32",
         1_000,
         &must,
-        &["insert: Full", "update: Full"],
+        &never,
     );
 }
 
 /// Two pages and one spare (N = 32, P = 1): a clear or a transaction of both pages, and a key
-/// whose probe run crosses into the other page, need more pages than the pool has.
+/// whose probe run crosses into the other page, need more pages than the pool has; a pin across
+/// a write blocks the spare page. (`READER_BLOCKS` is rare here, a few times a run: with more
+/// pages than one the bounds seldom pin a `NoFreePage` on the reader alone.)
 #[test]
 fn random_ops_match_oracle_n32_g4_r2_p1() {
     let must = outcomes(&[
         COMMON,
         FEW_PAGES,
-        READER_BLOCKS,
         BIG_CHANGES,
         &["one-key change needs more than P pages"],
     ]);
-    run_random::<32, 4, 2, 1>("random_ops_match_oracle_n32_g4_r2_p1", 2_000, &must, &[]);
+    run_random::<32, 4, 2, 1>(
+        "random_ops_match_oracle_n32_g4_r2_p1",
+        2_000,
+        &must,
+        &[HELD_ACROSS_MORE_THAN_P],
+    );
 }
 
-/// Four pages and two spare (N = 64, P = 2): writes copy one or two pages, and changes of
-/// three or four need more than the pool has.
+/// Four pages and two spare (N = 64, P = 2): writes copy one or two pages, changes of three or
+/// four need more than the pool has, and a pin blocks up to both spare pages. (`READER_BLOCKS`
+/// is rare here, as with N = 32.)
 #[test]
 fn random_ops_match_oracle_n64_g4_r2_p2() {
     let must = outcomes(&[
         COMMON,
         FEW_PAGES,
-        READER_BLOCKS,
         BIG_CHANGES,
         &[
             "write copied two or more pages",
             "one-key write copied two pages",
             "a Reader's snapshot held across two writes",
+            HELD_ACROSS_MORE_THAN_P,
         ],
     ]);
     run_random::<64, 4, 2, 2>("random_ops_match_oracle_n64_g4_r2_p2", 1_000, &must, &[]);
@@ -1777,8 +1841,11 @@ fn panic_in_clone_changes_nothing_and_releases_slots() {
         let mut fired = 0;
         // Every clone position of each operation: in the page copy (5 keys and 5 values),
         // in the closure's clones of the new key and value, in the clone of a read. A snapshot
-        // is held over each (not over them all: a snapshot held across more writes than there
-        // are spare pages would make a blocking write wait for it forever).
+        // is held over each, and `first` over them all: each blocks only its own generation's
+        // page (the table is one page), so the blocking writes never wait for them, however many
+        // pages the writes under `first` copy.
+        let first = map.snapshot();
+        let copies = map.stats().page_copies;
         for after in 0..14u64 {
             for op in 0..6 {
                 let held = map.snapshot();
@@ -1848,6 +1915,11 @@ fn panic_in_clone_changes_nothing_and_releases_slots() {
             fired >= 50,
             "only {fired} clone panics fired: the test did not test much"
         );
+        assert_eq!(snapshot_contents(&first), before, "first");
+        assert_eq!(first.version(), 5, "first");
+        let under_first = map.stats().page_copies - copies;
+        assert!(under_first > 8, "{under_first} pages copied under `first`");
+        drop(first);
         probe_slots(&map).unwrap();
     });
 }
@@ -2116,11 +2188,13 @@ fn panic_in_key_hash_or_eq_changes_nothing_and_releases_slots() {
 }
 
 /// Spare pages, single-threaded (N = 64: four pages; P = 2). A snapshot held across writes holds
-/// the pages they replaced: with both spare pages blocked, `try_` forms return `NoFreePage` and
-/// change nothing (a transaction that runs out sees `insert` fail and its other changes do
-/// nothing, and publishes nothing whatever it returns), a write that changes nothing still goes,
-/// and dropping the snapshot frees them. A change that needs more pages than the pool has (a
-/// clear of a map with entries in three pages) fails from the blocking forms too, at once.
+/// the pages of its own generation that they replaced, and no others: writes that rewrite one
+/// page go on under it, more of them than there are spare pages, while the first write of a
+/// second page blocks the other spare page. Then `try_` forms return `NoFreePage` and change
+/// nothing (a transaction that runs out sees `insert` fail and its other changes do nothing, and
+/// publishes nothing whatever it returns), a write that changes nothing still goes, and dropping
+/// the snapshot frees them. A change that needs more pages than the pool has (a clear of a map
+/// with entries in three pages) fails from the blocking forms too, at once.
 #[test]
 fn spare_pages_run_out_with_errors_and_change_nothing() {
     with_drop_accounting("spare_pages_run_out_with_errors_and_change_nothing", || {
@@ -2142,19 +2216,31 @@ fn spare_pages_run_out_with_errors_and_change_nothing() {
         assert_eq!(map.stats().page_copies, 3, "three one-page writes");
         let first = plain(&[(a, 0), (b, 0), (c, 0)]);
         let held = map.snapshot(); // version 3
-                                   // Each write now replaces a page `held` reads: two go, one per spare page. A blocking
+                                   // The first write of a's page blocks version 3's copy of it; the next ones replace pages
+                                   // born after 3, which `held` does not have: 2P + 1 of them go, one page each. A blocking
                                    // write that finds a page it may claim does not wait.
-        assert_eq!(values(map.try_insert(k(a), v(1))), Ok(Some(0)));
+        for value in 1..=5 {
+            let copies = map.stats().page_copies;
+            let r = if value % 2 == 1 {
+                map.try_insert(k(a), v(value))
+            } else {
+                map.insert(k(a), v(value))
+            };
+            assert_eq!(values(r), Ok(Some(value - 1)), "write {value} of a's page");
+            assert_eq!(map.stats().page_copies - copies, 1, "write {value}");
+        }
+        // b's page: version 3's copy goes to the other spare page, and both are blocked.
         assert_eq!(values(map.insert(k(b), v(1))), Ok(Some(0)));
-        let now = plain(&[(a, 1), (b, 1), (c, 0)]);
+        let now = plain(&[(a, 5), (b, 1), (c, 0)]);
         let unchanged = |map: &Map, what: &str| {
-            check_view(&map.snapshot(), &now, 5).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_eq!(map.stats().publishes, 5, "{what}");
+            check_view(&map.snapshot(), &now, 9).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(map.stats().publishes, 9, "{what}");
         };
         assert_eq!(values(map.try_insert(k(c), v(1))), Err(Error::NoFreePage));
         unchanged(&map, "try_insert");
-        // Even a's page, which the last writes but one copied: it is published, so immutable.
-        assert_eq!(values(map.try_insert(k(a), v(2))), Err(Error::NoFreePage));
+        // Even a's page, which the writes under `held` rewrote: the current copy is published,
+        // so immutable, and the pool holds version 3's pages alone.
+        assert_eq!(values(map.try_insert(k(a), v(6))), Err(Error::NoFreePage));
         assert_eq!(values(map.try_remove(&b)), Err(Error::NoFreePage));
         unchanged(&map, "try_remove");
         // Writes that change nothing need no page.
@@ -2183,7 +2269,7 @@ fn spare_pages_run_out_with_errors_and_change_nothing() {
             Ok(Some(0)),
             "pages freed"
         );
-        let now = plain(&[(a, 1), (b, 1), (c, 1)]);
+        let now = plain(&[(a, 5), (b, 1), (c, 1)]);
 
         // Three pages to clear, two spare: never possible, so the blocking forms fail too.
         assert_eq!(map.clear(), Err(Error::NoFreePage));
@@ -2198,8 +2284,8 @@ fn spare_pages_run_out_with_errors_and_change_nothing() {
             (Err(Error::NoFreePage), 1),
             "out of pages, then aborted"
         );
-        check_view(&map.snapshot(), &now, 6).unwrap();
-        assert_eq!((map.stats().page_waits, map.stats().page_copies), (0, 6));
+        check_view(&map.snapshot(), &now, 10).unwrap();
+        assert_eq!((map.stats().page_waits, map.stats().page_copies), (0, 10));
         // Two pages at a time go.
         map.update(|tx| {
             tx.remove(&a);
@@ -2207,9 +2293,9 @@ fn spare_pages_run_out_with_errors_and_change_nothing() {
             Ok(())
         })
         .unwrap();
-        assert_eq!(map.stats().page_copies, 8);
+        assert_eq!(map.stats().page_copies, 12);
         assert_eq!(map.clear(), Ok(()));
-        check_view(&map.snapshot(), &Oracle::new(), 8).unwrap();
+        check_view(&map.snapshot(), &Oracle::new(), 12).unwrap();
         probe_slots(&map).unwrap();
     });
 }
