@@ -1623,8 +1623,10 @@ fn values<T: Copy>(result: Result<Option<Tracked<T>>, Error>) -> Result<Option<T
     result.map(|o| o.map(|x| x.value()))
 }
 
-/// Runs `test` with the tracking lock held and checks drop accounting afterwards.
-fn with_drop_accounting(name: &str, test: impl FnOnce()) {
+/// Runs `test` with the tracking lock held and checks drop accounting afterwards. A blocking
+/// write that waits for a page or slot the test itself holds aborts the binary.
+fn with_drop_accounting(name: &'static str, test: impl FnOnce()) {
+    let _watchdog = Watchdog::new(name, HANG_LIMIT);
     silence_injected_panics();
     let _serial = tracking_lock();
     let before = drop_counts();
