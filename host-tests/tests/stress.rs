@@ -9,7 +9,8 @@
 //! `NoFreeGeneration`) are both covered.
 //!
 //! Pages: a write copies the pages it changes into spare pages, and a page it replaced is reused
-//! only once no snapshot older than that write is held. So even with ample generations, writers
+//! only once no snapshot of a generation that has it is held (a snapshot holds the pages of its
+//! own generation that later writes replaced, no others). So even with ample generations, writers
 //! wait for pages while readers' snapshots (a reader preempted mid-read, say) hold them: blocking
 //! forms wait (`Stats::page_waits`), `try_` forms fail with `NoFreePage`, which the tests count
 //! apart from `NoFreeGeneration`. No change here needs more pages than the map has spare, so a
@@ -991,13 +992,17 @@ fn get_or_insert_races_agree() {
 }
 
 // =============================================================================================
-// 6. Held snapshots and idle readers. A held snapshot holds its generation and every page that
-//    the writes after it replace; a registered reader between two snapshots holds nothing.
-//    - Phase 1 (one thread): while a snapshot of version 0 is held, `try_update` goes through as
-//      long as pages the snapshot does not hold remain, then fails with NoFreePage, changing
-//      nothing.
+// 6. Held snapshots and idle readers. A held snapshot holds its generation and the pages of it
+//    that later writes replaced (at most a table, however many writes follow); a registered
+//    reader between two snapshots holds nothing.
+//    - Phase 1 (one thread): while a snapshot of version 0 is held, batches that rewrite every
+//      page go on, more pages than the pool has: version 0's pages stay held, the rest are
+//      reused. A second snapshot, of a later batch, holds that batch's pages once the next one
+//      replaced them: with both held the pool is empty and `try_update` fails with NoFreePage,
+//      changing nothing.
 //    - Phase 2: a blocking writer waits for those pages (`page_waits`), publishing nothing, and
-//      goes through once the snapshot drops: it waits for held snapshots, and only for them.
+//      goes through once the younger snapshot drops: it waits for held snapshots, and only for
+//      them, and each one's pages are its own.
 //    - Phase 3: the two registered readers stay idle while three one-off readers (some holding
 //      two snapshots at once, briefly) and a writer run: every snapshot shows one batch, the
 //      blocking writes never fail, the `try_` ones only with NoFreeGeneration or NoFreePage.
@@ -1037,51 +1042,47 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
     let (mut first, mut second) = (map.reader().unwrap(), map.reader().unwrap());
     assert!(matches!(map.reader(), Err(Error::NoReaderSlot)));
 
-    // Phase 1. Every batch rewrites every key, so it copies the same pages: `per_batch`.
+    // Phase 1. Every batch rewrites every key, so it copies every page: 48 keys fill each page
+    // of the four.
     let empty = first.snapshot();
     assert_eq!((empty.version(), empty.len()), (0, 0));
     map.try_update(stamp_all(1))
         .expect("the opening batch: every page is free");
     let per_batch = map.stats().page_copies;
-    assert!(
-        (1..=IDLE_P / 2).contains(&per_batch),
+    assert_eq!(
+        per_batch,
+        IDLE_P / 2,
         "a batch of {STAMP_KEYS} keys copied {per_batch} pages of a 4-page table"
     );
-    let batch_one = second.snapshot();
-    assert!(stamped_with(&batch_one, 1));
-    // `empty` holds every page retired since version 0: `held` of them after `seq` batches.
-    let (mut seq, mut held) = (1u64, per_batch);
-    let held_pages = loop {
+    // `empty` holds version 0's pages alone: the later batches reuse the other half of the pool.
+    let mut seq = 1u64;
+    while map.stats().page_copies <= 3 * IDLE_P {
         let copies = map.stats().page_copies;
         match map.try_update(stamp_all(seq + 1)) {
-            Ok(()) => {
-                seq += 1;
-                let copied = map.stats().page_copies - copies;
-                assert_eq!(copied, per_batch, "batch {seq} copied another set of pages");
-                held += copied;
-                assert!(
-                    held <= IDLE_P,
-                    "batch {seq} went through although `empty` holds {} pages of {IDLE_P}",
-                    held - copied
-                );
-            }
-            Err(Error::NoFreePage) => break held,
-            Err(e) => panic!("phase 1: try_update: {e:?} (batch {})", seq + 1),
+            Ok(()) => seq += 1,
+            Err(e) => panic!(
+                "phase 1: batch {} with `empty` held, {} pages copied since: {e:?}",
+                seq + 1,
+                copies
+            ),
         }
-    };
-    assert!(
-        IDLE_P - held_pages < per_batch,
-        "NoFreePage with {} of {IDLE_P} pages free for a batch of {per_batch}",
-        IDLE_P - held_pages
-    );
+        let copied = map.stats().page_copies - copies;
+        assert_eq!(copied, per_batch, "batch {seq} copied another set of pages");
+    }
     let phase_one_batches = seq;
+    let held_copies = map.stats().page_copies;
+    // A snapshot of this batch holds its pages once the next batch replaced them: the pool has
+    // none left.
+    let younger = second.snapshot();
+    assert!(stamped_with(&younger, seq));
+    map.try_update(stamp_all(seq + 1))
+        .expect("the batch that replaces `younger`'s pages");
+    seq += 1;
+    assert_eq!(map.try_update(stamp_all(seq + 1)), Err(Error::NoFreePage));
     // The failed write changed nothing; the held snapshots are intact; reads never wait.
     assert!(stamped_with(&map.snapshot(), seq));
-    assert!(stamped_with(&batch_one, 1));
+    assert!(stamped_with(&younger, seq - 1));
     assert_eq!((empty.version(), empty.len()), (0, 0));
-    // The oldest held snapshot is what holds the pages: dropping a younger one frees none.
-    drop(batch_one);
-    assert_eq!(map.try_update(stamp_all(seq + 1)), Err(Error::NoFreePage));
 
     // Phase 2.
     let waits = map.stats().page_waits;
@@ -1090,17 +1091,20 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
         while map.stats().page_waits == waits {
             thread::yield_now();
         }
-        // Waiting, and for `empty` alone: nothing is published until it drops.
+        // Waiting, for the held snapshots: nothing is published until one drops.
         assert!(
             stamped_with(&map.snapshot(), seq),
-            "published while `empty` holds its pages"
+            "published while the held snapshots hold every spare page"
         );
         assert!(!writer.is_finished(), "a waiting blocking write returned");
-        drop(empty);
+        // The younger one's pages are enough: `empty` holds only version 0's.
+        drop(younger);
         assert_eq!(join(writer), Ok(()));
     });
     seq += 1;
     assert!(stamped_with(&map.snapshot(), seq));
+    assert_eq!((empty.version(), empty.len()), (0, 0));
+    drop(empty);
     let phase_two_waits = map.stats().page_waits - waits;
 
     // Phase 3.
@@ -1242,9 +1246,10 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
         writes,
         started,
         &format!(
-            "phase 1: {phase_one_batches} batches of {per_batch} pages with version 0 held, \
-             then NoFreePage ({held_pages} of {IDLE_P} pages held); phase 2: the blocking \
-             writer waited {phase_two_waits} times, until the snapshot dropped; phase 3: \
+            "phase 1: {phase_one_batches} batches of {per_batch} pages ({held_copies} copies) \
+             with version 0 held, then NoFreePage with a second snapshot; phase 2: the \
+             blocking writer waited {phase_two_waits} times, until that snapshot dropped; \
+             phase 3: \
              {phase_three_batches} batches, try_update: {} NoFreeGeneration, {} NoFreePage; {}",
             try_failures[0],
             try_failures[1],
