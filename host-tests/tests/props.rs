@@ -378,8 +378,8 @@ struct Plan {
     max_pages: usize,
     /// Whether it changes one key (not a transaction or a clear).
     one_key: bool,
-    /// Whether a reader's snapshot (of an older version than the current one, and than no held
-    /// snapshot's) is all that keeps `guaranteed` below `max_pages`.
+    /// Whether a reader's snapshot (of a version older than the current one that no held
+    /// snapshot shares) is all that keeps `guaranteed` below `max_pages`.
     reader_blocks: bool,
 }
 
