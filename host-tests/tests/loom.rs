@@ -17,12 +17,14 @@
 //! must fail. Each is marked `should_panic` there, and
 //! `cargo xtask loom` runs every mutant after the real protocol.
 //!
-//! The mutant `no_writer_fence` (the writer's fence between its base pin's validation and its
-//! scan removed) is not one of them: the base pin's own announcement fence, between the slot
-//! claim and the scan, stands in for it under loom's SeqCst fences, which are stronger than
-//! C++20's (the models explore the mutant cleanly). In C++20 it does not: that fence precedes
-//! the validating load that synchronizes with the base's publication, so the scan needs its own
-//! (see `write::try_claim_slot`).
+//! The mutant `no_writer_fence` (the writer's fence after its slot claim removed) is no longer
+//! one of them: every pin now ends with its snapshot, so every reader's pin and every writer's
+//! base pin runs a SeqCst fence of its own, and under loom's SeqCst fences, stronger than
+//! C++20's, the base pin's fence just before the claim stands in for the missing one (the
+//! models explore the mutant cleanly). In C++20 it does not: the base pin's fence precedes the
+//! load that synchronizes with the publication that retired the slot, so the claim needs its own
+//! (see `write::try_claim_slot`), and `cargo xtask miri` shows it: Miri reports the data race
+//! in the stress tests built with that mutant.
 //!
 //! The maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
 //! reuse and two otherwise (each entry of the pool is atomics the model explores).
@@ -161,8 +163,9 @@ fn two_inserts_race_and_both_land() {
 
 /// Two writers, one of them publishing twice, and a registered reader: the shape that catches a
 /// missing writer fence or a missing base pin (a writer copying from a base another writer
-/// reuses). The reader is registered because its hazard is a plain store, which only the fences
-/// order against the writer's scan.
+/// reuses). The reader is registered because its hazard is a plain store, which only the writer's
+/// fence orders; a one-off reader's counted pin is ordered without it (the retiring writer's own
+/// counted base pin on that generation keeps the count up, see `try_claim_slot`).
 #[test]
 fn two_writers_and_a_reader() {
     model(|| {

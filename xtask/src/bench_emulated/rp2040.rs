@@ -280,12 +280,12 @@ fn render(m: &Measured, level: usize) -> String {
 fn why_short(m: &Measured, index: usize) -> String {
     match index {
         2 => format!(
-            "A one-key write copies-on-write: it claims a generation slot, pins its base with a \
-             word of that slot (a store and a fence, as a reader pins), scans the pins (which \
-             also says which spare pages may be reused), copies the base's page index, claims a \
-             spare page and copies the key's page of 16 slots into it, and publishes by CAS; on \
-             the M0+ the slot claim, the page claim and the CAS are critical sections, {} per \
-             insert to the mutex map's {}. At about 130 cycles each \
+            "A one-key write copies-on-write: it pins its base (a count on that generation), \
+             claims a generation slot (a scan of the pins, which also says which spare pages \
+             may be reused), copies the base's page index, claims a spare page and copies the \
+             key's page of 16 slots into it, and publishes by CAS, which also ends the base \
+             pin; on the M0+ the pin, the slot claim, the page claim and the CAS are critical \
+             sections, {} per insert to the mutex map's {}. At about 130 cycles each \
              (rp2040-hal's spinlock and the benchmark's counting wrapper, which both maps pay) \
              they are about {:.0}% of its cycles; most of the rest is the page copy (`cargo run \
              -p rp2040-runner --example profile` gives a sampling profile).",
