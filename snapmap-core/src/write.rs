@@ -1,13 +1,12 @@
-//! The write path: claim a generation slot, pin a base with that slot's `base` word, scan for
-//! pins (the scan also tells which spare pages may be reused), copy the base's index, change the
-//! copy (copying each page it changes), publish it by compare-and-swap, retire its base and the
-//! pages it replaced.
+//! The write path: pin a base, claim a generation slot (its scan also tells which spare pages
+//! may be reused), copy the base's index, change the copy (copying each page it changes), publish
+//! it by compare-and-swap, retire its base and the pages it replaced.
 
 use crate::generation::{Body, FREE, IN_USE, NO_BASE, UNUSED};
 use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
-use crate::sync::{announce, compare_exchange, fence, spin_wait, Ordering};
+use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -47,20 +46,25 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     Claim<'_, K, V, N, G, R, P, S>
 {
     /// Pins the current generation (guessed to be `seen`) as our base, and returns it: announces
-    /// it in our slot's `base` word and validates, exactly as a registered reader pins with its
-    /// hazard word (see `SnapMap::pin_from`).
+    /// it in our slot's `base` word, fences and validates, as a registered reader pins (see
+    /// `SnapMap::pin_from`). This fence is also the one our scan for pins needs (see
+    /// `try_claim_slot`), and the Acquire of the load that gave `seen` (or of a failed
+    /// validation) orders the base's publication before it.
     fn pin_base(&self, mut seen: usize) -> usize {
         let word = &self.map.generations[self.index].base;
         loop {
-            // Release (inside `announce`): a scan's Acquire load that reads this store, or a
-            // later one (ours, or our slot's next claimer's after its Acquire claim), carries our
-            // reads under earlier pins. The `no_base_pin` mutant (loom and Miri runs only)
-            // announces nothing, to show that the models catch the lost updates that follow
-            // (writer A copies from a base that writer B is overwriting).
+            // Release: a scan's Acquire load that reads this store, or a later one (our slot's
+            // next claimer's, after its Acquire claim), carries our reads of earlier bases.
+            // The `no_base_pin` mutant (loom and Miri runs only) announces nothing, to show that
+            // the models catch the lost updates that follow (writer A copies from a base that
+            // writer B is overwriting).
             #[cfg(not(snapmap_mutant = "no_base_pin"))]
-            announce(word, pinning(seen));
+            word.store(pinning(seen), Ordering::Release);
             #[cfg(snapmap_mutant = "no_base_pin")]
             let _ = word;
+            // The mutant `no_writer_fence` removes the fence (for Miri's and loom's runs).
+            #[cfg(not(snapmap_mutant = "no_writer_fence"))]
+            fence(Ordering::SeqCst);
             match self.map.validate(seen) {
                 Ok(base) => return base,
                 Err(now) => seen = now,
@@ -93,8 +97,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     ) -> Result<(usize, Claim<'_, K, V, N, G, R, P, S>), Error> {
         let mut spins = 0;
         loop {
-            // Relaxed: a guess, which `Claim::pin_base` validates.
-            let seen = self.current.load(Ordering::Relaxed);
+            // Acquire: see `Claim::pin_base`.
+            let seen = self.current.load(Ordering::Acquire);
             if let Some(claimed) = self.try_claim(seen) {
                 return Ok(claimed);
             }
@@ -152,26 +156,20 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             index,
             pinned: 0,
         };
+        // The fence in `pin_base` is the writer half of the Dekker pair with a reader's
+        // announcement and validation in `pin_from` (a hazard) or `pin_counted` (an increment of
+        // the count), and with another writer's in `pin_base` (a base word). In the single total
+        // order of SeqCst operations, either the announcement precedes our fence, and the scan
+        // below sees the hazard (or a later Release store of that reader, which carries its
+        // reads along) or a count that includes the increment (every later change of the count
+        // is a read-modify-write, so the value read is at least that reader's share until it
+        // decrements, with Release); or our fence comes first, and since `current` had moved
+        // off `index` before it (the retiring CAS happens-before the FREE store we just
+        // acquired), the reader's validating load sees that and it never reads the slot. A pin
+        // that validates on `index` later is on a re-published copy, written before its
+        // publishing CAS: harmless. The same fence follows the Acquire load that synchronized
+        // with our base's publication, which orders it for the page rule (see `pages`).
         let base = claim.pin_base(seen);
-        // The writer half of the Dekker pair with a reader's announcement and validation in
-        // `pin_from` (a hazard) or `pin_counted` (an increment of the count), and with another
-        // writer's in `pin_base` (a base word). In the single total order of SeqCst operations,
-        // either the announcement precedes this fence, and the scan below sees the hazard (or a
-        // later Release store of that pinner, which carries its reads along) or a count that
-        // includes the increment (every later change of the count is a read-modify-write, so the
-        // value read is at least that reader's share until it decrements, with Release); or this
-        // fence comes first, and since `current` had moved off `index` before it (the retiring
-        // CAS happens-before the FREE store we just acquired), the pinner's validating load sees
-        // that and it never reads the slot. A pin that validates on `index` later is on a
-        // re-published copy, written before its publishing CAS: harmless. The same fence, after
-        // our base pin's validation, orders the scan's pins for the page rule (see `pages`). Our
-        // base pin's own fence (in `announce`) does not stand in for this one: it precedes the
-        // validating load that synchronizes with our base's publication, so it does not order
-        // that publication before a reader's fence. (Loom's SeqCst fences are stronger than
-        // C++20's and cannot show this; the mutant `no_writer_fence` removes the fence for
-        // Miri's runs.)
-        #[cfg(not(snapmap_mutant = "no_writer_fence"))]
-        fence(Ordering::SeqCst);
         let mut pinned = 0u32;
         // Acquire: a count seen at zero, or a hazard or base word seen cleared (or moved),
         // orders the reads made under those pins before our writes to the slot and to reused
