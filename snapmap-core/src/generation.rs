@@ -16,9 +16,6 @@ pub(crate) const UNUSED: usize = 0;
 pub(crate) const IN_USE: usize = 1;
 pub(crate) const FREE: usize = 2;
 
-/// A slot's `base` word when it names no base.
-pub(crate) const NO_BASE: usize = 0;
-
 /// What a generation holds besides its index (which lives in the map's index block, see
 /// `SnapMap::index`).
 #[derive(Clone, Copy)]
@@ -38,11 +35,6 @@ pub(crate) struct GenSlot {
     /// The version of the generation in the slot, for writers' scans (see `pages`, "Which
     /// version a pin names").
     pub(crate) version: VersionWord,
-    /// The base pin of the writer that claimed the slot: `pinning(b)` while it copies from
-    /// generation slot `b`, stored (Release) by that writer only, and [`NO_BASE`] once the slot
-    /// is given up or retired (stored by its claimer, or by the writer that retires it). Loaded
-    /// by other writers' scans, as a registered reader's hazard word is; never by readers.
-    pub(crate) base: AtomicUsize,
     /// Written only by the writer that claimed the slot (IN_USE, unpublished, no pin on it);
     /// read by anyone whose pin on this slot validated.
     pub(crate) body: UnsafeCell<Body>,
@@ -53,7 +45,6 @@ macro_rules! gen_slot_new {
         pub(crate) $($const)? fn new() -> Self {
             Self {
                 state: AtomicUsize::new(UNUSED),
-                base: AtomicUsize::new(NO_BASE),
                 version: VersionWord {
                     halves: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 },

@@ -41,8 +41,8 @@
 //!   count* (and takes it off when the snapshot drops). It needs no slot, so it never waits and
 //!   never fails, however many snapshots are held.
 //!
-//! **Writers** claim a free generation slot, pin the current generation as their *base* with a
-//! hazard word of that slot (as a registered reader pins), copy the base's index into it, and apply their change (one key, or a whole
+//! **Writers** pin the current generation as their *base* with a counted pin, claim a free
+//! generation slot, copy the base's index into it, and apply their change (one key, or a whole
 //! [`Txn`] closure) *copy on first write*: the first write to a page copies it into a spare page
 //! and points the index there. Every page the change does not touch is shared with the base. The
 //! writer publishes its generation with a compare-and-swap of `current` from the base to its

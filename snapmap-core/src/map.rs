@@ -21,10 +21,9 @@ use core::hash::{BuildHasher, Hash};
 ///   the current one holds no extra slot). A generation costs a few words and an index of two
 ///   bytes per 16 entries: the table's pages are shared between generations.
 /// - `R`: reader slots, one per registered [`Reader`] (0 is allowed: then only one-off reads).
-///   One-off reads ([`snapshot`](Self::snapshot), [`get`](Self::get)) take no reader slot:
-///   they count themselves on the generation they pin, so any number of them can pin at once,
-///   and none ever waits for a slot. A writer pins its base with a word of the generation slot
-///   it claimed, so it needs no reader slot either.
+///   One-off reads ([`snapshot`](Self::snapshot), [`get`](Self::get)) and writers' base pins
+///   take no reader slot: they count themselves on the generation they pin, so any number of
+///   them can pin at once, and none ever waits for a slot.
 /// - `P`: spare pages of 16 slots, which writers copy the pages they change into. A one-key
 ///   write claims one (two when its probe run crosses a page boundary); a transaction claims
 ///   one per page it changes, and one that would change more pages than `P` returns
@@ -78,7 +77,7 @@ pub struct SnapMap<
     pub(crate) pages: Pages<K, V, N, P>,
     pub(crate) pool: Pool<[Entry; P]>,
     pub(crate) births: Births<N, P>,
-    /// Per generation slot, the counted pins on it (one-off reads): changed
+    /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
     pub(crate) stats: Counters,

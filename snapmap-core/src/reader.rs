@@ -1,6 +1,5 @@
 //! The pin protocol: registered readers' hazard words and the [`Reader`] handle, and the
-//! generations' pin counts that one-off reads use. (Writers pin their base with a word of the
-//! generation slot they claimed: see `write`.)
+//! generations' pin counts that one-off reads and writers' bases use.
 
 use crate::snapshot::{Release, Snapshot};
 use crate::sync::{
@@ -146,7 +145,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     /// order, and Acquire within it: synchronizes with the CAS that published what the caller
     /// is about to read.
     #[inline(always)]
-    pub(crate) fn validate(&self, seen: usize) -> Result<usize, usize> {
+    fn validate(&self, seen: usize) -> Result<usize, usize> {
         let now = self.current.load(Ordering::SeqCst);
         if now == seen {
             Ok(seen)
@@ -155,10 +154,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         }
     }
 
-    /// A *counted* pin on the current generation, for a one-off read: adds one to that
-    /// generation's pin count, then validates. Returns the generation, protected until
+    /// A *counted* pin on the current generation, for a one-off read or a writer's base: adds one
+    /// to that generation's pin count, then validates. Returns the generation, protected until
     /// [`unpin_counted`](Self::unpin_counted). Needs no reader slot, so it never waits for one and
-    /// never fails: any number of one-off reads can pin at once.
+    /// never fails: any number of one-off reads and writers can pin at once.
     ///
     /// The count is the hazard: the increment plays the announcement's part in the Dekker pair
     /// (a SeqCst read-modify-write, see `announce_count`), and a writer's scan loads the count

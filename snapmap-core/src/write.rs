@@ -2,11 +2,11 @@
 //! may be reused), copy the base's index, change the copy (copying each page it changes), publish
 //! it by compare-and-swap, retire its base and the pages it replaced.
 
-use crate::generation::{Body, FREE, IN_USE, NO_BASE, UNUSED};
+use crate::generation::{Body, FREE, IN_USE, UNUSED};
 use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
-use crate::sync::{compare_exchange, fence, spin_wait, Ordering};
+use crate::sync::{compare_exchange, fence, publish_exchange, spin_wait, AtomicUsize, Ordering};
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -29,11 +29,66 @@ enum Attempt<T> {
     WaitForPages,
 }
 
-/// A generation slot claimed (FREE -> IN_USE) by this writer and not published, and the
-/// writer's *base pin*: the slot's `base` word names the generation the writer copies from (see
-/// `GenSlot::base`). Dropping it (on error, a change that changed nothing, or unwind) ends the
-/// pin and frees the slot; publishing forgets it: the pin then has done its work, and the word is
-/// cleared by the writer that retires the slot.
+/// The writer's base pin: a counted pin (see `SnapMap::pin_counted`) on the generation it copies
+/// from, moved to the new current generation after each lost race. Dropping it (on success,
+/// error or unwind) ends the pin.
+struct BasePin<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
+    map: &'m SnapMap<K, V, N, G, R, P, S>,
+    base: usize,
+}
+
+impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
+    BasePin<'m, K, V, N, G, R, P, S>
+{
+    fn new(map: &'m SnapMap<K, V, N, G, R, P, S>) -> Self {
+        let base = Self::pin(map);
+        Self { map, base }
+    }
+
+    /// Moves the pin to the current generation; returns it.
+    fn repin(&mut self) -> usize {
+        Self::unpin(self.map, self.base);
+        self.base = Self::pin(self.map);
+        self.base
+    }
+
+    fn pin(map: &SnapMap<K, V, N, G, R, P, S>) -> usize {
+        // The `no_base_pin` mutant (loom runs only) reads `current` without a pin, to show that
+        // the models catch the lost updates that follow (writer A copies from a base that
+        // writer B is overwriting).
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        return map.current.load(Ordering::Acquire);
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        map.pin_counted()
+    }
+
+    /// The count this pin holds, for the publishing CAS to end it in its own critical section
+    /// (none under the `no_base_pin` mutant, which holds none).
+    fn count(&self) -> Option<&'m AtomicUsize> {
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        return None;
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        Some(&self.map.pins[self.base].word)
+    }
+
+    fn unpin(map: &SnapMap<K, V, N, G, R, P, S>, base: usize) {
+        #[cfg(snapmap_mutant = "no_base_pin")]
+        let _ = (map, base);
+        #[cfg(not(snapmap_mutant = "no_base_pin"))]
+        map.unpin_counted(base);
+    }
+}
+
+impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
+    for BasePin<'_, K, V, N, G, R, P, S>
+{
+    fn drop(&mut self) {
+        Self::unpin(self.map, self.base);
+    }
+}
+
+/// A generation slot claimed (FREE -> IN_USE) by this writer and not published. Dropping it (on
+/// error, a change that changed nothing, or unwind) frees the slot; publishing forgets it.
 struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> {
     map: &'m SnapMap<K, V, N, G, R, P, S>,
     index: usize,
@@ -42,74 +97,50 @@ struct Claim<'m, K, V, const N: usize, const G: usize, const R: usize, const P: 
     pinned: u32,
 }
 
-impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
-    Claim<'_, K, V, N, G, R, P, S>
-{
-    /// Pins the current generation (guessed to be `seen`) as our base, and returns it: announces
-    /// it in our slot's `base` word, fences and validates, as a registered reader pins (see
-    /// `SnapMap::pin_from`). This fence is also the one our scan for pins needs (see
-    /// `try_claim_slot`), and the Acquire of the load that gave `seen` (or of a failed
-    /// validation) orders the base's publication before it.
-    fn pin_base(&self, mut seen: usize) -> usize {
-        let word = &self.map.generations[self.index].base;
-        loop {
-            // Release: a scan's Acquire load that reads this store, or a later one (our slot's
-            // next claimer's, after its Acquire claim), carries our reads of earlier bases.
-            // The `no_base_pin` mutant (loom and Miri runs only) announces nothing, to show that
-            // the models catch the lost updates that follow (writer A copies from a base that
-            // writer B is overwriting).
-            #[cfg(not(snapmap_mutant = "no_base_pin"))]
-            word.store(pinning(seen), Ordering::Release);
-            #[cfg(snapmap_mutant = "no_base_pin")]
-            let _ = word;
-            // The mutant `no_writer_fence` removes the fence (for Miri's and loom's runs).
-            #[cfg(not(snapmap_mutant = "no_writer_fence"))]
-            fence(Ordering::SeqCst);
-            match self.map.validate(seen) {
-                Ok(base) => return base,
-                Err(now) => seen = now,
-            }
-        }
-    }
-}
-
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Drop
     for Claim<'_, K, V, N, G, R, P, S>
 {
     fn drop(&mut self) {
-        let slot = &self.map.generations[self.index];
-        // Release: our reads under the pin happen-before a scan that reads this.
-        slot.base.store(NO_BASE, Ordering::Release);
         // Release: our writes to the slot (a partial copy, say) happen-before the next claimer's
         // Acquire CAS, so its overwrite does not race them.
-        slot.state.store(FREE, Ordering::Release);
+        self.map.generations[self.index]
+            .state
+            .store(FREE, Ordering::Release);
     }
 }
 
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     SnapMap<K, V, N, G, R, P, S>
 {
-    /// Claims a free slot to write the successor of the current generation into, and pins that
-    /// generation as its base. Returns the base's index with the claim.
-    fn claim_generation(
-        &self,
+    /// Claims a free slot to write the successor of the pinned `base` into, re-pinning the
+    /// current generation as the base after each failed attempt. Returns the base's index with
+    /// the claim.
+    fn claim_generation<'m>(
+        &'m self,
+        pin: &mut BasePin<'m, K, V, N, G, R, P, S>,
         wait: Wait,
-    ) -> Result<(usize, Claim<'_, K, V, N, G, R, P, S>), Error> {
+    ) -> Result<(usize, Claim<'m, K, V, N, G, R, P, S>), Error> {
         let mut spins = 0;
         loop {
-            // Acquire: see `Claim::pin_base`.
-            let seen = self.current.load(Ordering::Acquire);
-            if let Some(claimed) = self.try_claim(seen) {
-                return Ok(claimed);
+            let base = pin.base;
+            if let Some((index, pinned)) = self.try_claim(base) {
+                return Ok((
+                    base,
+                    Claim {
+                        map: self,
+                        index,
+                        pinned,
+                    },
+                ));
             }
             // A scan races other writers: one may retire a slot behind it and claim the one ahead.
             // If a publication moved `current` meanwhile, the scan proved nothing: rescan (as a
             // lost CAS retries, this is progress elsewhere, not a wait). With `current` still, a
             // failed scan means the slots really are pinned or claimed: by registered readers
             // (at most `R`, which the budget `G >= R + 2` leaves room for), by other writers in
-            // flight, or by held one-off snapshots. A waiting writer holds no slot and no pin.
+            // flight, or by held one-off snapshots.
             // Relaxed: only compared, nothing is read on the strength of it.
-            if self.current.load(Ordering::Relaxed) == seen {
+            if self.current.load(Ordering::Relaxed) == base {
                 if wait == Wait::No {
                     return Err(Error::NoFreeGeneration);
                 }
@@ -118,62 +149,58 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
                 }
                 spin_wait(&mut spins);
             }
+            // Re-pinned on every attempt, so a waiting writer never holds an old generation.
+            pin.repin();
         }
     }
 
-    /// Claims a FREE generation slot on which no pin stands, and pins a base from it; returns the
-    /// base and the claim. Candidates are taken in order after `seen` (`current`, as last
-    /// loaded): with one writer, slots are retired in that same order, so the first candidate is
-    /// the least recently retired, the one least likely to still be pinned. Never `seen`
-    /// itself: it is current, or pinned by a writer in flight.
-    fn try_claim(&self, seen: usize) -> Option<(usize, Claim<'_, K, V, N, G, R, P, S>)> {
+    /// Claims a FREE generation slot on which no hazard stands; returns it, with the slots the
+    /// scan found pinned. Candidates are taken in order after `base`: with one writer, slots are
+    /// retired in that same order, so the first candidate is the least recently
+    /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
+    /// pinned by us.
+    fn try_claim(&self, base: usize) -> Option<(usize, u32)> {
         (1..G)
-            .map(|step| (seen + step) % G)
-            .find_map(|index| self.try_claim_slot(index, seen))
+            .map(|step| (base + step) % G)
+            .find_map(|index| Some((index, self.try_claim_slot(index)?)))
     }
 
-    /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`), pins a base
-    /// (guessed to be `seen`), and keeps the slot if no pin stands on it.
-    fn try_claim_slot(
-        &self,
-        index: usize,
-        seen: usize,
-    ) -> Option<(usize, Claim<'_, K, V, N, G, R, P, S>)> {
+    /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
+    /// hazard stands on it; returns the slots the scan found pinned, one bit each.
+    fn try_claim_slot(&self, index: usize) -> Option<u32> {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
-        let was = state.load(Ordering::Relaxed);
-        if !(was == FREE || was == UNUSED && index != 0) {
+        let seen = state.load(Ordering::Relaxed);
+        if !(seen == FREE || seen == UNUSED && index != 0) {
             return None;
         }
         // Acquire on success: synchronizes with the Release store that freed the slot, so every
         // access by its last writer and by the writer that retired it happens-before our
         // overwrite.
-        if compare_exchange(state, was, IN_USE).is_err() {
+        if compare_exchange(state, seen, IN_USE).is_err() {
             return None;
         }
-        let mut claim = Claim {
-            map: self,
-            index,
-            pinned: 0,
-        };
-        // The fence in `pin_base` is the writer half of the Dekker pair with a reader's
-        // announcement and validation in `pin_from` (a hazard) or `pin_counted` (an increment of
-        // the count), and with another writer's in `pin_base` (a base word). In the single total
-        // order of SeqCst operations, either the announcement precedes our fence, and the scan
+        // The writer half of the Dekker pair with a reader's announcement and validation in
+        // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
+        // order of SeqCst operations, either the announcement precedes this fence, and the scan
         // below sees the hazard (or a later Release store of that reader, which carries its
         // reads along) or a count that includes the increment (every later change of the count
         // is a read-modify-write, so the value read is at least that reader's share until it
-        // decrements, with Release); or our fence comes first, and since `current` had moved
+        // decrements, with Release); or this fence comes first, and since `current` had moved
         // off `index` before it (the retiring CAS happens-before the FREE store we just
         // acquired), the reader's validating load sees that and it never reads the slot. A pin
         // that validates on `index` later is on a re-published copy, written before its
-        // publishing CAS: harmless. The same fence follows the Acquire load that synchronized
-        // with our base's publication, which orders it for the page rule (see `pages`).
-        let base = claim.pin_base(seen);
+        // publishing CAS: harmless. The same fence, after our base pin's validation, orders the
+        // scan's pins for the page rule (see `pages`). Our base pin's own fence does not
+        // stand in for this one: it precedes the validating load that synchronizes with the
+        // publication that moved `current` on, so it does not order that publication before a
+        // reader's fence. (Loom's SeqCst fences are stronger than C++20's and cannot show this;
+        // the mutant `no_writer_fence` removes the fence for Miri's runs.)
+        #[cfg(not(snapmap_mutant = "no_writer_fence"))]
+        fence(Ordering::SeqCst);
         let mut pinned = 0u32;
-        // Acquire: a count seen at zero, or a hazard or base word seen cleared (or moved),
-        // orders the reads made under those pins before our writes to the slot and to reused
-        // pages.
+        // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
+        // made under those pins before our writes to the slot and to reused pages.
         for (slot, count) in self.pins.iter().enumerate() {
             if count.word.load(Ordering::Acquire) != 0 {
                 pinned |= 1 << slot;
@@ -185,22 +212,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
                 pinned |= 1 << (hazard - pinning(0));
             }
         }
-        // Other writers' bases. Not our own, nor that of `base`'s writer: `base` was current at
-        // our validation, so its writer had published, and a published writer reads its base's
-        // pages no more (the slot itself stays IN_USE until that writer frees it).
-        for (slot, generation) in self.generations.iter().enumerate() {
-            let word = generation.base.load(Ordering::Acquire);
-            if word != NO_BASE && slot != index && slot != base {
-                pinned |= 1 << (word - pinning(0));
-            }
-        }
         if pinned & 1 << index != 0 {
-            // Dropping the claim ends our pin and frees the slot (Release: hands the Acquire we
-            // took from the retiring writer on to the next claimer).
+            // Release: hands the Acquire we took from the retiring writer on to the next
+            // claimer (a plain store does not extend a release sequence).
+            state.store(FREE, Ordering::Release);
             return None;
         }
-        claim.pinned = pinned;
-        Some((base, claim))
+        Some(pinned)
     }
 }
 
@@ -278,7 +296,8 @@ impl<
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
-        let (mut base, claim) = match self.claim_generation(wait) {
+        let mut pin = BasePin::new(self);
+        let (mut base, claim) = match self.claim_generation(&mut pin, wait) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
@@ -328,7 +347,7 @@ impl<
                 };
             }
             // An error, or a change that changed nothing, publishes nothing: dropping the claims
-            // gives the pages back, and the claim ends the base pin and frees the slot. A
+            // gives the pages back, the claim frees the slot and the pin releases the base. A
             // no-op linearizes at the pin's validation, when `base` was current.
             let result = match result {
                 Ok(result) if table.changed() => result,
@@ -353,9 +372,18 @@ impl<
             }
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
-            // publication of `base`. Our base pin ends with it: scans skip the base word of the
-            // slot they validate as current (see `try_claim_slot`).
-            match compare_exchange(&self.current, base, claim.index) {
+            // publication of `base`.
+            // The base pin is ended with the CAS (one critical section on thumbv6m). Ending the
+            // pin there, before the FREE store below rather than
+            // after it, changes no argument: its Release still follows every read of `base`,
+            // and it now also happens-before the next claimer's Acquire of FREE, which then finds
+            // no stale pin of ours (see `try_claim_slot`).
+            match publish_exchange(
+                &self.current,
+                base,
+                claim.index,
+                pin.count(),
+            ) {
                 Ok(_) => {
                     // Every page we claimed replaced the base's page at its position: the
                     // entries that held ours now hold those, with their lives, which our
@@ -369,25 +397,21 @@ impl<
                         (page, unsafe { self.births.get(page, body.version) })
                     });
                     core::mem::forget(claim);
-                    // Only the writer whose CAS replaced `base` retires it: first its base word
-                    // (its writer's pin ended with that writer's publication, which our CAS
-                    // acquired; nobody else writes the word until the slot is claimed again),
-                    // then its state. Release, both: our reads of it, and its writer's of its
-                    // base, happen-before a scan that loads the word, and before the next
-                    // claimer's overwrite.
-                    let retired = &self.generations[base];
-                    retired.base.store(NO_BASE, Ordering::Release);
-                    retired.state.store(FREE, Ordering::Release);
+                    // Ended above.
+                    core::mem::forget(pin);
+                    // Only the writer whose CAS replaced `base` retires it. Release: our reads of
+                    // it happen-before its next claimer's overwrite.
+                    self.generations[base].state.store(FREE, Ordering::Release);
                     return Attempt::Done(Ok(result));
                 }
-                Err(now) => {
+                Err(_) => {
                     // Another writer published first: give back our pages, rebase on the new
                     // current and start the change again. The target slot stays ours; it was
                     // never published, so no pin can be on it.
                     lost(&mut txn.table);
                     drop(txn);
                     self.stats.cas_retries.bump();
-                    base = claim.pin_base(now);
+                    base = pin.repin();
                     rebased = true;
                 }
             }
