@@ -373,17 +373,12 @@ impl<
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
             // publication of `base`.
-            // The base pin is ended with the CAS (one critical section on thumbv6m). Ending the
-            // pin there, before the FREE store below rather than
-            // after it, changes no argument: its Release still follows every read of `base`,
-            // and it now also happens-before the next claimer's Acquire of FREE, which then finds
-            // no stale pin of ours (see `try_claim_slot`).
-            match publish_exchange(
-                &self.current,
-                base,
-                claim.index,
-                pin.count(),
-            ) {
+            // The base pin is ended with the CAS (one critical section on thumbv6m). Ending it
+            // there, before the FREE store below rather than after it, changes no argument: its
+            // Release still follows every read of `base`, and it now also happens-before the
+            // next claimer's Acquire of FREE, which then finds no stale pin of ours (see
+            // `try_claim_slot`).
+            match publish_exchange(&self.current, base, claim.index, pin.count()) {
                 Ok(_) => {
                     // Every page we claimed replaced the base's page at its position: the
                     // entries that held ours now hold those, with their lives, which our
