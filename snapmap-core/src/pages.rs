@@ -425,54 +425,72 @@ impl<const N: usize, const P: usize> Births<N, P> {
     #[cfg(loom)]
     births_new!();
 
-    /// The 8 bytes of home page `page`'s birth (`P <= page`).
+    /// The 8 cells of home page `page`'s birth (`P <= page`).
     #[inline]
-    fn home_bytes(&self, page: usize) -> &[UnsafeCell<u8>] {
+    fn home_cells(&self, page: usize) -> &[UnsafeCell<u8>] {
         let first = (page - P) * 8;
         &self.home[first..first + 8]
     }
 
     /// Records that page `page` is born with `version`.
-    #[inline]
     ///
     /// # Safety
     /// The caller holds `page` (claimed, unpublished), as the type's docs say.
+    #[inline]
     pub(crate) unsafe fn set(&self, page: usize, version: u64) {
         if Shape::<N>::PAGES == 1 {
             return;
         }
-        // SAFETY: by the caller's claim, nobody else accesses this page's birth.
+        if page < P {
+            // SAFETY: by the caller's claim, nobody else accesses this page's birth.
+            unsafe { self.spare[page].with_mut(|born| *born = version) };
+            return;
+        }
+        let cells = self.home_cells(page);
+        // One unaligned store, but under loom, whose cells are not plain memory.
+        #[cfg(not(loom))]
+        // SAFETY: as above; the 8 cells are consecutive bytes (`UnsafeCell` is transparent), and
+        // the pointer comes from the slice of them, through which writes are allowed.
         unsafe {
-            if page < P {
-                self.spare[page].with_mut(|born| *born = version);
-            } else {
-                for (cell, byte) in self.home_bytes(page).iter().zip(version.to_le_bytes()) {
-                    cell.with_mut(|mine| *mine = byte);
-                }
-            }
+            cells
+                .as_ptr()
+                .cast::<u64>()
+                .cast_mut()
+                .write_unaligned(version)
+        };
+        #[cfg(loom)]
+        for (cell, byte) in cells.iter().zip(version.to_ne_bytes()) {
+            // SAFETY: as above.
+            cell.with_mut(|mine| unsafe { *mine = byte });
         }
     }
 
     /// The birth of page `page`, which generation `base` (of version `version`) has.
-    #[inline]
     ///
     /// # Safety
     /// The caller's publication replaced `page`, as the type's docs say.
+    #[inline]
     pub(crate) unsafe fn get(&self, page: usize, version: u64) -> u64 {
         if Shape::<N>::PAGES == 1 {
             return version;
         }
-        // SAFETY: written before a publication our own is ordered after; nobody writes it now.
-        unsafe {
-            if page < P {
-                self.spare[page].with(|born| *born)
-            } else {
-                let mut bytes = [0; 8];
-                for (byte, cell) in bytes.iter_mut().zip(self.home_bytes(page)) {
-                    *byte = cell.with(|born| *born);
-                }
-                u64::from_le_bytes(bytes)
+        if page < P {
+            // SAFETY: written before a publication our own is ordered after; nobody writes it
+            // now.
+            return unsafe { self.spare[page].with(|born| *born) };
+        }
+        let cells = self.home_cells(page);
+        #[cfg(not(loom))]
+        // SAFETY: as above, and as in `set`.
+        return unsafe { cells.as_ptr().cast::<u64>().read_unaligned() };
+        #[cfg(loom)]
+        {
+            let mut bytes = [0; 8];
+            for (byte, cell) in bytes.iter_mut().zip(cells) {
+                // SAFETY: as above.
+                *byte = cell.with(|born| unsafe { *born });
             }
+            u64::from_ne_bytes(bytes)
         }
     }
 }
