@@ -80,6 +80,29 @@ fn try_stamp_both<const G: usize, const R: usize, const P: usize>(
     }
 }
 
+/// A thread making `writes` attempts at `try_stamp_both`.
+fn spawn_writes<const G: usize, const R: usize, const P: usize>(
+    map: &Arc<SnapMap<u32, u64, 4, G, R, P>>,
+    writes: usize,
+) -> thread::JoinHandle<()> {
+    let map = map.clone();
+    thread::spawn(move || {
+        for _ in 0..writes {
+            try_stamp_both(&map);
+        }
+    })
+}
+
+/// Holds one snapshot of `reader` across a yield: its generation must not change under it.
+fn hold_snapshot<const G: usize, const R: usize, const P: usize>(
+    reader: &mut snapmap_core::Reader<'_, u32, u64, 4, G, R, P>,
+) {
+    let snap = reader.snapshot();
+    let seen = check_view(&snap);
+    thread::yield_now();
+    assert_eq!(check_view(&snap), seen, "the pinned generation changed");
+}
+
 /// Checks a one-off snapshot's stamps; returns its version.
 fn check_stamps<const G: usize, const R: usize, const P: usize>(
     map: &SnapMap<u32, u64, 4, G, R, P>,
@@ -255,19 +278,8 @@ fn reader_holds_pages_a_writer_retires() {
         let map = Arc::new(SnapMap::<u32, u64, 4, 3, 1, 1>::new());
         stamp_both(&map, true).unwrap();
         let mut reader = map.reader().unwrap();
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    try_stamp_both(&map);
-                }
-            })
-        };
-        let snap = reader.snapshot();
-        let seen = check_view(&snap);
-        thread::yield_now();
-        assert_eq!(check_view(&snap), seen, "the pinned generation changed");
-        drop(snap);
+        let writer = spawn_writes(&map, 2);
+        hold_snapshot(&mut reader);
         writer.join().unwrap();
         let last = check_stamps(&map);
         assert_eq!(last, map.stats().publishes as u64);
@@ -287,23 +299,9 @@ fn a_stale_base_does_not_reuse_pages_that_died_after_it() {
     model_within(2, || {
         let map = Arc::new(SnapMap::<u32, u64, 4, 4, 1, 2>::new());
         let mut reader = map.reader().unwrap();
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || try_stamp_both(&map))
-        };
-        let other = {
-            let map = map.clone();
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    try_stamp_both(&map);
-                }
-            })
-        };
-        let snap = reader.snapshot();
-        let seen = check_view(&snap);
-        thread::yield_now();
-        assert_eq!(check_view(&snap), seen, "the pinned generation changed");
-        drop(snap);
+        let writer = spawn_writes(&map, 1);
+        let other = spawn_writes(&map, 2);
+        hold_snapshot(&mut reader);
         writer.join().unwrap();
         other.join().unwrap();
         let last = check_stamps(&map);
