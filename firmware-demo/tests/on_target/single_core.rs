@@ -188,7 +188,10 @@ pub fn pinned_snapshot_is_stable() {
         assert_eq!(snapshot.version(), version);
         assert!(snapshot.iter().all(|(_, v)| *v == 7));
     }
-    assert_eq!(written, 20, "the held snapshot holds one page, not every page replaced");
+    assert_eq!(
+        written, 20,
+        "the held snapshot holds one page, not every page replaced"
+    );
     drop(snapshot);
     MAP.update(|tx| {
         for k in 0..16 {
