@@ -1,10 +1,13 @@
 //! The map's API and its guarantees on one core: Go `sync.Map` parity, batches, errors, pins.
+//!
+//! The maps take `P = 4` spare pages, not the default 8: the micro:bit's 16 KB of RAM holds
+//! every test's maps and, above them, the stack, with no guard between.
 
 use snapmap_core::{Error, SnapMap};
 
 /// Load/Store/LoadOrStore/LoadAndDelete/CompareAndSwap/CompareAndDelete/Range/Clear.
 pub fn api_matches_sync_map() {
-    static MAP: SnapMap<u16, u32, 16, 4, 2> = SnapMap::new();
+    static MAP: SnapMap<u16, u32, 16, 4, 2, 4> = SnapMap::new();
     assert_eq!(MAP.capacity(), 16);
     assert!(MAP.snapshot().is_empty());
     assert_eq!(MAP.insert(1, 10), Ok(None));
@@ -42,7 +45,7 @@ pub fn api_matches_sync_map() {
 
 /// A batch publishes once, all or nothing; an error or an abort publishes nothing.
 pub fn batch_is_one_generation() {
-    static MAP: SnapMap<u8, u32, 32, 4, 2> = SnapMap::new();
+    static MAP: SnapMap<u8, u32, 32, 4, 2, 4> = SnapMap::new();
     MAP.update(|tx| {
         for k in 0..32 {
             tx.insert(k, 1)?;
@@ -89,7 +92,7 @@ pub fn batch_is_one_generation() {
 pub fn errors_leave_the_map_intact() {
     // G = 3, R = 1 (the least G for one registered reader): a Reader's pin and a one-off
     // snapshot's pin, with the current generation, exhaust the generations.
-    static MAP: SnapMap<u8, u32, 4, 3, 1> = SnapMap::new();
+    static MAP: SnapMap<u8, u32, 4, 3, 1, 4> = SnapMap::new();
     for k in 0..4 {
         MAP.insert(k, u32::from(k)).unwrap();
     }
@@ -162,7 +165,7 @@ pub fn errors_leave_the_map_intact() {
 
 /// A pinned snapshot sees its generation, whatever is published meanwhile.
 pub fn pinned_snapshot_is_stable() {
-    static MAP: SnapMap<u8, u32, 16, 4, 2> = SnapMap::new();
+    static MAP: SnapMap<u8, u32, 16, 4, 2, 4> = SnapMap::new();
     MAP.update(|tx| {
         for k in 0..16 {
             tx.insert(k, 7)?;
