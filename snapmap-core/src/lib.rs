@@ -76,12 +76,12 @@
 //! `P >= (N / 16) * S + 2` a lone writer's one-key write never waits for pages while at most `S`
 //! snapshots of distinct old versions are held (each concurrent writer needs about two more,
 //! and a writer that loses a race cannot reuse the pages the winner just replaced until it
-//! scans again). With fewer, a write can wait, and only for held snapshots (an idle registered [`Reader`] holds nothing): the blocking forms
-//! spin (yielding under `std`), the `try_` forms return [`Error::NoFreePage`]. A change
-//! that needs more pages than `P` is refused with `NoFreePage` by every form. A thread that holds
-//! snapshots and then makes a blocking write may wait for itself, as a thread re-locking a lock
-//! would: drop snapshots before writing, or use a `try_` form. (See [`SnapMap`]'s `G`, `R` and
-//! `P`.)
+//! scans again). With fewer, a write can wait, and only for held snapshots (an idle registered
+//! [`Reader`] holds nothing): the blocking forms spin (yielding under `std`), the `try_` forms
+//! return [`Error::NoFreePage`]. A change that needs more pages than `P` is refused with
+//! `NoFreePage` by every form. A thread that holds snapshots and then makes a blocking write may
+//! wait for itself, as a thread re-locking a lock would: drop snapshots before writing, or use a
+//! `try_` form. (See [`SnapMap`]'s `G`, `R` and `P`.)
 //!
 //! A retired page keeps its entries until it is reused (which drops them before it copies) or
 //! the map is dropped: a removed value is dropped exactly once, but late. Keep values whose drop

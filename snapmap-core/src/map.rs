@@ -30,6 +30,10 @@ use core::hash::{BuildHasher, Hash};
 ///   [`Error::NoFreePage`] even from a blocking form. A page replaced by a write is reused once
 ///   no held snapshot has it: a snapshot held across many writes holds the pages of its
 ///   generation they replaced, at most one table (see "The page budget" in the crate docs).
+///   The default, 8, is sized for one-key writes: a lone writer's write needs at most 2, which
+///   leaves 6 for the pages that readers' pins hold, each the few pages replaced by the writes
+///   since it was taken (one or two per write). Snapshots held across many writes, batches and
+///   concurrent writers need more.
 ///
 /// **The budget, `G >= R + 2`, is checked at compile time.** `R` registered readers reading at
 /// once hold at most `R` generations, and a writer still has the current generation to copy
