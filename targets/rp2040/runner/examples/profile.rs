@@ -1,8 +1,12 @@
 //! `cargo run -p rp2040-runner --example profile -- ELF [CYCLES] [EVERY] [FROM]`: a sampling
 //! profile of both cores. Runs the firmware for CYCLES (default 125,000,000: 1 s at 125 MHz),
 //! samples each core's PC every EVERY cycles (default 1,000) from cycle FROM on (default 0) and
-//! prints, per core, the functions that held most samples. The emulator is cycle-accounted, so a function's share of samples is its
-//! share of that core's cycles.
+//! prints, per core, the functions that held most samples. The emulator is cycle-accounted, so a
+//! function's share of samples is its share of that core's cycles.
+//!
+//! To find the window of one phase of a firmware, `PROFILE_STAMPS=1` prints the cycle at which
+//! each chunk of its RTT output arrives. `PROFILE_FUNCTION=NAME` counts the samples in functions
+//! whose name contains `NAME` by address instead, to read beside `llvm-objdump -d`.
 
 use std::collections::HashMap;
 
@@ -33,10 +37,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut rp2040 = Rp2040::new(&firmware)?;
     let mut samples = [HashMap::<String, u64>::new(), HashMap::new()];
+    let stamps = std::env::var_os("PROFILE_STAMPS").is_some();
+    let focus = std::env::var("PROFILE_FUNCTION").ok();
     let mut last = [0u64; 2];
     while rp2040.cycles() < cycles {
         rp2040.run(every)?;
-        rp2040.take_rtt();
+        let output = rp2040.take_rtt();
+        if stamps && !output.is_empty() {
+            eprintln!(
+                "{} bytes of RTT output at cycle {}",
+                output.len(),
+                rp2040.cycles()
+            );
+        }
         if rp2040.halt().is_some() {
             break;
         }
@@ -53,7 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pc = rp2040.pc(core) & !1;
             let at = functions.partition_point(|f| f.0 <= pc);
             let name = match at.checked_sub(1).map(|i| &functions[i]) {
-                Some((start, size, name)) if pc < start + size => name.clone(),
+                Some((start, size, name)) if pc < start + size => match &focus {
+                    Some(focus) if name.contains(focus.as_str()) => format!("{pc:#010x}"),
+                    _ => name.clone(),
+                },
                 _ => format!("{pc:#010x}"),
             };
             *counts.entry(name).or_default() += 1;
@@ -64,7 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut sorted: Vec<_> = counts.iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(a.1));
         println!("core {core}: {total} samples");
-        for (name, n) in sorted.into_iter().take(15) {
+        for (name, n) in sorted
+            .into_iter()
+            .take(if focus.is_some() { usize::MAX } else { 15 })
+        {
             println!("  {:5.1}%  {name}", 100.0 * *n as f64 / total.max(1) as f64);
         }
     }
