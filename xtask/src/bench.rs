@@ -636,14 +636,15 @@ fn targets(w: &mut String, r: &Results) {
         why: format!(
             "the held-snapshot get is a lookup in snapmap's own table (Fx hash, linear probing \
              with Robin Hood insertion, each entry beside its hash), through the generation's \
-             page index (one more load per slot looked at). It first checks the key's \
-             home slot or the next one, chosen without a branch, and probes on only if the key \
-             is not there. Robin Hood insertion, kept because it bounds the worst-case read on \
-             the M33, leaves 645 of these 1024 keys at home (752 with plain linear probing), so \
-             a plain probe loop's exit mispredicted for a third of the gets: 1.46× the floor \
-             before the two-slot check. A branch-free group probe comparing four slots' hashes \
-             at once (hashbrown's, in portable code) was tried and dropped: it executed more \
-             than the mispredictions cost. For scale, the heapless floor takes {}: it hashes a \
+             page index (one more load per slot looked at). It checks the key's home slot \
+             first, then probes on from the next. Robin Hood insertion, kept because it bounds \
+             the worst-case read on the M33, leaves 645 of these 1024 keys at home (752 with \
+             plain linear probing). Choosing between the home slot and the next with a \
+             conditional move, which beat the plain probe loop before the table had pages, \
+             lost once it did: the second slot's page-index load and slot load waited on the \
+             first slot's meta (1.70× the floor). A branch-free group probe comparing four \
+             slots' hashes at once (hashbrown's, in portable code) was tried and dropped: it \
+             executed more than the mispredictions cost. For scale, the heapless floor takes {}: it hashes a \
              `u64` with byte-wise FNV ({} per hash against {} for Fx), and the same heapless \
              table hashed with Fx still takes {} ({} the floor: index array, then entry).",
             fmt_ns(heapless_get.unwrap_or(f64::NAN)),
@@ -1038,7 +1039,9 @@ fn issue10_targets(w: &mut String, r: &Results, m33: &M33Figures) {
                  loads the generation's page index before each slot it looks at.",
                 ns(held.zip(floor).map(|(h, f)| h - 1.1 * f))
             ),
-            None => "the lookup and its two-slot check: see issue 4's first row.".into(),
+            None => "the lookup checks the key's home slot, then probes on: see issue 4's \
+                     first row."
+                .into(),
         },
     });
     let insert = r.ns("insert", "snapmap-reader");
