@@ -813,8 +813,9 @@ pub(crate) mod tests {
             state ^= state << 17;
             state
         };
-        // Miri runs each step thousands of times slower: fewer steps still wrap and fill.
-        let steps = if cfg!(miri) { 200 } else { 5_000u32 };
+        // Miri runs each step thousands of times slower: fewer steps still wrap and fill the
+        // small tables, and take every write path (the native run is the oracle test).
+        let steps = if cfg!(miri) { 80 } else { 5_000u32 };
         for step in 0..steps {
             let key = (next() % u64::from(keys)) as u32;
             let before = map.snapshot();
