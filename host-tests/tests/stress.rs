@@ -58,11 +58,10 @@ const READER_YIELD_OFTEN: u64 = 256;
 
 /// Called by readers between two snapshots, holding none, with the snapshots taken so far:
 /// yields the CPU every `every`th time. With more threads than cores, a reader preempted while
-/// it holds a snapshot holds its generation, and the pages written since, for a whole time
-/// slice; writers that need those pages wait that long. (With readers that never yielded, the
-/// ample-generation batches of section 1 made 600 writes a second: 28 thousand in 46 s at scale
-/// 0.05, where the core before pages made 30 thousand in 48 ms.) A reader that yields now and
-/// then where it holds nothing hands the core to the writers without holding them up.
+/// it holds a snapshot holds its generation, and those of its pages that writes replace
+/// meanwhile, for a whole time slice; writers that need them wait that long. A reader that
+/// yields now and then where it holds nothing hands the core to the writers without holding
+/// them up.
 fn between_snapshots(done: u64, every: u64) {
     if done.is_multiple_of(every) {
         thread::yield_now();

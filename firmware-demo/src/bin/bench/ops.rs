@@ -54,8 +54,8 @@ macro_rules! measure {
         let mut empty = [0; REPEATS];
         let mut critical_sections = 0;
         // One loop untimed first, so that a cost the state before leaves to the first
-        // operation (a write's catch-up after the fill overflowed the change log, say) is not
-        // charged to one repeat alone.
+        // operations (reusing the pages the fill retired, say) is not charged to one repeat
+        // alone.
         loop_ticks(|$i| {
             let _ = black_box($op);
         });
