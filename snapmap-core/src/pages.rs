@@ -171,13 +171,19 @@ impl Pool {
         let count = self.entries.len();
         // Relaxed: a hint; any start below `count` is correct.
         let start = self.next.load(Ordering::Relaxed).min(count - 1);
-        // In rotation from `start`, without a division (the M0+ has none).
-        let id = (start..count)
-            .chain(0..start)
-            .find(|&id| self.try_claim_entry(id, pins))?;
-        let after = if id + 1 == count { 0 } else { id + 1 };
-        self.next.store(after, Ordering::Relaxed);
-        Some(id)
+        let mut id = start;
+        loop {
+            // In rotation from `start`, without a division (the M0+ has none).
+            let after = if id + 1 == count { 0 } else { id + 1 };
+            if self.try_claim_entry(id, pins) {
+                self.next.store(after, Ordering::Relaxed);
+                return Some(id);
+            }
+            if after == start {
+                return None;
+            }
+            id = after;
+        }
     }
 
     fn try_claim_entry(&self, id: usize, pins: &Pins<'_>) -> bool {

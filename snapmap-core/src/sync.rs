@@ -231,6 +231,34 @@ impl<T> UnsafeCell<T> {
     }
 }
 
+/// Copies `count` cells from `from` to `to`: one `memcpy` (loom: cell by cell, so that it checks
+/// each access).
+///
+/// # Safety
+/// Both ranges are `count` cells of one allocation, apart; no one writes `from`'s meanwhile, and
+/// no one else accesses `to`'s.
+#[inline]
+pub(crate) unsafe fn copy_cells<T: Copy>(
+    from: *const UnsafeCell<T>,
+    to: *const UnsafeCell<T>,
+    count: usize,
+) {
+    #[cfg(loom)]
+    for i in 0..count {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let value = (*from.add(i)).with(|value| *value);
+            (*to.add(i)).with_mut(|cell| *cell = value);
+        }
+    }
+    // SAFETY: the caller's contract; `UnsafeCell<T>` has `T`'s layout (`repr(transparent)`
+    // twice), and writing through a pointer to an `UnsafeCell`'s contents is what it permits.
+    #[cfg(not(loom))]
+    unsafe {
+        core::ptr::copy_nonoverlapping(from.cast::<T>(), to.cast::<T>().cast_mut(), count)
+    };
+}
+
 /// One step of a busy wait: a CPU hint, a loom yield (loom must see spin loops yield), and under
 /// `std` a thread yield once spinning has gone on for a while.
 #[inline]

@@ -415,14 +415,18 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 (*into.add(offset)).with_mut(|slot| {
                     let slot = &mut *slot;
                     // What the page held last (a retired copy) is dropped here, once; entries
-                    // that need no drop are simply overwritten.
+                    // that need no drop are simply overwritten. Either way the slot is whole
+                    // at every step: emptied, or still holding its old entry (which needs no
+                    // drop) until a clone has been written over it.
                     if core::mem::needs_drop::<(K, V)>() {
                         slot.vacate();
                     }
-                    slot.meta = 0;
-                    if let Some(entry) = from.get() {
-                        write_clone(slot, entry);
-                        slot.meta = from.meta;
+                    match from.get() {
+                        Some(entry) => {
+                            write_clone(slot, entry);
+                            slot.meta = from.meta;
+                        }
+                        None => slot.meta = 0,
                     }
                 });
             }

@@ -6,7 +6,9 @@ use crate::generation::{Body, FREE, IN_USE, UNUSED};
 use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
-use crate::sync::{compare_exchange, fence, publish_exchange, spin_wait, AtomicUsize, Ordering};
+use crate::sync::{
+    compare_exchange, copy_cells, fence, publish_exchange, spin_wait, AtomicUsize, Ordering,
+};
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
@@ -314,17 +316,12 @@ impl<
             let body = unsafe { self.body(base) };
             let (home, base_index) = self.view_parts(base);
             let (_, index) = self.view_parts(claim.index);
-            for position in 0..pages {
-                // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
-                // `current`, and no pin was on it after our fence, so no reader can validate a
-                // pin on it, and no writer use it as a base, until we publish it (see
-                // `try_claim_slot`).
-                // SAFETY: so we alone access ours; the base's is pinned and immutable.
-                unsafe {
-                    let entry = (*base_index.add(position)).with(|entry| *entry);
-                    (*index.add(position)).with_mut(|mine| *mine = entry);
-                }
-            }
+            // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
+            // `current`, and no pin was on it after our fence, so no reader can validate a pin on
+            // it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
+            // SAFETY: so we alone access ours; the base's is pinned and immutable; both are
+            // `pages` entries of the index block, in different slots.
+            unsafe { copy_cells(base_index, index, pages) };
             let claims = Claims::new(&self.pool, &pins, held);
             // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
             let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
