@@ -41,8 +41,9 @@ pub const LOOM_HELP: &str = "\
 cargo xtask loom [ARGS]...
 
 Runs the loom models: RUSTFLAGS=\"--cfg loom\" cargo test -p host-tests --release --test loom,
-into target/loom. LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to cargo
-test (e.g. `-- model_name --nocapture`).
+into target/loom, each model in a process of its own, as many at once as there are cores.
+LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to one cargo test of them
+all instead (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
 (--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\" and \"page_after_base\", into
@@ -161,7 +162,11 @@ fn cargo_in_root() -> Command {
 }
 
 pub fn loom(extra: &[String]) -> Result {
-    run(loom_test("--cfg loom", "target/loom", &MAP_MODELS).args(extra))?;
+    if extra.is_empty() {
+        run_each_model()?;
+    } else {
+        run(loom_test("--cfg loom", "target/loom", &MAP_MODELS).args(extra))?;
+    }
     if extra.is_empty() {
         for (mutant, models) in LOOM_MUTANTS {
             for model in models {
@@ -173,6 +178,70 @@ pub fn loom(extra: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// Runs every loom model, each in a process of its own, as many at once as there are cores.
+/// Loom runs a model's threads as coroutines on stacks it maps and unmaps by the thousand, and
+/// two models in one process contend for its memory map: the models took 307 s as two test
+/// threads of one process on this project's 2-core machines, and 141 s as two processes.
+fn run_each_model() -> Result {
+    let mut list = loom_test("--cfg loom", "target/loom", &MAP_MODELS);
+    list.args(["--", "--list", "--format", "terse"]);
+    println!("$ {}", display_command(&list));
+    let out = list.output()?;
+    if !out.status.success() {
+        return fail(format!(
+            "listing the loom models failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let models: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect();
+    if models.is_empty() {
+        return fail("no loom models found");
+    }
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(models.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(model) = models.get(i) else { break };
+                let mut cmd = loom_test("--cfg loom", "target/loom", &MAP_MODELS);
+                cmd.args(["--", "--exact", model]);
+                let started = Instant::now();
+                // Printed whole when it ends, so that two models' lines do not interleave.
+                let result = cmd.output();
+                let took = format_duration(started.elapsed());
+                let mut report = format!("$ {}  ({took})\n", display_command(&cmd));
+                match result {
+                    Ok(out) => {
+                        report.push_str(&String::from_utf8_lossy(&out.stdout));
+                        if !out.status.success() {
+                            report.push_str(&String::from_utf8_lossy(&out.stderr));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{model} ({})", out.status));
+                        }
+                    }
+                    Err(e) => failures.lock().unwrap().push(format!("{model}: {e}")),
+                }
+                print!("{report}");
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        fail(format!("loom models failed: {}", failures.join(", ")))
+    }
 }
 
 /// `cargo test` of the loom models in `models` (cargo's package and target selection) with
