@@ -252,9 +252,9 @@ impl<'a, K: Hash + Eq, V, const N: usize> View<'a, K, V, N> {
         // a processor predicts and runs ahead of, and that the M0+ takes as cheaply as any
         // code. (Choosing between the home slot and the next with a conditional move, as this
         // once did, made the second slot's page-index load and slot load wait on the first
-        // slot's meta: 1.7x the Fx floor on x86_64, 148 cycles for a `Reader::get` on the
-        // RP2040, against 1.2x and 105 cycles now.) An equal key is the key: the table holds
-        // each key once. An empty home means the key is absent.
+        // slot's meta: 1.7x the Fx floor on x86_64 and 148 cycles for a `Reader::get` on the
+        // RP2040, against 1.2x and 105 cycles when this replaced it.) An equal key is the key:
+        // the table holds each key once. An empty home means the key is absent.
         let home = Shape::<N>::home(meta);
         let slot = self.slot(home);
         if slot.meta == meta {
