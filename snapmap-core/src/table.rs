@@ -443,14 +443,21 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         (0..positions).all(|step| self.own((first / PAGE + step) % Shape::<N>::PAGES))
     }
 
-    /// Removes every entry. Stops, out of pages, if a page cannot be claimed; if a drop panics
-    /// the unwind discards the copy (see `write`).
+    /// Removes every entry, or none if a page cannot be claimed (the copy is then out of pages):
+    /// every page that holds an entry is made private before any is emptied. A copy cleared in
+    /// part would break the probe order (a lookup would stop at an emptied home slot short of
+    /// the key it wants, on a page not yet emptied). If a drop panics, the unwind discards the
+    /// copy (see `write`).
     pub(crate) fn clear(&mut self) {
+        for position in 0..Shape::<N>::PAGES {
+            let first = position * PAGE;
+            let occupied = (first..first + Shape::<N>::PAGE_LEN).any(|i| self.slot(i).meta != 0);
+            if occupied && !self.own(position) {
+                return;
+            }
+        }
         for i in 0..N {
             if self.slot(i).meta != 0 {
-                if !self.own(i / PAGE) {
-                    return;
-                }
                 // Counted out first: a panicking drop leaves `len` exact.
                 self.len -= 1;
                 self.slot_mut(i).vacate();
@@ -977,5 +984,32 @@ pub(crate) mod tests {
         );
         assert_eq!(map.clear(), Ok(()), "two pages: within the pool");
         assert!(map.snapshot().is_empty());
+    }
+
+    /// A clear that runs out of pages removes nothing. Cleared in part, the copy would hold a
+    /// key past an emptied home slot (here: homed at the last slot of page 1, displaced into
+    /// page 2, the page the clear cannot claim), which its own lookups would then miss.
+    #[test]
+    fn a_clear_out_of_pages_removes_nothing() {
+        let home = |k: &u32| Shape::<64>::home(meta_of(&Fx, k));
+        let mut homed_at_31 = (0u32..).filter(|k| home(k) == 31);
+        let (a, b) = (homed_at_31.next().unwrap(), homed_at_31.next().unwrap());
+        let first = (0u32..).find(|k| home(k) < PAGE).unwrap();
+        let map = SnapMap::<u32, u32, 64, 4, 2, 2>::new();
+        for key in [first, a, b] {
+            assert_eq!(map.insert(key, key), Ok(None));
+        }
+        // Three pages hold entries, one more than the pool.
+        let cleared = map.update(|tx| {
+            tx.clear();
+            assert_eq!(tx.len(), 3, "a clear out of pages removed entries");
+            for key in [first, a, b] {
+                assert_eq!(tx.get(&key), Some(&key), "key {key} lost to its own lookup");
+            }
+            check_layout(&tx.table.view());
+            Ok(())
+        });
+        assert_eq!(cleared, Err(Error::NoFreePage));
+        assert_eq!(map.snapshot().len(), 3);
     }
 }

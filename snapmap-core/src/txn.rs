@@ -16,8 +16,10 @@ use core::hash::{BuildHasher, Hash};
 /// A change copies the pages it touches into spare pages (see [`SnapMap`](crate::SnapMap)'s
 /// `P`). If none can be claimed, the transaction is *out of pages*: [`insert`](Self::insert)
 /// returns [`Error::NoFreePage`], other changes do nothing (`remove` and `get_mut` return
-/// `None`), and whatever the closure returns, the write publishes nothing and returns
-/// `NoFreePage` (a `try_` form) or waits for pages and runs the closure again (a blocking one).
+/// `None`, `clear` removes nothing, `retain` stops where it was), and whatever the closure
+/// returns, the write publishes nothing and returns `NoFreePage` (a `try_` form) or waits for
+/// pages and runs the closure again (a blocking one). The copy stays a consistent table
+/// throughout: its lookups and its iteration agree.
 pub struct Txn<'a, K, V, const N: usize, S = FxBuildHasher> {
     pub(crate) table: TableMut<'a, K, V, N>,
     hasher: &'a S,
@@ -57,7 +59,7 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, const N: usize, S> core::fmt::Deb
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
-    /// Removes every entry.
+    /// Removes every entry (none, if the transaction runs out of pages).
     pub fn clear(&mut self) {
         self.table.clear();
     }
