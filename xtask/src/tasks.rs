@@ -162,19 +162,15 @@ fn cargo_in_root() -> Command {
 }
 
 pub fn loom(extra: &[String]) -> Result {
-    if extra.is_empty() {
-        run_each_model()?;
-    } else {
-        run(loom_test("--cfg loom", "target/loom", &MAP_MODELS).args(extra))?;
+    if !extra.is_empty() {
+        return run(loom_test("--cfg loom", "target/loom", &MAP_MODELS).args(extra));
     }
-    if extra.is_empty() {
-        for (mutant, models) in LOOM_MUTANTS {
-            for model in models {
-                println!("xtask: loom mutant {mutant}: {model} must fail");
-                let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
-                run(loom_test(&cfg, "target/loom-mutant", &MAP_MODELS)
-                    .args(["--", "--exact", model]))?;
-            }
+    run_each_model()?;
+    for (mutant, models) in LOOM_MUTANTS {
+        for model in models {
+            println!("xtask: loom mutant {mutant}: {model} must fail");
+            let cfg = format!("--cfg loom --cfg snapmap_mutant=\"{mutant}\"");
+            run(loom_test(&cfg, "target/loom-mutant", &MAP_MODELS).args(["--", "--exact", model]))?;
         }
     }
     Ok(())
