@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::uf2;
 use crate::util::{display_command, fail, Failure, Result};
 
 pub const HELP: &str = "\
-cargo xtask demo [--board mps2-an521|rp2040] [--build-only]
+cargo xtask demo [--board mps2-an521|rp2040] [--build-only] [--elf ELF]
 
 Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
 single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
@@ -36,6 +36,8 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
   --board mps2-an521  (also `an521`) QEMU's two Cortex-M33, both cores in parallel (qemu-system-arm,
                       log decoded by defmt-print; both are installed if missing).
   --build-only        build (and for rp2040 write the UF2), do not run.
+  --elf ELF           run this ELF instead of building one: the runner of `cargo run` in
+                      firmware-demo/ (targets/rp2040/run) hands cargo's build over this way.
 
 Every run ends with the summary line:
   PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=.. cas_retries=..
@@ -84,6 +86,8 @@ fn read_unit(board: &Board) -> &'static str {
 pub struct Options {
     pub board: &'static Board,
     pub build_only: bool,
+    /// An ELF to run as it is (no build).
+    pub elf: Option<PathBuf>,
 }
 
 /// Parses the arguments after `demo`.
@@ -92,12 +96,18 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     let mut options = Options {
         board: &RP2040,
         build_only: false,
+        elf: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let board_name = match arg.as_str() {
             "--build-only" => {
                 options.build_only = true;
+                continue;
+            }
+            "--elf" => {
+                let path = it.next().ok_or("`--elf` needs the path of an ELF")?;
+                options.elf = Some(PathBuf::from(path));
                 continue;
             }
             "--board" => it.next().ok_or("`--board` needs a board name")?.as_str(),
@@ -113,6 +123,9 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
             )
         })?;
     }
+    if options.build_only && options.elf.is_some() {
+        return Err("`--elf` runs an ELF that is built already: not with `--build-only`".into());
+    }
     Ok(options)
 }
 
@@ -120,9 +133,9 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
 /// are printed here, before it).
 pub fn run(options: &Options) -> ExitCode {
     let outcome = if options.board == &RP2040 {
-        rp2040(options.build_only)
+        rp2040(options)
     } else {
-        an521(options.build_only)
+        an521(options)
     };
     match outcome {
         Ok(Verdict::Built) => ExitCode::SUCCESS,
@@ -151,8 +164,8 @@ enum Verdict {
     Ran(Summary),
 }
 
-fn an521(build_only: bool) -> Result<Verdict> {
-    let board = &AN521;
+fn an521(options: &Options) -> Result<Verdict> {
+    let (board, build_only) = (&AN521, options.build_only);
     // Tools first: a missing one should not wait for a long first build.
     let defmt_print = if build_only {
         None
@@ -161,7 +174,10 @@ fn an521(build_only: bool) -> Result<Verdict> {
         host_tools::qemu()?;
         Some(host_tools::defmt_print()?)
     };
-    let elf_path = firmware::build(board, Artifact::Demo)?;
+    let elf_path = match &options.elf {
+        Some(elf) => elf.clone(),
+        None => firmware::build(board, Artifact::Demo)?,
+    };
     report_sizes(&elf_path)?;
     let Some(defmt_print) = defmt_print else {
         return Ok(Verdict::Built);
@@ -215,9 +231,12 @@ fn an521(build_only: bool) -> Result<Verdict> {
     Ok(Verdict::Ran(summary))
 }
 
-fn rp2040(build_only: bool) -> Result<Verdict> {
-    let board = &RP2040;
-    let elf_path = firmware::build(board, Artifact::Demo)?;
+fn rp2040(options: &Options) -> Result<Verdict> {
+    let (board, build_only) = (&RP2040, options.build_only);
+    let elf_path = match &options.elf {
+        Some(elf) => elf.clone(),
+        None => firmware::build(board, Artifact::Demo)?,
+    };
     let bytes = fs::read(&elf_path)?;
     let elf = Elf::parse(&bytes)?;
     check_boot2(&elf)?;
@@ -484,7 +503,8 @@ mod tests {
             parse(&[]),
             Ok(Options {
                 board: &RP2040,
-                build_only: false
+                build_only: false,
+                elf: None,
             })
         );
         assert_eq!(
@@ -495,9 +515,16 @@ mod tests {
             parse(&args("--board rp2040 --build-only")),
             Ok(Options {
                 board: &RP2040,
-                build_only: true
+                build_only: true,
+                elf: None,
             })
         );
+        assert_eq!(
+            parse(&args("--elf target/x/demo")).map(|o| o.elf),
+            Ok(Some(PathBuf::from("target/x/demo")))
+        );
+        assert!(parse(&args("--elf")).is_err());
+        assert!(parse(&args("--elf x --build-only")).is_err());
         assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
         assert!(parse(&args("--board")).is_err());
         assert!(parse(&args("--board microbit")).is_err());

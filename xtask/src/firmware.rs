@@ -59,7 +59,10 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     });
     cargo
         .current_dir(root.join(FIRMWARE_DIR))
-        .args(["--release", "--locked", "--features", board.feature])
+        // The crate's default feature is the Pico (for a plain `cargo run` there): exactly one
+        // board's feature, whichever board this is.
+        .args(["--release", "--locked", "--no-default-features"])
+        .args(["--features", board.feature])
         .arg("--target-dir")
         .arg(&target_dir);
     match artifact {
