@@ -196,10 +196,43 @@ impl Rp2040 {
 
     /// Emulates at least `cycles` cycles of the shared clock (a quantum more at most) or until
     /// both cores sleep with nothing to wake them; returns the cycles run.
+    ///
+    /// One quantum at a time, and after each a core sleeping in `wfe` with an enabled interrupt
+    /// pending is woken, as the M0+ is (see [`wake_on_interrupt`](Self::wake_on_interrupt)):
+    /// rp2040-emu 0.1.5 wakes `wfe` only on an event (`sev`, the SIO FIFO), so a due TIMER alarm
+    /// left embassy's executor (which sleeps in `wfe`) asleep forever.
     pub fn run(&mut self, cycles: u64) -> Result<u64, Error> {
-        self.emu
-            .run(cycles)
-            .map_err(|e| Error(format!("the emulator stopped: {e}")))
+        let start = self.emu.cycles();
+        while self.emu.cycles() - start < cycles {
+            let ran = self
+                .emu
+                .run_quantum()
+                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
+            let woke = self.wake_on_interrupt();
+            if ran == 0 && !woke {
+                break;
+            }
+        }
+        Ok(self.emu.cycles() - start)
+    }
+
+    /// Wakes each core that sleeps in `wfe` while one of its enabled interrupts is pending and
+    /// PRIMASK lets it be taken: on the M0+ the exception entry is a wake-up event (ARMv6-M
+    /// ARM, "WFE wake-up events"). A core in `wfi` the emulator wakes itself. Returns whether it
+    /// woke one. Its latency here: up to one quantum ([`STEP_QUANTUM`] cycles) after the
+    /// interrupt became pending. (A `wfe` in a handler would need the priority check too; none
+    /// of this project's firmware sleeps in one.)
+    pub fn wake_on_interrupt(&mut self) -> bool {
+        let mut woke = false;
+        for core in 0..2 {
+            let takeable = self.emu.bus.nvics[core].pending_and_enabled() != 0
+                && self.emu.cores[core].regs.primask & 1 == 0;
+            if self.emu.bus.wfe_waiting[core] && takeable {
+                self.emu.bus.wfe_waiting[core] = false;
+                woke = true;
+            }
+        }
+        woke
     }
 
     /// Cycles of the shared clock since boot.
@@ -511,6 +544,47 @@ mod tests {
     fn what_is_not_an_rp2040_elf_is_an_error() {
         assert!(Firmware::parse(b"not an ELF".to_vec()).is_err());
         assert!(Firmware::parse(Vec::new()).is_err());
+    }
+
+    /// Core 0 enables TIMER_IRQ_0 in its NVIC, arms alarm 0 a few microseconds ahead and sleeps
+    /// in `wfe` (PRIMASK clear): the due alarm must wake it, so that it takes the interrupt and
+    /// reaches its `bkpt` (without the wake-up: "both cores are asleep", an error).
+    #[test]
+    fn a_due_timer_alarm_wakes_a_core_sleeping_in_wfe() {
+        // r0 = TIMER base 0x40054000, r1 = NVIC ISER 0xE000E100.
+        let code = [
+            0x4805, // ldr r0, [pc, #20]  -> TIMER
+            0x2101, // movs r1, #1
+            0x6381, // str r1, [r0, #0x38] (INTE = alarm 0)
+            0x6a82, // ldr r2, [r0, #0x28] (TIMERAWL)
+            0x3214, // adds r2, #20
+            0x6102, // str r2, [r0, #0x10] (ALARM0)
+            0x4a03, // ldr r2, [pc, #12]  -> NVIC ISER
+            0x6011, // str r1, [r2]        (enable IRQ 0)
+            0xBF20, // wfe
+            0xBE00, // bkpt (reached only once woken; the IRQ handler returns here)
+            0xE7FE, // b .
+            0xBF00, // nop (align)
+            0x4000, 0x4005, // .word 0x40054000
+            0xE100, 0xE000, // .word 0xE000E100
+        ];
+        let mut fw = firmware(&code);
+        // IRQ 0's vector (entry 16) -> a handler that clears the alarm's interrupt and returns:
+        // r0 = TIMER, r1 = 1; str r1, [r0, #0x34] (INTR); bx lr.
+        let vector = 0x100 + 4 * 16;
+        fw.flash[vector..vector + 4].copy_from_slice(&0x1000_0381u32.to_le_bytes());
+        for (i, h) in [0x6341u16, 0x4770].iter().enumerate() {
+            fw.flash[0x380 + 2 * i..0x382 + 2 * i].copy_from_slice(&h.to_le_bytes());
+        }
+        let mut rp2040 = Rp2040::new(&fw).unwrap();
+        // Every peripheral out of reset, as a HAL's start-up leaves them (RESETS.RESET = 0).
+        rp2040.emu.mmio_write32(0x4000_C000, 0);
+        let outcome = run_to_end(&mut rp2040, None, 1_000_000, 1_000, |_| {}).unwrap();
+        assert!(
+            matches!(outcome.halt, Some(Halt::Breakpoint { core: 0, .. })),
+            "{:?}",
+            outcome.halt
+        );
     }
 
     #[test]
