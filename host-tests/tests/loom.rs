@@ -14,7 +14,9 @@
 //! `"early_page_reuse"` (a writer reuses any retired page), that model and
 //! `reader_holds_pages_a_writer_retires` must fail; built with `"page_after_base"` (a writer
 //! may reuse a page that died after its base), `a_stale_base_does_not_reuse_pages_that_died_after_it`
-//! must fail. Each is marked `should_panic` there, and
+//! must fail; built with `"no_wait_rmw"` (a reader waiting for a change loads `current` where
+//! it must read-modify-write it), `a_waiter_never_misses_a_publication` must fail with a lost
+//! wake-up. Each is marked `should_panic` there, and
 //! `cargo xtask loom` runs every mutant after the real protocol.
 //!
 //! The mutant `no_writer_fence` (the writer's fence after its slot claim removed) is no longer
@@ -354,5 +356,75 @@ fn reader_pinned_while_writer_cycles_slots() {
         drop(reader);
         let last = check_stamps(&map);
         assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// Polls `future` to completion on this loom thread, waiting on a loom `Notify` between polls; a
+/// wake-up notifies it. A wake-up that never comes is a deadlock, which loom reports. (Not
+/// `loom::future::block_on`: its waker is a loom `Arc`, whose drop while unwinding from that
+/// report aborts the process; nor `thread::park`: loom's `unpark` would also end the wait of a
+/// later `join`. This waker is a `std` `Arc` of a loom `Notify`, which has no destructor.)
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Notified(loom::sync::Notify);
+    impl Wake for Notified {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.notify();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.notify();
+        }
+    }
+    let notified = std::sync::Arc::new(Notified(loom::sync::Notify::new()));
+    let waker = Waker::from(std::sync::Arc::clone(&notified));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        notified.0.wait();
+    }
+}
+
+/// A reader awaits `changed()` while a writer publishes: whatever the interleaving of its arming
+/// with the writer's publishing CAS and its load of the waiting count, the reader completes with
+/// the new version (a lost wake-up leaves `block_on` parked forever, which loom reports as a
+/// deadlock). With the mutant `no_wait_rmw` (the reader loads `current` instead of its
+/// read-modify-write, so nothing orders its arming with the writer's load) loom finds that
+/// schedule. The map is freed only at the end, and the reader and its future never dropped: after
+/// loom's deadlock panic their destructors would call into a finished execution, and a panic
+/// while unwinding aborts the process instead of failing the test.
+#[test]
+#[cfg_attr(snapmap_mutant = "no_wait_rmw", should_panic(expected = "deadlock"))]
+fn a_waiter_never_misses_a_publication() {
+    use std::mem::ManuallyDrop;
+    use std::pin::Pin;
+    model(|| {
+        let map: &'static SnapMap<u32, u64, 4, 3, 1, 2> = Box::leak(Box::new(SnapMap::new()));
+        stamp_both(map, true).unwrap();
+        let mut reader = ManuallyDrop::new(map.reader().unwrap());
+        // The first `changed()` returns what is there: version 1.
+        assert_eq!(block_on(reader.changed()).version(), 1);
+        let writer = thread::spawn(move || {
+            let ((), version) = map
+                .update_versioned(|tx| tx.insert(0, 2).map(drop))
+                .unwrap();
+            assert_eq!(version, Some(2));
+        });
+        let mut waiting = ManuallyDrop::new(reader.changed());
+        // SAFETY: `waiting` is never moved (and never dropped: see above).
+        let snapshot = block_on(unsafe { Pin::new_unchecked(&mut *waiting) });
+        assert_eq!(
+            (snapshot.version(), snapshot.get(&0).copied()),
+            (2, Some(2))
+        );
+        drop(snapshot);
+        writer.join().unwrap();
+        // The run passed: free the map (and the waker it holds, which loom counts).
+        let map: *const SnapMap<u32, u64, 4, 3, 1, 2> = map;
+        // SAFETY: leaked above; the writer has finished and the reader and its future, which
+        // borrow it, are never used (nor dropped) again.
+        drop(unsafe { Box::from_raw(map.cast_mut()) });
     });
 }

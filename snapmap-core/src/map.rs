@@ -1,6 +1,7 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
 use crate::generation::{Body, GenSlot};
+use crate::notify::Notify;
 use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
@@ -85,6 +86,8 @@ pub struct SnapMap<
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
     pub(crate) stats: Counters,
+    /// Readers waiting in `Reader::changed`, and their wakers (see `notify`).
+    pub(crate) notify: Notify<R>,
 }
 
 // SAFETY: readers on any thread get `&K` and `&V` out of shared pages (so K, V: Sync) and hash
@@ -173,6 +176,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
+            notify: Notify::new(),
         }
     }
 
@@ -191,6 +195,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
+            notify: Notify::new(),
         }
     }
 

@@ -227,15 +227,17 @@ pub struct Reader<
     const P: usize = 8,
     S = crate::FxBuildHasher,
 > {
-    map: &'m SnapMap<K, V, N, G, R, P, S>,
-    slot: usize,
+    pub(crate) map: &'m SnapMap<K, V, N, G, R, P, S>,
+    pub(crate) slot: usize,
+    /// The version of the last snapshot `changed()` returned (see `notify`).
+    pub(crate) seen: u64,
 }
 
 impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     Reader<'m, K, V, N, G, R, P, S>
 {
     pub(crate) fn new(map: &'m SnapMap<K, V, N, G, R, P, S>, slot: usize) -> Self {
-        Self { map, slot }
+        Self { map, slot, seen: 0 }
     }
 
     /// Pins the current generation until the snapshot drops. The snapshot borrows this reader,

@@ -17,7 +17,7 @@ use core::hash::{BuildHasher, Hash};
 
 /// Whether a writer that finds no free slot or page returns an error or waits for one.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Wait {
+pub(crate) enum Wait {
     No,
     Spin,
 }
@@ -254,11 +254,23 @@ impl<
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: impl FnMut(&mut TableMut<'_, K, V, N>),
     ) -> Result<T, Error> {
+        self.publish_reporting(wait, change, lost, &mut 0)
+    }
+
+    /// [`publish_or_take_back`](Self::publish_or_take_back), storing the version it published
+    /// in `published` (left as it is when it publishes nothing).
+    pub(crate) fn publish_reporting<T>(
+        &self,
+        wait: Wait,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        lost: impl FnMut(&mut TableMut<'_, K, V, N>),
+        published: &mut u64,
+    ) -> Result<T, Error> {
         let me = (self as *const Self).cast::<()>();
         if reentry::writing(me) {
             return Err(Error::Reentrant);
         }
-        reentry::nest(me, || self.publish_once(wait, change, lost))
+        reentry::nest(me, || self.publish_once(wait, change, lost, published))
     }
 
     /// [`publish_or_take_back`](Self::publish_or_take_back), for a write that is not inside
@@ -268,12 +280,13 @@ impl<
         wait: Wait,
         mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         mut lost: impl FnMut(&mut TableMut<'_, K, V, N>),
+        published: &mut u64,
     ) -> Result<T, Error> {
         // The pages this write claims, `(position, entry)`: room for every entry of the pool.
         let mut held = [(0u16, 0u16); P];
         let mut spins = 0;
         loop {
-            match self.attempt(wait, &mut change, &mut lost, &mut held) {
+            match self.attempt(wait, &mut change, &mut lost, &mut held, published) {
                 Attempt::Done(result) => return result,
                 Attempt::Rescan => {}
                 Attempt::WaitForPages => {
@@ -294,6 +307,7 @@ impl<
         change: &mut impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: &mut impl FnMut(&mut TableMut<'_, K, V, N>),
         held: &mut [(u16, u16)],
+        published: &mut u64,
     ) -> Attempt<T> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
@@ -394,6 +408,8 @@ impl<
                     // Only the writer whose CAS replaced `base` retires it. Release: our reads of
                     // it happen-before its next claimer's overwrite.
                     self.generations[base].state.store(FREE, Ordering::Release);
+                    // Reports `version` to the write and wakes readers waiting for a change.
+                    self.published(version, published);
                     return Attempt::Done(Ok(result));
                 }
                 Err(_) => {

@@ -46,8 +46,9 @@ LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to one carg
 all instead (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\" and \"page_after_base\", into
-target/loom-mutant) it runs the model that must catch it, which passes only if loom reports the race (`should_panic`).
+(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\", \"page_after_base\" and, for waiting
+for a change, \"no_wait_rmw\", into target/loom-mutant) it runs the model that must catch it, which
+passes only if loom reports the race or the lost wake-up (`should_panic`).
 ";
 
 /// Where the loom models live: the map's, through its public API.
@@ -55,7 +56,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 4] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -71,6 +72,7 @@ const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
         "page_after_base",
         &["a_stale_base_does_not_reuse_pages_that_died_after_it"],
     ),
+    ("no_wait_rmw", &["a_waiter_never_misses_a_publication"]),
 ];
 
 pub const TSAN_HELP: &str = "\
