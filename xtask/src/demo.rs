@@ -21,7 +21,7 @@ use crate::uf2;
 use crate::util::{display_command, fail, Failure, Result};
 
 pub const HELP: &str = "\
-cargo xtask demo [--board mps2-an521|rp2040] [--build-only] [--elf ELF]
+cargo xtask demo [--board mps2-an521|rp2040] [--app demo|embassy] [--build-only] [--elf ELF]
 
 Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
 single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
@@ -35,6 +35,12 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
                       defmt log is read from RTT in emulated RAM and decoded as it comes).
   --board mps2-an521  (also `an521`) QEMU's two Cortex-M33, both cores in parallel (qemu-system-arm,
                       log decoded by defmt-print; both are installed if missing).
+  --app embassy       (RP2040 only) the embassy firmware (firmware-embassy/) instead: embassy-rp
+                      executors on both cores; an async task on core 0 writes single keys and
+                      batches, two tasks on core 1 `reader.changed().await` and check what they
+                      read, and TIMER_IRQ_1 on core 1 reads too. Its summary: versions, wakeups,
+                      coalesced, violations, reader_cs, wake_cycles_median/_worst (from a write's
+                      stamp to the woken task's read, on a clk_sys counter both cores read).
   --build-only        build (and for rp2040 write the UF2), do not run.
   --elf ELF           run this ELF instead of building one: the runner of `cargo run` in
                       firmware-demo/ (targets/rp2040/run) hands cargo's build over this way.
@@ -70,6 +76,37 @@ const REQUIRED_KEYS: &[&str] = &[
     "completed",
 ];
 
+/// The keys the embassy firmware's summary must carry (numbers).
+const EMBASSY_KEYS: &[&str] = &[
+    "versions",
+    "wakeups",
+    "coalesced",
+    "isr_reads",
+    "violations",
+    "reader_cs",
+    "wake_cycles_median",
+    "wake_cycles_worst",
+    "completed",
+];
+
+/// Which firmware: the demo (every board) or the embassy firmware (RP2040).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    Demo,
+    Embassy,
+}
+
+impl App {
+    /// The app an ELF holds, from its name (`embassy` is the embassy firmware's binary).
+    fn of_elf(path: &Path) -> App {
+        if path.file_stem().is_some_and(|stem| stem == "embassy") {
+            App::Embassy
+        } else {
+            App::Demo
+        }
+    }
+}
+
 /// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
 /// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
 /// which QEMU runs in host time without `-icount`, counts no cycles.
@@ -88,6 +125,7 @@ pub struct Options {
     pub build_only: bool,
     /// An ELF to run as it is (no build).
     pub elf: Option<PathBuf>,
+    pub app: App,
 }
 
 /// Parses the arguments after `demo`.
@@ -97,6 +135,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
         board: &RP2040,
         build_only: false,
         elf: None,
+        app: App::Demo,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -108,6 +147,19 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
             "--elf" => {
                 let path = it.next().ok_or("`--elf` needs the path of an ELF")?;
                 options.elf = Some(PathBuf::from(path));
+                continue;
+            }
+            "--app" => {
+                options.app = match it.next().map(String::as_str) {
+                    Some("demo") => App::Demo,
+                    Some("embassy") => App::Embassy,
+                    other => {
+                        return Err(format!(
+                            "`--app` takes `demo` or `embassy`, not {}",
+                            other.map_or("nothing".to_owned(), |o| format!("`{o}`"))
+                        ))
+                    }
+                };
                 continue;
             }
             "--board" => it.next().ok_or("`--board` needs a board name")?.as_str(),
@@ -125,6 +177,12 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     }
     if options.build_only && options.elf.is_some() {
         return Err("`--elf` runs an ELF that is built already: not with `--build-only`".into());
+    }
+    if let Some(elf) = &options.elf {
+        options.app = App::of_elf(elf);
+    }
+    if options.app == App::Embassy && options.board != &RP2040 {
+        return Err("the embassy firmware runs on the RP2040 only".into());
     }
     Ok(options)
 }
@@ -233,9 +291,13 @@ fn an521(options: &Options) -> Result<Verdict> {
 
 fn rp2040(options: &Options) -> Result<Verdict> {
     let (board, build_only) = (&RP2040, options.build_only);
+    let artifact = match options.app {
+        App::Demo => Artifact::Demo,
+        App::Embassy => Artifact::Embassy,
+    };
     let elf_path = match &options.elf {
         Some(elf) => elf.clone(),
-        None => firmware::build(board, Artifact::Demo)?,
+        None => firmware::build(board, artifact)?,
     };
     let bytes = fs::read(&elf_path)?;
     let elf = Elf::parse(&bytes)?;
@@ -256,7 +318,7 @@ fn rp2040(options: &Options) -> Result<Verdict> {
     }
 
     let Some(probe_rs) = host_tools::probe_rs().filter(|p| probe_attached(p)) else {
-        return rp2040_emulated(&elf_path);
+        return rp2040_emulated(&elf_path, options.app);
     };
 
     println!("==> running it on the Pico through {}", probe_rs.display());
@@ -286,7 +348,7 @@ fn rp2040(options: &Options) -> Result<Verdict> {
         log.extend(more);
     }
     let status = child.wait()?;
-    let mut summary = Summary::from_log(&log, &RP2040);
+    let mut summary = Summary::for_app(&log, &RP2040, options.app);
     if !status.success() {
         summary
             .problems
@@ -307,7 +369,7 @@ fn probe_attached(probe_rs: &Path) -> bool {
 /// No Pico attached: the same ELF on the emulated RP2040 (targets/rp2040/runner), whose log
 /// lines are echoed as they come. The runner's exit status is the firmware's own verdict (0: it
 /// stopped at its BKPT, 1: a fault or panic, 124: still running when the budget ran out).
-fn rp2040_emulated(elf_path: &Path) -> Result<Verdict> {
+fn rp2040_emulated(elf_path: &Path, app: App) -> Result<Verdict> {
     println!(
         "==> no debug probe (probe-rs not installed or no probe listed): running it on the \
          emulated RP2040 (rp2040-emu, both Cortex-M0+ cores)"
@@ -324,7 +386,7 @@ fn rp2040_emulated(elf_path: &Path) -> Result<Verdict> {
         .map(|out| echo_lines(BufReader::new(out)))
         .unwrap_or_default();
     let status = child.wait()?;
-    let mut summary = Summary::from_log(&log, &RP2040);
+    let mut summary = Summary::for_app(&log, &RP2040, app);
     if let Some(problem) = emulator::explain_rp2040_exit(status.code()) {
         summary.problems.push(problem);
     }
@@ -409,8 +471,29 @@ struct Summary {
 }
 
 impl Summary {
-    /// Finds and checks the last `SUMMARY` line of a decoded log from `board`.
+    /// [`from_log`](Self::from_log) for the demo, [`from_keys`](Self::from_keys) with the
+    /// embassy firmware's keys for it.
+    fn for_app(lines: &[String], board: &Board, app: App) -> Self {
+        match app {
+            App::Demo => Self::from_log(lines, board),
+            App::Embassy => Self::from_keys(lines, EMBASSY_KEYS.iter().copied()),
+        }
+    }
+
+    /// Finds and checks the last `SUMMARY` line of a decoded log of the demo from `board`.
     fn from_log(lines: &[String], board: &Board) -> Self {
+        let unit = read_unit(board);
+        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
+        let keys = REQUIRED_KEYS
+            .iter()
+            .copied()
+            .chain(read_keys.iter().map(String::as_str));
+        Self::from_keys(lines, keys)
+    }
+
+    /// Finds the last `SUMMARY` line of a decoded log and checks it: the firmware said `PASS`,
+    /// it has a number for each of `keys`, and `violations=0`, `reader_cs=0`, `completed=1`.
+    fn from_keys<'k>(lines: &[String], keys: impl Iterator<Item = &'k str>) -> Self {
         let mut summary = Summary::default();
         let Some(line) = lines
             .iter()
@@ -429,13 +512,7 @@ impl Summary {
                 summary.fields.push((key.to_owned(), value.to_owned()));
             }
         }
-        let unit = read_unit(board);
-        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
-        for key in REQUIRED_KEYS
-            .iter()
-            .copied()
-            .chain(read_keys.iter().map(String::as_str))
-        {
+        for key in keys {
             if summary.number(key).is_none() {
                 summary
                     .problems
@@ -505,6 +582,7 @@ mod tests {
                 board: &RP2040,
                 build_only: false,
                 elf: None,
+                app: App::Demo,
             })
         );
         assert_eq!(
@@ -517,6 +595,7 @@ mod tests {
                 board: &RP2040,
                 build_only: true,
                 elf: None,
+                app: App::Demo,
             })
         );
         assert_eq!(
@@ -525,6 +604,16 @@ mod tests {
         );
         assert!(parse(&args("--elf")).is_err());
         assert!(parse(&args("--elf x --build-only")).is_err());
+        assert_eq!(
+            parse(&args("--app embassy")).map(|o| o.app),
+            Ok(App::Embassy)
+        );
+        assert_eq!(
+            parse(&args("--elf a/b/embassy")).map(|o| o.app),
+            Ok(App::Embassy)
+        );
+        assert!(parse(&args("--app embassy --board an521")).is_err());
+        assert!(parse(&args("--app blinky")).is_err());
         assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
         assert!(parse(&args("--board")).is_err());
         assert!(parse(&args("--board microbit")).is_err());
@@ -579,5 +668,19 @@ mod tests {
             .problems
             .contains(&"the summary has no numeric `read_timer_ticks_median`".to_owned()));
         assert!(!Summary::from_log(&log(&[&qemu]), &RP2040).passed());
+    }
+
+    #[test]
+    fn the_embassy_summary_has_its_own_keys() {
+        let line = "INFO  SUMMARY PASS versions=10 last_version=10 wakeups=8 coalesced=2 \
+                    isr_reads=4 violations=0 reader_cs=0 wait_cs=40 cas_retries=0 \
+                    latency_samples=8 wake_cycles_median=400 wake_cycles_worst=900 completed=1";
+        assert!(Summary::for_app(&log(&[line]), &RP2040, App::Embassy).passed());
+        // The demo's keys are not the embassy firmware's.
+        assert!(!Summary::for_app(&log(&[line]), &RP2040, App::Demo).passed());
+        let missing = line.replace(" wake_cycles_worst=900", "");
+        assert!(!Summary::for_app(&log(&[&missing]), &RP2040, App::Embassy).passed());
+        let cs = line.replace("reader_cs=0", "reader_cs=2");
+        assert!(!Summary::for_app(&log(&[&cs]), &RP2040, App::Embassy).passed());
     }
 }

@@ -16,6 +16,8 @@ use crate::util::{display_command, fail, format_duration, workspace_root, Failur
 
 /// The firmware crate, relative to the workspace root.
 pub const FIRMWARE_DIR: &str = "firmware-demo";
+/// The embassy firmware (RP2040 only), relative to the workspace root.
+pub const EMBASSY_DIR: &str = "firmware-embassy";
 /// Where firmware builds go, relative to the workspace root.
 pub const FIRMWARE_TARGET_DIR: &str = "target/firmware";
 /// How often a long build says it is still going, when cargo's own progress bar is not shown.
@@ -31,6 +33,8 @@ pub enum Artifact {
     /// `src/bin/bench`: instruction counts on the emulated dual Cortex-M33, cycle counts on the
     /// emulated RP2040.
     Bench,
+    /// `firmware-embassy/`: the embassy firmware (RP2040 only; its own crate, no board feature).
+    Embassy,
 }
 
 /// Builds `artifact` for `board` (release profile) and returns the ELF's path.
@@ -42,6 +46,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
         Artifact::Demo => "demo",
         Artifact::TargetTests => "target tests",
         Artifact::Bench => "benchmark",
+        Artifact::Embassy => "embassy firmware",
     };
     println!("==> building the {what} for {}", board.description);
     println!("    {}", toolchain.describe());
@@ -54,20 +59,30 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     }
 
     let mut cargo = toolchain.cargo(match artifact {
-        Artifact::Demo | Artifact::Bench => "build",
+        Artifact::Demo | Artifact::Bench | Artifact::Embassy => "build",
         Artifact::TargetTests => "test",
     });
+    let dir = if artifact == Artifact::Embassy {
+        EMBASSY_DIR
+    } else {
+        FIRMWARE_DIR
+    };
     cargo
-        .current_dir(root.join(FIRMWARE_DIR))
-        // The crate's default feature is the Pico (for a plain `cargo run` there): exactly one
-        // board's feature, whichever board this is.
-        .args(["--release", "--locked", "--no-default-features"])
-        .args(["--features", board.feature])
+        .current_dir(root.join(dir))
+        .args(["--release", "--locked"])
         .arg("--target-dir")
         .arg(&target_dir);
+    if artifact != Artifact::Embassy {
+        // firmware-demo's default feature is the Pico (for a plain `cargo run` there): exactly
+        // one board's feature, whichever board this is.
+        cargo
+            .arg("--no-default-features")
+            .args(["--features", board.feature]);
+    }
     match artifact {
         Artifact::Demo => cargo.args(["--bin", "demo"]),
         Artifact::Bench => cargo.args(["--bin", "bench"]),
+        Artifact::Embassy => cargo.args(["--bin", "embassy"]),
         Artifact::TargetTests => cargo.args([
             "--no-run",
             "--test",
@@ -75,7 +90,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
             "--message-format=json-render-diagnostics",
         ]),
     };
-    println!("$ (cd {FIRMWARE_DIR} && {})", display_command(&cargo));
+    println!("$ (cd {dir} && {})", display_command(&cargo));
 
     let started = Instant::now();
     let stdout = run_with_heartbeat(&mut cargo, what)?;
@@ -83,6 +98,7 @@ pub fn build(board: &Board, artifact: Artifact) -> Result<PathBuf> {
     let elf = match artifact {
         Artifact::Demo => profile_dir.join("demo"),
         Artifact::Bench => profile_dir.join("bench"),
+        Artifact::Embassy => profile_dir.join("embassy"),
         Artifact::TargetTests => test_executable(&stdout, "on_target").ok_or_else(|| {
             Failure("cargo built the target tests but named no executable".to_owned())
         })?,
