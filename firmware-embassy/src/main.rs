@@ -37,7 +37,7 @@ use embassy_rp::multicore::{spawn_core1, Stack};
 use embassy_rp::pac;
 use embassy_time::{Duration, Instant, Timer};
 use panic_probe as _;
-use snapmap_core::{Reader, SnapMap};
+use snapmap_core::{ReaderOf, SnapMap, SnapshotOf};
 use static_cell::StaticCell;
 
 mod cs;
@@ -52,7 +52,7 @@ const STAMP: u32 = 100;
 /// The map's type, named once: 64 entries, 6 generation slots, 3 reader slots (two tasks and the
 /// interrupt), 16 spare pages. See snapmap-core's docs, "Naming a map's type once".
 type Map = SnapMap<u32, u32, 64, 6, 3, 16>;
-type MapReader = Reader<'static, u32, u32, 64, 6, 3, 16>;
+type MapReader = ReaderOf<'static, Map>;
 
 static MAP: Map = SnapMap::new();
 
@@ -265,7 +265,7 @@ fn store_add(counter: &AtomicU32, n: u32) {
 }
 
 /// Every batch key holds one epoch (none before the first batch).
-fn batch_is_whole(snapshot: &snapmap_core::Snapshot<'_, u32, u32, 64>) -> bool {
+fn batch_is_whole(snapshot: &SnapshotOf<'_, Map>) -> bool {
     let first = snapshot.get(&0).copied();
     (1..BATCH_KEYS).all(|k| snapshot.get(&k).copied() == first)
 }

@@ -93,6 +93,48 @@
 //! plus `R` cache-line-sized hazard words and `G` pin counts, fixed at compile time; there is no
 //! allocator and no `alloc`. Adding a generation costs a few words, not a table.
 //!
+//! # Naming a map's type once
+//!
+//! Name the map's type with an alias, and derive its reader's, snapshot's and transaction's
+//! types from it with [`ReaderOf`], [`SnapshotOf`] and [`TxnOf`], so that `N`, `G`, `R` and `P`
+//! are written in one place: `type Table = SnapMap<u32, u32, 64, 6, 3, 16>;` then
+//! `ReaderOf<'static, Table>` (see [`MapTypes`]).
+//!
+//! # Checked parameters
+//!
+//! A bad `N` (not a power of two from 2 to 2^18), `G` (below `R + 2`, above 16 or above `N`),
+//! `R` or `P` (0, or too many pages) is a compile error whose message names the parameter. For
+//! a map in a `static`, the usual place, it is an error of `cargo check` (and so shows in
+//! rust-analyzer); for a map made at run time (`let map = SnapMap::new()`), rustc reports it
+//! only when it generates code, at `cargo build`.
+//!
+//! ```compile_fail
+//! use snapmap_core::SnapMap;
+//! // N = 48: "SnapMap's capacity N must be a power of two, at least 2".
+//! static BAD_N: SnapMap<u8, u8, 48> = SnapMap::new();
+//! # fn main() { let _ = BAD_N.snapshot(); }
+//! ```
+//!
+//! ```compile_fail
+//! use snapmap_core::SnapMap;
+//! // N = 0: the same message, not a division by zero.
+//! static NO_N: SnapMap<u8, u8, 0> = SnapMap::new();
+//! # fn main() { let _ = NO_N.snapshot(); }
+//! ```
+//!
+//! ```compile_fail
+//! use snapmap_core::SnapMap;
+//! // P = 0: "SnapMap needs P >= 1 spare pages".
+//! static NO_P: SnapMap<u8, u8, 16, 4, 2, 0> = SnapMap::new();
+//! # fn main() { let _ = NO_P.snapshot(); }
+//! ```
+//!
+//! # Waiting for a change
+//!
+//! [`Reader::changed`] is an `async fn` that completes with a snapshot newer than the last one
+//! it returned, woken by every write (any executor: embassy, or any other, no alloc); writes
+//! that need to tell others what they published use [`SnapMap::update_versioned`].
+//!
 //! # Reading
 //!
 //! - [`SnapMap::reader`] registers a [`Reader`] that owns a reader slot; [`Reader::snapshot`]
@@ -201,6 +243,7 @@ mod stats;
 mod sync;
 mod table;
 mod txn;
+mod types;
 mod write;
 
 pub use error::Error;
@@ -212,3 +255,4 @@ pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use table::Iter;
 pub use txn::Txn;
+pub use types::{MapTypes, ReaderOf, SnapshotOf, TxnOf};

@@ -134,6 +134,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     SnapMap<K, V, N, G, R, P, S>
 {
     const PARAMETERS_OK: () = {
+        // N first: `Shape::MASK` checks it (the rest of this block divides by it). Referenced
+        // here, the check runs where `new` is evaluated, so a bad `N` in a `static` is a
+        // `cargo check` error (otherwise only the lookups used MASK: an error of `cargo build`).
+        let _ = Shape::<N>::MASK;
         assert!(
             G >= R + 2,
             "SnapMap needs G >= R + 2 generation slots: R idle readers can pin R of them, and \

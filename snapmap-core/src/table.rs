@@ -72,9 +72,9 @@ impl<const N: usize> Shape<N> {
     pub(crate) const MASK: usize = {
         assert!(
             N >= 2 && N.is_power_of_two(),
-            "SnapMap capacity N must be a power of two, at least 2"
+            "SnapMap's capacity N must be a power of two, at least 2"
         );
-        assert!(N <= 1 << 18, "SnapMap capacity N must be at most 2^18");
+        assert!(N <= 1 << 18, "SnapMap's capacity N must be at most 2^18");
         N - 1
     };
     /// Slots of a page that the table uses.

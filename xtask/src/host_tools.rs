@@ -23,7 +23,10 @@ pub fn qemu() -> Result<PathBuf> {
              package that provides qemu-system-arm)"
         ));
     }
-    println!("==> qemu-system-arm is missing: installing Debian's {QEMU_PACKAGE}");
+    println!(
+        "==> installing Debian's {QEMU_PACKAGE} (apt-get install): qemu-system-arm runs the \
+         firmware on QEMU's emulated Cortex-M machines, and it is missing"
+    );
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
         .args([
@@ -54,7 +57,10 @@ pub fn target_toolchain(triple: &str) -> Result<TargetToolchain> {
     // `RUSTC` set by the caller means a compiler rustup does not manage: leave it alone.
     let rustup_managed = env::var_os("RUSTC").is_none();
     if let (true, Some(rustup)) = (rustup_managed, find("rustup")) {
-        println!("==> no `core` for {triple} in the active toolchain: rustup target add {triple}");
+        println!(
+            "==> installing the {triple} target (rustup target add {triple}): the prebuilt \
+             `core` the firmware is compiled against, which the active toolchain lacks"
+        );
         // Its output only matters when it fails (then its first `error:` line says why).
         let out = Command::new(rustup)
             .args(["target", "add", triple])
@@ -77,7 +83,11 @@ pub fn target_toolchain(triple: &str) -> Result<TargetToolchain> {
         Err(ToolchainError::MissingFallback { .. }) if is_root() && find("apt-get").is_some() => {}
         Err(e) => return Err(e.into()),
     }
-    println!("==> installing Debian's {DEBIAN_PACKAGES} (a compiler for every thumb target, and its library source)");
+    println!(
+        "==> installing Debian's {DEBIAN_PACKAGES} (apt-get install): a compiler for every \
+         thumb target and its library source, to build `core` for {triple} from source, since \
+         the active toolchain has no `core` for it"
+    );
     let packages: Vec<&str> = DEBIAN_PACKAGES.split_whitespace().collect();
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
@@ -93,8 +103,8 @@ pub fn defmt_print() -> Result<PathBuf> {
         return Ok(path);
     }
     println!(
-        "==> defmt-print is missing: installing it (cargo install defmt-print --locked; \
-         compiles for about 2-4 minutes, once)"
+        "==> installing defmt-print (cargo install defmt-print --locked; compiles for about \
+         2-4 minutes, once): it decodes the firmware's defmt log, and it is missing"
     );
     run(Command::new(cargo_program()).args(["install", "defmt-print", "--locked"]))?;
     match find("defmt-print") {

@@ -47,6 +47,7 @@ Commands:
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
   demo [--board rp2040|mps2-an521] [--build-only]
+                  [--app demo|embassy] [--elf ELF]
                   the dual-core firmware demo for the RP2040 (default: ELF + UF2, run on a
                   Pico through probe-rs when a probe is listed, else on the emulated RP2040)
                   or QEMU mps2-an521; prints PASS/FAIL with counts
