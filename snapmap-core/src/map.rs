@@ -231,6 +231,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     ///
     /// Counting is a read-modify-write, which on targets without one (Cortex-M0/M0+) takes a
     /// critical section: readers there that must never take one use a [`Reader`].
+    ///
+    /// # Panics
+    /// If `usize::MAX / 2` snapshots of one generation are held at once, which only leaking
+    /// them (`mem::forget`) can do: past that the count could wrap and stop protecting a
+    /// snapshot still held, so it is refused, as `Arc` refuses too many clones.
     pub fn snapshot(&self) -> Snapshot<'_, K, V, N, S> {
         let generation = self.pin_counted();
         // SAFETY: the counted pin validated `generation` as current, and the snapshot ends it.

@@ -83,29 +83,55 @@ pub(crate) fn announce(hazard: &AtomicUsize, value: usize) {
     }
 }
 
+/// The most counted pins one generation can carry. A snapshot can be leaked (`mem::forget`), so
+/// without a cap a count could be driven round to where it was (2^32 leaks on a 32-bit target,
+/// about an hour on an M0+) while a snapshot is still held, and writers would reuse its
+/// generation under it. Half the word's range, as `Arc` does with `MAX_REFCOUNT`: far beyond any
+/// real program, and far enough from the wrap that the threads that overshoot it at once (each
+/// adds one, sees the cap, and takes it back) never reach it.
+pub(crate) const MAX_PINS: usize = usize::MAX / 2;
+
 /// [`announce`] by counting: adds one to a generation's pin count (a one-off read's or a writer's
 /// base pin), ordered before the caller's next `SeqCst` load as `announce` is. One SeqCst
 /// `fetch_add` where the target has it (the same C++20 argument as for the swap); under loom, and
 /// on thumbv6m (a critical section), an increment and then a SeqCst fence.
+///
+/// Returns `false`, having taken nothing, if the count already held [`MAX_PINS`]: the caller
+/// must then not read on the strength of it (see `SnapMap::pin_counted`).
 #[inline(always)]
-pub(crate) fn announce_count(count: &AtomicUsize) {
+pub(crate) fn announce_count(count: &AtomicUsize) -> bool {
     #[cfg(all(not(loom), target_has_atomic = "ptr"))]
-    count.fetch_add(1, Ordering::SeqCst);
+    let before = count.fetch_add(1, Ordering::SeqCst);
     #[cfg(loom)]
-    {
-        count.fetch_add(1, Ordering::AcqRel);
+    let before = {
+        let before = count.fetch_add(1, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-    }
+        before
+    };
     #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
-    {
+    let before = {
         // Every change of a count goes through a critical section (here and in
-        // `release_count`), so this load-then-store is an atomic increment.
-        critical_section::with(|_| {
+        // `release_count`), so this load-then-store is an atomic increment; at the cap it stores
+        // nothing.
+        let before = critical_section::with(|_| {
             let n = count.load(Ordering::Acquire);
-            count.store(n + 1, Ordering::Release);
+            if n < MAX_PINS {
+                count.store(n + 1, Ordering::Release);
+            }
+            n
         });
         fence(Ordering::SeqCst);
+        if before >= MAX_PINS {
+            return false;
+        }
+        before
+    };
+    if before >= MAX_PINS {
+        // Take our increment back: the count never goes more than one per thread past the cap.
+        release_count(count);
+        return false;
     }
+    true
 }
 
 /// Ends a counted pin: subtracts one from the count with Release semantics. On thumbv6m, where a

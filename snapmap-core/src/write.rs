@@ -49,9 +49,10 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S
 
     /// Moves the pin to the current generation; returns it.
     fn repin(&mut self) -> usize {
-        Self::unpin(self.map, self.base);
-        self.base = Self::pin(self.map);
-        self.base
+        // The new pin first: if it panics (see `MAX_PINS`), the old one is still ours to end.
+        let base = Self::pin(self.map);
+        Self::unpin(self.map, core::mem::replace(&mut self.base, base));
+        base
     }
 
     fn pin(map: &SnapMap<K, V, N, G, R, P, S>) -> usize {
