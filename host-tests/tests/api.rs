@@ -124,3 +124,64 @@ fn insert_moves_its_key_and_value() {
     );
     drop(map);
 }
+
+/// A key equal by `Eq` to another without being identical to it: an id, and a tag `Eq` ignores.
+#[derive(Clone, Debug)]
+struct Tagged(u32, &'static str);
+impl PartialEq for Tagged {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Tagged {}
+impl std::hash::Hash for Tagged {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// A value whose clone, once armed, has another thread remove key 1 and waits for it: a write
+/// that copies a page holding it then loses its race to that removal.
+#[derive(Debug)]
+struct RemoveOnClone(u32);
+static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static RACED: SnapMap<Tagged, RemoveOnClone, 16, 4, 0, 4> = SnapMap::new();
+impl Clone for RemoveOnClone {
+    fn clone(&self) -> Self {
+        if ARMED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            std::thread::spawn(|| RACED.remove(&Tagged(1, "")).unwrap())
+                .join()
+                .unwrap();
+        }
+        RemoveOnClone(self.0)
+    }
+}
+
+/// `insert` of a present key that loses its race to the key's removal inserts the caller's key
+/// on its next attempt, not the old entry's: it returns `None` and the map holds the key it was
+/// given, tag and all.
+#[test]
+fn insert_keeps_the_callers_key_across_a_lost_race() {
+    RACED.insert(Tagged(1, "old"), RemoveOnClone(1)).unwrap();
+    ARMED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let replaced = RACED.insert(Tagged(1, "new"), RemoveOnClone(2)).unwrap();
+    assert!(
+        !ARMED.load(std::sync::atomic::Ordering::Relaxed),
+        "no race was run"
+    );
+    assert!(
+        replaced.is_none(),
+        "the removal published first: {replaced:?}"
+    );
+    assert!(RACED.stats().cas_retries >= 1, "the insert lost no race");
+    let snapshot = RACED.snapshot();
+    let keys: Vec<_> = snapshot
+        .iter()
+        .map(|(key, value)| (key.1, value.0))
+        .collect();
+    assert_eq!(
+        keys,
+        [("new", 2)],
+        "the map kept another key than the caller's"
+    );
+}

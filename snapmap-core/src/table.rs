@@ -479,6 +479,13 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
     }
 }
 
+/// Where [`TableMut::insert_at`] put an entry: its slot, and for a key that was present, the
+/// value replaced and the caller's key, which the table did not keep.
+pub(crate) struct Placed<K, V> {
+    pub(crate) slot: usize,
+    pub(crate) replaced: Option<(V, K)>,
+}
+
 /// Writes a clone of `entry` into `slot`'s entry (left as it was if a clone panics), field by
 /// field; the caller then marks the slot occupied. Cloning the tuple whole built it in a
 /// temporary and copied that with its padding: for a `u8` key, one `memcpy` from an odd address,
@@ -509,8 +516,9 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         Some(unsafe { &mut self.slot_mut(index).entry.assume_init_mut().1 })
     }
 
-    /// Inserts or replaces `key`; returns the slot the entry for `key` is in and the replaced
-    /// value.
+    /// Inserts or replaces `key`; returns where the entry for `key` went, and for a key that
+    /// was present, the value it replaced and the caller's `key` (the table keeps the key it
+    /// had, as `HashMap` does).
     ///
     /// # Errors
     /// [`Error::Full`] if `key` is new and the table holds `N` entries; [`Error::NoFreePage`] if
@@ -521,18 +529,20 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         hasher: &impl BuildHasher,
         key: K,
         value: V,
-    ) -> Result<(usize, Option<V>), (Error, K, V)> {
+    ) -> Result<Placed<K, V>, (Error, K, V)> {
         let meta = meta_of(hasher, &key);
         match self.view().find(meta, &key) {
-            Ok(index) => {
-                if !self.own(index / PAGE) {
+            Ok(slot) => {
+                if !self.own(slot / PAGE) {
                     return Err((Error::NoFreePage, key, value));
                 }
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
-                let entry = unsafe { self.slot_mut(index).entry.assume_init_mut() };
+                let entry = unsafe { self.slot_mut(slot).entry.assume_init_mut() };
                 let old = core::mem::replace(&mut entry.1, value);
-                drop(key); // while `old` is a local (see `remove`)
-                Ok((index, Some(old)))
+                Ok(Placed {
+                    slot,
+                    replaced: Some((old, key)),
+                })
             }
             Err(Some(empty)) => {
                 // Robin Hood insertion writes only slots from the key's home to the first empty
@@ -541,9 +551,12 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 if !self.own_range(home, empty.wrapping_sub(home) & Shape::<N>::MASK) {
                     return Err((Error::NoFreePage, key, value));
                 }
-                let index = self.place(meta, (key, value));
+                let slot = self.place(meta, (key, value));
                 self.len += 1;
-                Ok((index, None))
+                Ok(Placed {
+                    slot,
+                    replaced: None,
+                })
             }
             Err(None) => Err((Error::Full, key, value)),
         }

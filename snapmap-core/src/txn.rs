@@ -98,18 +98,16 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, 
     /// [`Error::NoFreePage`] if the transaction is out of pages. The copy is unchanged and `key`
     /// and `value` are dropped.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.insert_at(key, value).map(|(_, old)| old)
-    }
-
-    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in (see
-    /// `Table::take_back`).
-    pub(crate) fn insert_at(&mut self, key: K, value: V) -> Result<(usize, Option<V>), Error> {
-        self.table
-            .insert_at(self.hasher, key, value)
-            .map_err(|(error, key, value)| {
+        match self.table.insert_at(self.hasher, key, value) {
+            Ok(placed) => Ok(placed.replaced.map(|(old, key)| {
+                drop(key); // while `old` is a local: a panicking drop unwinds through it
+                old
+            })),
+            Err((error, key, value)) => {
                 drop((key, value));
-                error
-            })
+                Err(error)
+            }
+        }
     }
 
     /// Removes `key`, returning its value.

@@ -467,7 +467,9 @@ impl<
         self.publish(Wait::No, change)
     }
 
-    /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`).
+    /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`). A key
+    /// that is present keeps the key it has (as `HashMap`'s does) and gets the new value; the
+    /// key given is dropped. Neither is ever cloned, however many races the write loses.
     ///
     /// ```
     /// use snapmap_core::SnapMap;
@@ -485,18 +487,25 @@ impl<
     /// Moves `key` and `value` into the copy; after a lost race, takes them back out of the
     /// discarded copy for the next attempt, so that they are never cloned.
     fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+        // What the next attempt inserts: given back after every lost race, taken by an attempt
+        // that then publishes, fails (dropping them) or unwinds.
         let pending = Cell::new(Some((key, value)));
+        // Where the last attempt put our value, and for a key that was present, our key, which
+        // the copy did not keep (it keeps the key it had): the key to insert if a later attempt
+        // finds the key gone.
         let landed = Cell::new(None);
-        self.publish_or_take_back(
+        let kept_key = Cell::new(None);
+        let result = self.publish_or_take_back(
             wait,
             |tx| {
-                // Given back after every lost race; taken only by an attempt that then either
-                // publishes, fails (dropping them) or unwinds.
                 let (key, value) = pending.take().expect("insert's entry taken twice");
                 match tx.table.insert_at(&self.hasher, key, value) {
-                    Ok((slot, old)) => {
-                        landed.set(Some(slot));
-                        Ok(old)
+                    Ok(placed) => {
+                        landed.set(Some(placed.slot));
+                        Ok(placed.replaced.map(|(old, key)| {
+                            kept_key.set(Some(key));
+                            old
+                        }))
                     }
                     Err((Error::NoFreePage, key, value)) => {
                         // Kept for the attempt after the wait for pages.
@@ -509,15 +518,28 @@ impl<
                     }
                 }
             },
-            // The slot holds our entry (or, for a key that was present, its old key with our
-            // value): the same key by `Eq`, and the copy's own. (Nothing to take back from an
-            // attempt that ran out of pages before it placed them: `insert_at` gave them back.)
+            // The slot holds our value, with our key or with the copy's own key for it (equal by
+            // `Eq`), which is then dropped: the next attempt inserts the caller's. (Nothing to
+            // take back from an attempt that ran out of pages before it placed them: `insert_at`
+            // gave them back.)
             |table| {
                 if let Some(slot) = landed.take() {
-                    pending.set(Some(table.take_back(slot)));
+                    let (copys_key, value) = table.take_back(slot);
+                    let key = match kept_key.take() {
+                        Some(ours) => {
+                            drop(copys_key);
+                            ours
+                        }
+                        None => copys_key,
+                    };
+                    pending.set(Some((key, value)));
                 }
             },
-        )
+        );
+        // The caller's key, if the published copy kept its own (dropped while `result` is a
+        // local: a panicking drop unwinds through it too).
+        drop(kept_key);
+        result
     }
 
     /// [`insert`](Self::insert), without waiting.
