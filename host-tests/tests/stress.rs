@@ -529,8 +529,8 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                                 if balance < amount {
                                     return Err(Error::Aborted);
                                 }
-                                *tx.get_mut(&from).ok_or(Error::Aborted)? -= amount;
-                                *tx.get_mut(&to).ok_or(Error::Aborted)? += amount;
+                                *tx.get_mut(&from)?.ok_or(Error::Aborted)? -= amount;
+                                *tx.get_mut(&to)?.ok_or(Error::Aborted)? += amount;
                                 Ok(amount)
                             };
                             let use_try = rng.one_in(2);
@@ -679,7 +679,7 @@ fn concurrent_update_increments_lose_nothing() {
                     while share.keep_going() {
                         let key = rng.below(KEYS as u64) as u16;
                         let increment =
-                            |tx: &mut snapmap_core::Txn<'_, u16, u64, 32>| match tx.get_mut(&key) {
+                            |tx: &mut snapmap_core::Txn<'_, u16, u64, 32>| match tx.get_mut(&key)? {
                                 Some(value) => {
                                     *value += 1;
                                     Ok(())
@@ -1763,7 +1763,7 @@ fn page_exhaustion<const N: usize, const P: usize>(
     let copies = stats.page_copies;
     let whole = map.try_update(|tx| {
         for key in 0..keys as u16 {
-            let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+            let value = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
             *value = Tracked::new(value.value() + 1);
         }
         Ok(())
@@ -1828,9 +1828,7 @@ fn paged_writer<const N: usize, const P: usize>(
                 torn += 1;
             }
             for key in [a, b] {
-                // `None` also when the copy is out of pages: then the write publishes nothing
-                // whatever we return.
-                let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                let value = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
                 *value = Tracked::new(value.value() + 1);
             }
             Ok(())

@@ -188,6 +188,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod cleared;
 mod error;
 mod generation;
 mod hash;

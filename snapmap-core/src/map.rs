@@ -1,12 +1,13 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
 use crate::generation::{Body, GenSlot};
+use crate::cleared::Cleared;
 use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
-use crate::sync::{array, AtomicUsize, UnsafeCell};
-use crate::table::{Shape, SlotCell};
+use crate::sync::{array, AtomicU8, AtomicUsize, UnsafeCell};
+use crate::table::{Shape, SlotCell, MAX_WRITE_PAGES};
 use crate::{Error, FxBuildHasher, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -81,6 +82,10 @@ pub struct SnapMap<
     pub(crate) pages: Pages<K, V, N, P>,
     pub(crate) pool: Pool<[Entry; P]>,
     pub(crate) births: Births<N, P>,
+    /// Where clears leave the pages they take out of the table, one record per position.
+    pub(crate) cleared: Cleared<[AtomicU8; N]>,
+    /// The write that has the turn, or 0 (see `write::Turn`).
+    pub(crate) turn: AtomicUsize,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
@@ -143,8 +148,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
              and at most N"
         );
         assert!(
-            P >= 1 && P + Shape::<N>::PAGES <= 1 << 15,
-            "SnapMap needs P >= 1 spare pages, and P + N / 16 < 2^15"
+            P >= 1 && (P >= MAX_WRITE_PAGES || P >= Shape::<N>::PAGES),
+            "SnapMap needs P >= 4 spare pages (P >= N / 16 for N < 64): a one-key write can \
+             change that many"
+        );
+        assert!(
+            P + Shape::<N>::PAGES < 1 << 15,
+            "SnapMap needs P + N / 16 < 2^15"
         );
     };
 
@@ -170,6 +180,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pages: Pages::new(),
             pool: Pool::new(),
             births: Births::new(),
+            cleared: Cleared::new(),
+            turn: AtomicUsize::new(0),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -188,6 +200,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pages: Pages::new(),
             pool: Pool::new(),
             births: Births::new(),
+            cleared: Cleared::new(),
+            turn: AtomicUsize::new(0),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),

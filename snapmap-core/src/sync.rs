@@ -22,16 +22,16 @@
 pub(crate) use core::sync::atomic::Ordering;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicUsize};
+pub(crate) use loom::sync::atomic::{fence, AtomicU8, AtomicUsize};
 
 // On targets with CAS, portable-atomic's types are the native ones, at no cost.
 #[cfg(all(not(loom), target_has_atomic = "ptr"))]
-pub(crate) use portable_atomic::{fence, AtomicUsize};
+pub(crate) use portable_atomic::{fence, AtomicU8, AtomicUsize};
 
 // ARMv6-M: core's atomics give native `ldr`/`str` + `dmb` for loads, stores and fences; they
 // simply have no RMW methods, which is what this module supplies.
 #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
-pub(crate) use core::sync::atomic::{fence, AtomicUsize};
+pub(crate) use core::sync::atomic::{fence, AtomicU8, AtomicUsize};
 
 /// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics.
 #[inline]
@@ -49,6 +49,28 @@ pub(crate) fn compare_exchange(
         // Mutual exclusion among all RMWs of this word comes from the critical section;
         // the Acquire load / Release store give the same ordering as an AcqRel CAS to the
         // lock-free readers that load the word without taking the critical section.
+        critical_section::with(|_| {
+            let seen = word.load(Ordering::Acquire);
+            if seen == current {
+                word.store(new, Ordering::Release);
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        })
+    }
+}
+
+/// [`compare_exchange`] for a byte (the state of a cleared position's record, see `cleared`).
+#[inline]
+pub(crate) fn compare_exchange_u8(word: &AtomicU8, current: u8, new: u8) -> Result<u8, u8> {
+    #[cfg(any(loom, target_has_atomic = "ptr"))]
+    {
+        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
+    {
+        // As in `compare_exchange`: every RMW of the byte runs in a critical section.
         critical_section::with(|_| {
             let seen = word.load(Ordering::Acquire);
             if seen == current {
