@@ -18,6 +18,10 @@ pub enum Error {
     /// forms wait instead), or the change needs more pages than the map has spare (`P`, from
     /// every form: such a change can never be made; see [`SnapMap`](crate::SnapMap)).
     NoFreePage,
+    /// Another write has the map's turn: it lost several races in a row to other writers, and
+    /// the others let it land before they start again (only from `try_` forms; blocking forms
+    /// wait, briefly: see "Progress" in the [crate docs](crate#progress)).
+    Contended,
     /// All `R` reader slots are owned by registered readers (only from
     /// [`SnapMap::reader`](crate::SnapMap::reader); one-off reads and writers need no slot).
     NoReaderSlot,
@@ -41,6 +45,7 @@ impl fmt::Display for Error {
                 "no free page: snapshots or other writers hold the spare pages, or the change \
                  needs more than there are"
             }
+            Error::Contended => "another write has the turn: it lost several races in a row",
             Error::NoReaderSlot => "no free reader slot",
             Error::Aborted => "transaction aborted",
             Error::Reentrant => "write to a snapmap from inside a write to the same map",

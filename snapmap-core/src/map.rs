@@ -1,7 +1,7 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
-use crate::generation::{Body, GenSlot};
 use crate::cleared::Cleared;
+use crate::generation::{Body, GenSlot};
 use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};

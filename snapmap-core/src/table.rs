@@ -719,7 +719,11 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
     }
 
     /// Removes `key`, returning its value; `Err(NoFreePage)` if the copy is out of pages.
-    pub(crate) fn remove<Q>(&mut self, hasher: &impl BuildHasher, key: &Q) -> Result<Option<V>, Error>
+    pub(crate) fn remove<Q>(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: &Q,
+    ) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

@@ -37,7 +37,7 @@ pub(crate) const PATIENCE: u32 = 3;
 
 /// A write's claim on the map's *turn* word, which a write that keeps losing to other writers
 /// takes so that it lands (see `publish_once`): while one write holds it, the others start no
-/// attempt (blocking forms wait; `try_` forms return [`Error::NoFreeGeneration`]). Held at most
+/// attempt (blocking forms wait; `try_` forms return [`Error::Contended`]). Held at most
 /// until the write that took it returns (dropping this gives it back, on unwind too).
 ///
 /// The word holds 0 or the holder's token, the address of a local of its write (unique while it
@@ -68,7 +68,7 @@ impl<'m> Turn<'m> {
                 return Ok(());
             }
             if wait == Wait::No {
-                return Err(Error::NoFreeGeneration);
+                return Err(Error::Contended);
             }
             spin_wait(&mut spins);
         }
@@ -412,7 +412,7 @@ impl<
             lost(table);
             let all = table.claims().hold_all();
             drop(txn); // gives the pages back
-            // Relaxed: only compared; nothing is read on the strength of it.
+                       // Relaxed: only compared; nothing is read on the strength of it.
             return if self.current.load(Ordering::Relaxed) != base {
                 // Published since our scan: the pages that publication retired (and the records
                 // it changed) may be ours to claim on a fresh one.
