@@ -189,3 +189,50 @@ fn insert_keeps_the_callers_key_across_a_lost_race() {
         "the map kept another key than the caller's"
     );
 }
+
+/// How full a map of random keys gets before the run bound first refuses an insert with `Full`,
+/// over 20 key sequences per size (the keyed hasher, so that the keys spread as random ones):
+/// never before half of `N`, and every key refused is absent and leaves the map unchanged.
+#[test]
+fn random_keys_fill_a_map_past_half_before_the_run_bound() {
+    fn first_refusal<const N: usize>(seed: u64) -> usize {
+        let map: Box<SnapMap<u64, u8, N, 4, 2, 8, SipBuildHasher>> = Box::new(
+            SnapMap::with_hasher(SipBuildHasher::new(seed, seed ^ 0x5a5a)),
+        );
+        let mut key = seed;
+        loop {
+            key = key
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let before = map.snapshot().version();
+            match map.insert(key, 0) {
+                Ok(_) => {}
+                Err(Error::Full) => {
+                    let snap = map.snapshot();
+                    assert_eq!(snap.version(), before, "a refused insert published");
+                    assert!(snap.longest_probe() <= 48);
+                    return snap.len();
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    fn loads<const N: usize>() -> (f64, f64) {
+        let mut loads: Vec<usize> = (1..=20).map(first_refusal::<N>).collect();
+        loads.sort();
+        assert!(
+            loads[0] * 2 >= N,
+            "N = {N}: refused at {} entries",
+            loads[0]
+        );
+        (loads[0] as f64 / N as f64, loads[10] as f64 / N as f64)
+    }
+    for (n, (worst, median)) in [
+        (64, loads::<64>()),
+        (256, loads::<256>()),
+        (1024, loads::<1024>()),
+        (2048, loads::<2048>()),
+    ] {
+        println!("N = {n}: first Full at {worst:.2} of N at worst, {median:.2} median");
+    }
+}

@@ -15,8 +15,10 @@ use core::hash::{BuildHasher, Hash};
 
 /// A concurrent map whose readers see consistent snapshots without locks.
 ///
-/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). Lookups are
-///   fastest with the map at most about three-quarters full (see the crate docs, "The table").
+/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). An insert can be
+///   refused with [`Error::Full`] from about half full on, when the key's run of occupied slots
+///   would grow past 48 (see the crate docs, "The table"): size `N` at about twice the entries
+///   you expect.
 /// - `G`: generation slots, at least `R + 2` and at most 16 (and at most `N`). One is current,
 ///   one is claimed by each writer in flight, and each pinned snapshot holds one (a snapshot of
 ///   the current one holds no extra slot). A generation costs a few words and an index of two
@@ -26,15 +28,15 @@ use core::hash::{BuildHasher, Hash};
 ///   take no reader slot: they count themselves on the generation they pin, so any number of
 ///   them can pin at once, and none ever waits for a slot.
 /// - `P`: spare pages of 16 slots, which writers copy the pages they change into. A one-key
-///   write claims one (two when its probe run crosses a page boundary); a transaction claims
-///   one per page it changes, and one that would change more pages than `P` returns
-///   [`Error::NoFreePage`] even from a blocking form. A page replaced by a write is reused once
-///   no held snapshot has it: a snapshot held across many writes holds the pages of its
-///   generation they replaced, at most one table (see "The page budget" in the crate docs).
-///   The default, 8, is sized for one-key writes: a lone writer's write needs at most 2, which
-///   leaves 6 for the pages that readers' pins hold, each the few pages replaced by the writes
-///   since it was taken (one or two per write). Snapshots held across many writes, batches and
-///   concurrent writers need more.
+///   write claims at most 4 (at most `N / 16` for `N < 64`), so `P` must be at least that,
+///   checked at compile time; a transaction claims one per page it changes, and one that would
+///   change more pages than `P` returns [`Error::NoFreePage`] even from a blocking form; a
+///   [`clear`](Self::clear) claims none. A page replaced by a write is reused once no held
+///   snapshot has it: a snapshot held across many writes holds the pages of its generation they
+///   replaced, at most one table (see "The page budget" in the crate docs). The default, 8,
+///   leaves a lone writer's one-key writes 4 pages beyond the 4 they may need, for the pages
+///   that short pins hold (each the few pages replaced by the writes since it was taken).
+///   Snapshots held across many writes, batches and concurrent writers need more.
 ///
 /// **The budget, `G >= R + 2`, is checked at compile time.** `R` registered readers reading at
 /// once hold at most `R` generations, and a writer still has the current generation to copy

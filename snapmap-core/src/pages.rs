@@ -356,31 +356,53 @@ impl<'a> Claims<'a> {
             .map(|&(position, id)| (usize::from(position), self.pool.page(usize::from(id))))
     }
 
+    /// Whether a record was claimed: then [`retire_all`](Self::retire_all) reads the writer's
+    /// own index after its publication, which the writer must keep from reuse until then.
+    pub(crate) fn records(&self) -> bool {
+        self.records
+    }
+
+    /// The base's index entry at `position`, and whether it names the zero page.
+    fn base_entry(&self, position: usize) -> (isize, bool) {
+        // SAFETY: in bounds; the base is pinned, or (after the publication that replaced it)
+        // not yet retired by its retirer, the caller.
+        let entry = unsafe { (*self.base.add(position)).with(|entry| *entry) } as i16 as isize;
+        (entry, entry == self.zero_entry(position))
+    }
+
     /// Index entries of `position`: the base's, and whether each names the zero page.
+    ///
+    /// Reads the writer's own index: only while it is unpublished, or (see `records`) pinned.
     fn entries(&self, position: usize) -> (isize, bool, bool) {
-        // SAFETY: in bounds; the base's is pinned, ours written only by our copy, which is not
-        // writing now (it is being published or dropped).
-        let (base, mine) = unsafe {
-            (
-                (*self.base.add(position)).with(|entry| *entry) as i16 as isize,
-                (*self.mine.add(position)).with(|entry| *entry) as i16 as isize,
-            )
-        };
-        let zero = self.zero_entry(position);
-        (base, base == zero, mine == zero)
+        let (base, base_zero) = self.base_entry(position);
+        // SAFETY: in bounds; ours is written only by our copy, which is not writing now, and
+        // no one else writes it while it is unpublished or we pin it.
+        let mine = unsafe { (*self.mine.add(position)).with(|entry| *entry) } as i16 as isize;
+        (base, base_zero, mine == self.zero_entry(position))
     }
 
     /// After the publication of `version`: each claimed entry takes the page its own replaced:
     /// the base's page at its position (born as `born` says), or, at a position the base had
     /// cleared, the page that position's record holds, with its life. Each record claimed to
     /// clear a position then holds the base's page there.
+    ///
+    /// With [`records`](Self::records), the caller pins its own generation across this call: the
+    /// walk reads its index, which a writer could otherwise reuse as soon as a successor has
+    /// retired it.
     pub(crate) fn retire_all(mut self, version: u64, born: impl Fn(usize) -> u64) {
         for i in 0..self.len {
             let (position, id) = self.held[i];
             let position = usize::from(position);
-            let (entry, base_zero, _) = self.entries(position);
+            let (entry, base_zero) = self.base_entry(position);
             let (page, died) = if base_zero {
-                self.cleared.page(position)
+                let (page, died) = self.cleared.page(position);
+                // The `cleared_life_lost` mutant (loom runs only) forgets how long a page taken
+                // out by a clear lived, so that a pin from before the clear no longer holds it.
+                if cfg!(snapmap_mutant = "cleared_life_lost") {
+                    (page, born(page))
+                } else {
+                    (page, died)
+                }
             } else {
                 let page = self.home_page(position).wrapping_add_signed(entry);
                 (page, version)
@@ -579,7 +601,10 @@ impl<const N: usize, const P: usize> Births<N, P> {
     /// The caller's publication replaced `page`, as the type's docs say.
     #[inline]
     pub(crate) unsafe fn get(&self, page: usize, version: u64) -> u64 {
-        if Shape::<N>::PAGES == 1 {
+        // The `birth_is_base` mutant (loom runs only) takes every page as born with the base
+        // its replacer copied, as a table of one page may: the two-page models catch a page
+        // reused under a pin older than that.
+        if Shape::<N>::PAGES == 1 || cfg!(snapmap_mutant = "birth_is_base") {
             return version;
         }
         if page < P {

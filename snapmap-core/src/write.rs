@@ -7,7 +7,8 @@ use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{
-    compare_exchange, copy_cells, fence, publish_exchange, spin_wait, AtomicUsize, Ordering,
+    announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
+    spin_wait, AtomicUsize, Ordering,
 };
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
@@ -454,7 +455,24 @@ impl<
         // before the FREE store below rather than after it, changes no argument: its Release
         // still follows every read of `base`, and it now also happens-before the next claimer's
         // Acquire of FREE, which then finds no stale pin of ours (see `try_claim_slot`).
+        // A write that cleared positions or gave them pages again walks its own index after
+        // publishing it (see `Claims::retire_all`): it pins its own generation first, so that no
+        // writer reuses the slot before the walk ends. (Counted before the publication, it is
+        // ordered before the retiring store of any successor, and so before that slot's next
+        // claimer's scan, which sees it.)
+        let own_pin = txn
+            .table
+            .claims()
+            .records()
+            .then(|| &self.pins[claim.index].word);
+        if let Some(count) = own_pin {
+            let taken = announce_count(count);
+            debug_assert!(taken, "an unpublished slot cannot be pinned to the cap");
+        }
         if publish_exchange(&self.current, base, claim.index, pin.count()).is_err() {
+            if let Some(count) = own_pin {
+                release_count(count);
+            }
             // Another writer published first: give back our pages and start over on the new
             // current generation.
             lost(&mut txn.table);
@@ -469,6 +487,10 @@ impl<
             // SAFETY: our publication replaced `page` (see `Births`).
             unsafe { self.births.get(page, body.version) }
         });
+        if let Some(count) = own_pin {
+            // Release: our walk of our index happens-before its next claimer's overwrite.
+            release_count(count);
+        }
         core::mem::forget(claim);
         // Ended above.
         core::mem::forget(pin);
@@ -512,6 +534,7 @@ impl<
     ///
     /// # Errors
     /// Whatever `change` returns (its [`Txn::insert`] gives [`Error::Full`]); nothing is published.
+    /// [`Error::NoFreePage`] if the change needs more than `P` spare pages (it can never be made).
     /// [`Error::Reentrant`] (under `std`) if this is a write from inside a write to this map,
     /// `change` included: `change` must not write to the map it changes (that would livelock;
     /// see the [crate docs](crate#writing)).
@@ -526,7 +549,8 @@ impl<
     ///
     /// # Errors
     /// As `update`, plus [`Error::NoFreeGeneration`] if the writer would have to wait for a
-    /// slot.
+    /// slot, [`Error::NoFreePage`] for pages, and [`Error::Contended`] for another writer that
+    /// has the turn.
     pub fn try_update<T>(
         &self,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
@@ -546,7 +570,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is new and the map holds `N` entries; [`Error::Reentrant`].
+    /// [`Error::Full`] if `key` is new and the map holds `N` entries, or its run of occupied
+    /// slots would grow past 48 (see [`SnapMap`]'s `N`); [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
         self.insert_with(Wait::Spin, key, value)
     }
@@ -612,7 +637,9 @@ impl<
     /// [`insert`](Self::insert), without waiting.
     ///
     /// # Errors
-    /// As `insert`, plus [`Error::NoFreeGeneration`] if it would have to wait for a slot.
+    /// As `insert`, plus [`Error::NoFreeGeneration`], [`Error::NoFreePage`] or
+    /// [`Error::Contended`] where `insert` would wait for a generation slot, spare pages or another
+    /// writer's turn.
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
         self.insert_with(Wait::No, key, value)
     }
@@ -634,7 +661,8 @@ impl<
     /// [`remove`](Self::remove), without waiting.
     ///
     /// # Errors
-    /// [`Error::NoFreeGeneration`] if it would have to wait for a slot; [`Error::Reentrant`].
+    /// [`Error::NoFreeGeneration`], [`Error::NoFreePage`] or [`Error::Contended`] where `remove`
+    /// would wait (see `try_insert`); [`Error::Reentrant`].
     pub fn try_remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
@@ -655,7 +683,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is absent and the map holds `N` entries; [`Error::Reentrant`].
+    /// [`Error::Full`] if `key` is absent and there is no room for it (as for `insert`);
+    /// [`Error::Reentrant`].
     pub fn get_or_insert(&self, key: K, value: V) -> Result<(V, bool), Error> {
         let result = match self.get(&key) {
             Some(existing) => Ok((existing, true)),
@@ -725,7 +754,10 @@ impl<
         })
     }
 
-    /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty.
+    /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty. Needs no
+    /// spare page in a map of 16 slots or more (the cleared generation names one shared empty
+    /// page wherever the table held entries), so it never waits for snapshots to release pages;
+    /// it may wait for another writer in flight that changes the same pages.
     ///
     /// # Errors
     /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see

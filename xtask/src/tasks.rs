@@ -55,7 +55,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 5] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -65,7 +65,16 @@ const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
         &[
             "reader_holds_pages_a_writer_retires",
             "writer_base_holds_pages_another_writer_retires",
+            "two_writers_change_different_pages",
         ],
+    ),
+    (
+        "birth_is_base",
+        &["a_pin_holds_a_page_born_before_the_base"],
+    ),
+    (
+        "cleared_life_lost",
+        &["a_pin_holds_a_page_a_clear_took_out"],
     ),
     (
         "page_after_base",
