@@ -22,11 +22,14 @@ pub const DEFAULT_MIRI_STRESS_SCALE: &str = "0.0001";
 /// Scheduler seeds Miri runs the concurrent tests on (`-Zmiri-many-seeds=0..N`).
 pub const MIRI_SEEDS: u32 = 4;
 /// The stress tests Miri runs: batches racing two readers, transfers in a `static` map with
-/// CAS retries, and drop counting with injected clone panics (each under 10 s per seed).
-const MIRI_STRESS_TESTS: [&str; 3] = [
+/// CAS retries, drop counting with injected clone panics, and writers that run out of spare
+/// pages while readers hold them (each under 10 s per seed).
+const MIRI_STRESS_TESTS: [&str; 5] = [
     "batches_are_atomic_with_scarce_generations",
     "transfers_conserve_the_sum_in_a_static_map",
     "every_key_and_value_dropped_once_with_scarce_generations",
+    "page_exhaustion_with_one_spare_page",
+    "page_exhaustion_with_two_spare_pages",
 ];
 
 /// Protocol mutants (as for loom) that Miri must catch in those stress tests: each lets a writer
