@@ -46,13 +46,14 @@ Commands:
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
-  demo [--board rp2040|mps2-an521] [--build-only]
+  demo [--board rp2040|rp2350|mps2-an521] [--build-only]
                   the dual-core firmware demo for the RP2040 (default: ELF + UF2, run on a
-                  Pico through probe-rs when a probe is listed, else on the emulated RP2040)
-                  or QEMU mps2-an521; prints PASS/FAIL with counts
-  test-targets [--board mps2-an521|microbit|rp2040]...
-                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, and
-                  the RP2040's dual Cortex-M0+
+                  Pico through probe-rs when a probe is listed, else on the emulated RP2040),
+                  the Pico 2's RP2350 (likewise, on the emulated RP2350) or QEMU mps2-an521;
+                  prints PASS/FAIL with counts
+  test-targets [--board mps2-an521|microbit|rp2040|rp2350]...
+                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, the
+                  RP2040's dual Cortex-M0+ and the RP2350's dual Cortex-M33
   help [COMMAND]  this text, or a command's
 
 Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
