@@ -200,6 +200,15 @@
 //! implementation the application provides: on a multicore chip it must be multicore-safe
 //! (rp2040-hal's `critical-section-impl`, for example), never a single-core one.
 //!
+//! **Two Cortex-M33 cores (RP2350, the Raspberry Pi Pico 2).** Writers use the native
+//! LDREX/STREX there, which exclude the other core only with `ACTLR.EXTEXCLALL` set on both
+//! cores (otherwise SRAM counts as non-shareable and a compare-and-swap can lose the other core's
+//! update). rp235x-hal's `Multicore::spawn` sets it on both; firmware that starts core 1 another
+//! way must. The map takes no critical section on this chip. One the application uses for
+//! anything else should not rest on the SIO hardware spinlocks alone: by erratum RP2350-E2,
+//! writes to SIO registers from offset `0x180` up release them. A lock word taken with the
+//! cores' exclusives (as the Pico SDK does by default on the RP2350) avoids that.
+//!
 //! # Features
 //!
 //! - `std`: blocking forms yield the thread while they wait, instead of only spinning; a write

@@ -43,16 +43,20 @@ Commands:
   bench-rp2040 [--no-page]
                   cycles per get/insert/batch and per read under concurrent writes on the
                   emulated RP2040 (two M0+); write BENCHMARKS-rp2040.md
+  bench-rp2350 [--no-page]
+                  the same in cycles on the emulated RP2350 (the Pico 2's two M33); write
+                  BENCHMARKS-rp2350.md
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
-  demo [--board rp2040|mps2-an521] [--build-only]
+  demo [--board rp2040|rp2350|mps2-an521] [--build-only]
                   the dual-core firmware demo for the RP2040 (default: ELF + UF2, run on a
-                  Pico through probe-rs when a probe is listed, else on the emulated RP2040)
-                  or QEMU mps2-an521; prints PASS/FAIL with counts
-  test-targets [--board mps2-an521|microbit|rp2040]...
-                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, and
-                  the RP2040's dual Cortex-M0+
+                  Pico through probe-rs when a probe is listed, else on the emulated RP2040),
+                  the Pico 2's RP2350 (likewise, on the emulated RP2350) or QEMU mps2-an521;
+                  prints PASS/FAIL with counts
+  test-targets [--board mps2-an521|microbit|rp2040|rp2350]...
+                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, the
+                  RP2040's dual Cortex-M0+ and the RP2350's dual Cortex-M33
   help [COMMAND]  this text, or a command's
 
 Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
@@ -112,6 +116,7 @@ fn command_help(name: &str) -> Option<&'static str> {
         "bench" => Some(bench::HELP),
         "bench-m33" => Some(bench_emulated::M33.help),
         "bench-rp2040" => Some(bench_emulated::RP2040.help),
+        "bench-rp2350" => Some(bench_emulated::RP2350.help),
         "demo" => Some(demo::HELP),
         "test-targets" => Some(target_tests::HELP),
         "help" => Some(USAGE),
@@ -246,11 +251,11 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
                 .map(Cli::Bench)
                 .map_err(|e| usage_error(e, bench::HELP))
         }
-        "bench-m33" | "bench-rp2040" => {
-            let bench = if command == "bench-m33" {
-                &bench_emulated::M33
-            } else {
-                &bench_emulated::RP2040
+        "bench-m33" | "bench-rp2040" | "bench-rp2350" => {
+            let bench = match command.as_str() {
+                "bench-m33" => &bench_emulated::M33,
+                "bench-rp2350" => &bench_emulated::RP2350,
+                _ => &bench_emulated::RP2040,
             };
             if rest.iter().any(|a| is_help(a)) {
                 return Ok(Cli::Help(Some(bench.help)));

@@ -12,6 +12,7 @@
 mod m33;
 mod output;
 mod rp2040;
+mod rp2350;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::util::{display_command, fail, format_duration, workspace_root, Failur
 pub use m33::{target_row, M33};
 pub use output::Measured;
 pub use rp2040::RP2040;
+pub use rp2350::RP2350;
 
 /// One emulated board's benchmark.
 pub struct Bench {
@@ -68,6 +70,8 @@ pub enum Emulator {
     QemuIcount,
     /// `targets/rp2040/runner`, bounded by a budget of cycles.
     Rp2040Runner { budget_cycles: u64 },
+    /// `targets/rp2350/runner` at the emulator's default quantum, bounded by a budget of cycles.
+    Rp2350Runner { budget_cycles: u64 },
 }
 
 /// How long one QEMU run may take (it takes about a second).
@@ -79,6 +83,10 @@ const QEMU_LIMIT: Duration = Duration::from_secs(120);
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 /// The RP2040 runner's own last line, which carries the wall time: not part of the output.
 const RUNNER_PREFIX: &str = "rp2040-runner:";
+/// The same for the RP2350 runner.
+const RP2350_RUNNER_PREFIX: &str = "rp2350-runner:";
+/// The RP2350 benchmark's quantum: the emulator's default.
+const RP2350_QUANTUM: u32 = 64;
 
 impl Emulator {
     /// For `==> running it ...`.
@@ -86,6 +94,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => format!("on {} with {}", board.description, ICOUNT.join(" ")),
             Self::Rp2040Runner { .. } => "on the emulated RP2040 (rp2040-emu)".to_owned(),
+            Self::Rp2350Runner { .. } => "on the emulated RP2350 (rp2350-emu)".to_owned(),
         }
     }
 
@@ -97,6 +106,9 @@ impl Emulator {
                 qemu
             }
             Self::Rp2040Runner { budget_cycles } => emulator::rp2040_command(elf, *budget_cycles),
+            Self::Rp2350Runner { budget_cycles } => {
+                emulator::rp2350_command(elf, *budget_cycles, RP2350_QUANTUM)
+            }
         })
     }
 
@@ -104,6 +116,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => emulator::explain_exit(code, QEMU_LIMIT),
             Self::Rp2040Runner { .. } => emulator::explain_rp2040_exit(code),
+            Self::Rp2350Runner { .. } => emulator::explain_rp2350_exit(code),
         }
     }
 
@@ -116,6 +129,10 @@ impl Emulator {
             ],
             Self::Rp2040Runner { .. } => [
                 ("emulator", rp2040_emu_version()),
+                ("runs", "2, identical".to_owned()),
+            ],
+            Self::Rp2350Runner { .. } => [
+                ("emulator", rp2350::emu_version()),
                 ("runs", "2, identical".to_owned()),
             ],
         }
@@ -270,7 +287,7 @@ impl Bench {
         }
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| !l.starts_with(RUNNER_PREFIX))
+            .filter(|l| !l.starts_with(RUNNER_PREFIX) && !l.starts_with(RP2350_RUNNER_PREFIX))
             .collect();
         if lines.last() != Some(&"DONE") {
             return fail("the benchmark firmware stopped before `DONE`");
