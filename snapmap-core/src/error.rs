@@ -8,9 +8,9 @@ use core::fmt;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
-    /// The change needs room for a new key, and the map already holds `N` entries, or the key's
-    /// run of occupied slots would grow past 48 (the bound that keeps a one-key write within 4
-    /// pages; see "The table" in the [crate docs](crate#the-table)).
+    /// The change needs room for a new key, and the map already holds `N` entries, or (`N > 64`)
+    /// the key's run of occupied slots would grow past 48, the bound that keeps a one-key write
+    /// within 4 pages (see "The table" in the [crate docs](crate#the-table)).
     Full,
     /// Every generation slot is pinned by a reader or being written by another writer
     /// (only from `try_` forms; blocking forms wait instead).

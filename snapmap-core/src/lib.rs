@@ -69,9 +69,10 @@
 //! concurrent writers, writers never wait for each other either.
 //!
 //! **The page budget, `P` spare pages.** A write copies into spare pages the pages it changes,
-//! each once. No run of occupied slots grows past 48: an insert that would make a longer one
-//! returns [`Error::Full`], and since every slot a one-key write changes lies in one run, a
-//! one-key write changes at most 4 pages (at most `N / 16` in a smaller table). `P >= 4` (or
+//! each once. Every slot a one-key write changes lies in one run of occupied slots, and in a
+//! table of more than 64 slots no run grows past 48 (an insert that would make a longer one
+//! returns [`Error::Full`]), so a one-key write changes at most 4 pages (at most `N / 16` in a
+//! smaller table). `P >= 4` (or
 //! `P >= N / 16`) is checked at compile time, so a one-key write always fits in the pool.
 //! [`clear`](SnapMap::clear) copies nothing: a cleared generation names one shared, always
 //! empty page wherever the table held entries, so it never needs a spare page. A transaction
@@ -162,11 +163,12 @@
 //! page index: linear probing with Robin Hood insertion (which keeps every entry close to its
 //! home slot, and so the slowest lookup close to the typical one), backward-shift deletion, each
 //! entry stored beside 32 bits of its key's hash. A lookup reads one index entry more than a
-//! flat table would. A map holds at most `N` entries, and no run of occupied slots longer than
-//! 48 (the page budget above): past about half full, a key whose run would grow longer is refused
-//! with [`Error::Full`]. With random keys the first refusal came at 86% of `N` at worst for
-//! `N = 64`, 61% for 256, 56% for 1024 and 54% for 2048 (medians 92, 79, 71 and 70%; 20 key
-//! sequences each): size `N` at about twice the entries you expect.
+//! flat table would. A map holds at most `N` entries; one of more than 64 slots also holds no
+//! run of occupied slots longer than 48 (the page budget above), so past about half full a key
+//! whose run would grow longer is refused with [`Error::Full`]. With random keys the first
+//! refusal came at 61% of `N` at worst for `N = 256`, 56% for 1024 and 54% for 2048 (medians
+//! 79, 71 and 70%; 20 key sequences each; a map of 64 slots or fewer fills up): size a large `N`
+//! at about twice the entries you expect.
 //!
 //! The last type parameter `S` is the hasher (any [`BuildHasher`](core::hash::BuildHasher), as in
 //! heapless and hashbrown), built with the `const fn` [`SnapMap::with_hasher`] so that a map

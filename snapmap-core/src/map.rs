@@ -15,10 +15,10 @@ use core::hash::{BuildHasher, Hash};
 
 /// A concurrent map whose readers see consistent snapshots without locks.
 ///
-/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). An insert can be
-///   refused with [`Error::Full`] from about half full on, when the key's run of occupied slots
-///   would grow past 48 (see the crate docs, "The table"): size `N` at about twice the entries
-///   you expect.
+/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). Above 64, an insert
+///   can be refused with [`Error::Full`] from about half full on, when the key's run of
+///   occupied slots would grow past 48 (see the crate docs, "The table"): size such an `N` at
+///   about twice the entries you expect.
 /// - `G`: generation slots, at least `R + 2` and at most 16 (and at most `N`). One is current,
 ///   one is claimed by each writer in flight, and each pinned snapshot holds one (a snapshot of
 ///   the current one holds no extra slot). A generation costs a few words and an index of two

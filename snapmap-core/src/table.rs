@@ -31,11 +31,11 @@ use core::mem::MaybeUninit;
 /// first `N` of each page.
 pub(crate) const PAGE: usize = 16;
 
-/// The longest run of occupied slots a table may have: an insert that would make a longer one
-/// returns [`Error::Full`]. Every slot a one-key write changes lies in one run (Robin Hood
-/// insertion shifts entries up to the run's first empty slot, backward-shift deletion down to
-/// its end), so it changes at most [`MAX_WRITE_PAGES`] pages. With random keys the first
-/// refusal comes at about 60 to 90% load (see `SnapMap`'s `N`).
+/// The longest run of occupied slots a table of more than [`MAX_WRITE_PAGES`] pages may have: an
+/// insert that would make a longer one returns [`Error::Full`]. Every slot a one-key write
+/// changes lies in one run (Robin Hood insertion shifts entries up to the run's first empty
+/// slot, backward-shift deletion down to its end), so it changes at most `MAX_WRITE_PAGES`
+/// pages. With random keys the first refusal comes past half full (see `SnapMap`'s `N`).
 pub(crate) const MAX_RUN: usize = 48;
 
 /// The most pages a run of `MAX_RUN` slots can touch: 48 slots from the last slot of a page.
@@ -649,9 +649,9 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 })
             }
             Err(Some(empty)) => {
-                // The page budget: no run of occupied slots grows past `MAX_RUN` (a table of at
-                // most that many slots never has a longer one).
-                if N > MAX_RUN && self.run_through(empty) > MAX_RUN {
+                // The page budget: no run of occupied slots grows past `MAX_RUN`, in a table of
+                // more pages than a write may change (in a smaller one any run fits).
+                if Shape::<N>::PAGES > MAX_WRITE_PAGES && self.run_through(empty) > MAX_RUN {
                     return Err((Error::Full, key, value));
                 }
                 // Robin Hood insertion writes only slots from the key's home to the first empty
@@ -969,8 +969,8 @@ pub(crate) mod tests {
                 // more pages than the pool holds (a long run, in a nearly full table with a
                 // pool of one or two pages), and changes nothing.
                 0..=3 => {
-                    // Full: the table is, or (N > MAX_RUN) the key's run would grow too long.
-                    let full = oracle.len() == N || N > MAX_RUN;
+                    // Full: the table is, or (more than 4 pages) the key's run would grow too long.
+                    let full = oracle.len() == N || Shape::<N>::PAGES > MAX_WRITE_PAGES;
                     match map.try_insert(key, step) {
                         Ok(old) => assert_eq!(old, oracle.insert(key, step)),
                         Err(Error::Full) => {

@@ -570,8 +570,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is new and the map holds `N` entries, or its run of occupied
-    /// slots would grow past 48 (see [`SnapMap`]'s `N`); [`Error::Reentrant`].
+    /// [`Error::Full`] if `key` is new and the map holds `N` entries, or (`N > 64`) its run of
+    /// occupied slots would grow past 48 (see [`SnapMap`]'s `N`); [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
         self.insert_with(Wait::Spin, key, value)
     }

@@ -160,7 +160,7 @@ pub fn batches_from_both_cores_stay_atomic() {
                 MAP.update(|tx| {
                     let moved = tx.get(&from).map_or(0, |(_, amount)| (*amount).min(7));
                     for key in 0..KEYS {
-                        let entry = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                        let entry = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
                         let mut amount = entry.1;
                         if key == from {
                             amount -= moved;
