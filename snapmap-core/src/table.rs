@@ -1165,6 +1165,36 @@ pub(crate) mod tests {
         assert!(map.snapshot().is_empty());
     }
 
+    /// Out of pages, a transaction's changes say so: `get_mut`, `remove`, `retain` and `insert`
+    /// return `NoFreePage` for a key that `get` and `contains_key` still find (they said `None`
+    /// before, which a closure checking with `expect` took for a missing key), and the write
+    /// publishes nothing.
+    #[test]
+    fn out_of_pages_a_transaction_says_so() {
+        let map = SnapMap::<u32, u32, 64, 4, 2, 4>::new();
+        let keys: Vec<u32> = (0..4).map(|page| keys_on(page, 1)[0]).collect();
+        for &key in &keys {
+            assert_eq!(map.insert(key, 1), Ok(None));
+        }
+        let held = map.snapshot();
+        for &key in &keys {
+            assert_eq!(map.try_insert(key, 2), Ok(Some(1)));
+        }
+        let key = keys[0];
+        let result = map.try_update(|tx| {
+            assert_eq!((tx.get(&key), tx.contains_key(&key)), (Some(&2), true));
+            assert_eq!(tx.get_mut(&key).map(|v| v.copied()), Err(Error::NoFreePage));
+            assert_eq!(tx.remove(&key), Err(Error::NoFreePage));
+            assert_eq!(tx.retain(|_, _| false), Err(Error::NoFreePage));
+            assert_eq!(tx.insert(key, 3), Err(Error::NoFreePage));
+            assert_eq!(tx.get(&key), Some(&2), "the copy changed");
+            Ok(())
+        });
+        assert_eq!(result, Err(Error::NoFreePage));
+        drop(held);
+        assert_eq!(map.try_update(|tx| tx.remove(&key)), Ok(Some(2)));
+    }
+
     /// A transaction that clears and then writes: the position it writes gets a page of its
     /// own again (not the shared empty one), and its other positions stay cleared.
     #[test]
