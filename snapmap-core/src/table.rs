@@ -417,21 +417,6 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
             self.out_of_pages = true;
             return false;
         };
-        let (mine, base) = self.entries(position);
-        let zero = self.claims.zero_entry(position);
-        if mine == zero {
-            if base == zero {
-                // Cleared in the base: the page its clear took out is in the position's record,
-                // which our publication moves to the entry we just claimed.
-                if !self.claims.claim_to_refill(position) {
-                    self.out_of_pages = true;
-                    return false;
-                }
-            } else {
-                // Cleared by this copy: our page now replaces the base's, as in any copy.
-                self.claims.unclear(position);
-            }
-        }
         let first = position * PAGE;
         let to = page as isize - self.claims.home_page(position) as isize;
         // Each old entry is dropped before its slot is refilled, so a panicking drop or clone
@@ -462,6 +447,24 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                         None => slot.meta = 0,
                     }
                 });
+            }
+        }
+        // The position's record, if it is cleared, changes hands only now, after the copy (whose
+        // drops may panic) and right before the index names our page: the record follows the
+        // index, which tells `Claims` which records it holds, at every step.
+        let (mine, base) = self.entries(position);
+        let zero = self.claims.zero_entry(position);
+        if mine == zero {
+            if base == zero {
+                // Cleared in the base: the page its clear took out is in the position's record,
+                // which our publication moves to the entry we just claimed.
+                if !self.claims.claim_to_refill(position) {
+                    self.out_of_pages = true;
+                    return false;
+                }
+            } else {
+                // Cleared by this copy: our page now replaces the base's, as in any copy.
+                self.claims.unclear(position);
             }
         }
         // SAFETY: our own index entry; nobody else reads it before we publish.

@@ -58,13 +58,14 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, const N: usize, S> core::fmt::Deb
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
-    /// Removes every entry. In a map of 16 slots or more it needs no spare page: the pages that
-    /// hold entries are replaced by one shared empty page.
+    /// Removes every entry. In a map of more than 16 slots it needs no spare page: the pages
+    /// that hold entries are replaced by one shared empty page.
     ///
     /// # Errors
     /// [`Error::NoFreePage`] if the transaction is out of pages (the copy is unchanged): in a
-    /// map of fewer than 16 slots, as for any change, and in a larger one if another writer in
-    /// flight is changing the same pages; a blocking write waits and runs the closure again.
+    /// map of one page (16 slots or fewer), as for any change, and in a larger one if another
+    /// writer in flight is changing the same pages; a blocking write waits and runs the closure
+    /// again.
     pub fn clear(&mut self) -> Result<(), Error> {
         self.table.clear()
     }

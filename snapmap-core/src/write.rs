@@ -755,7 +755,7 @@ impl<
     }
 
     /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty. Needs no
-    /// spare page in a map of 16 slots or more (the cleared generation names one shared empty
+    /// spare page in a map of more than 16 slots (the cleared generation names one shared empty
     /// page wherever the table held entries), so it never waits for snapshots to release pages;
     /// it may wait for another writer in flight that changes the same pages.
     ///
