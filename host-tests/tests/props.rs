@@ -1015,15 +1015,6 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 };
             }
             Op::DropBomb { after, op } => {
-                // WORKAROUND for a core bug, to remove with it: a drop that panics while a write
-                // refills a cleared position leaks the position's record, and every later write
-                // there fails or spins (see the ignored test
-                // `panic_in_drop_while_refilling_a_cleared_position_leaves_it_writable`). Once a
-                // clear has left records (a table of more than one page), the op runs unarmed.
-                if multi_page::<N>() && self.pages.published.iter().any(|p| p.cleared) {
-                    hit("drop bomb unarmed after a clear (core bug workaround)");
-                    return self.exec(op);
-                }
                 let bomb = panic_on_drop_after(*after);
                 let result = catch_unwind(AssertUnwindSafe(|| self.exec(op)));
                 let fired = bomb.fired();
@@ -3039,13 +3030,12 @@ fn panic_in_drop_while_the_map_drops_drops_everything_once() {
 }
 
 /// A `Drop` that panics while a write gives a cleared position entries again (dropping an old
-/// entry of the spare page it reuses, before it copies) must leave that position writable. Its
-/// record (see `snapmap-core`'s `cleared`) was claimed before the copy, and the writer's index
-/// still names the zero page there when the drop panics, so the unwind does not give the record
-/// back: every later write to the position finds it taken, `try_` forms return `NoFreePage` with
-/// nothing pinned, and blocking forms spin for ever.
+/// entry of the spare page it reuses, before it copies) leaves that position writable. The
+/// position's record (see `snapmap-core`'s `cleared`) once changed hands before the copy, and the
+/// unwind, which tells the records a writer holds from its index, did not give it back: every
+/// later write to the position found it taken (`try_` forms returned `NoFreePage` with nothing
+/// pinned, blocking forms spun for ever).
 #[test]
-#[ignore = "core bug: a panicking drop during a refill of a cleared position leaks its record"]
 fn panic_in_drop_while_refilling_a_cleared_position_leaves_it_writable() {
     with_drop_accounting(
         "panic_in_drop_while_refilling_a_cleared_position_leaves_it_writable",
