@@ -6,7 +6,7 @@ use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
-use crate::sync::{array, AtomicU8, AtomicUsize, UnsafeCell};
+use crate::sync::{array, AtomicU8, AtomicUsize, TurnWord, UnsafeCell};
 use crate::table::{Shape, SlotCell, MAX_WRITE_PAGES};
 use crate::{Error, FxBuildHasher, Reader};
 use core::borrow::Borrow;
@@ -87,7 +87,7 @@ pub struct SnapMap<
     /// Where clears leave the pages they take out of the table, one record per position.
     pub(crate) cleared: Cleared<[AtomicU8; N]>,
     /// The write that has the turn, or 0 (see `write::Turn`).
-    pub(crate) turn: AtomicUsize,
+    pub(crate) turn: TurnWord,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
@@ -183,7 +183,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pool: Pool::new(),
             births: Births::new(),
             cleared: Cleared::new(),
-            turn: AtomicUsize::new(0),
+            turn: TurnWord::new(),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -203,7 +203,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pool: Pool::new(),
             births: Births::new(),
             cleared: Cleared::new(),
-            turn: AtomicUsize::new(0),
+            turn: TurnWord::new(),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),

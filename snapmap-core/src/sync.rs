@@ -212,6 +212,49 @@ impl Counter {
     }
 }
 
+/// The word of the writers' turn (see `write::Turn`): who has it, 0 if no one. It orders nothing
+/// and protects no data, only progress, so every access is Relaxed, and under loom it is a plain
+/// core atomic, as statistics are: modelling it would only grow the models' state space.
+pub(crate) struct TurnWord {
+    #[cfg(loom)]
+    word: core::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    word: AtomicUsize,
+}
+
+impl TurnWord {
+    pub(crate) const fn new() -> Self {
+        Self {
+            #[cfg(loom)]
+            word: core::sync::atomic::AtomicUsize::new(0),
+            #[cfg(not(loom))]
+            word: AtomicUsize::new(0),
+        }
+    }
+
+    /// Who has the turn (0: no one). A plain load.
+    #[inline]
+    pub(crate) fn holder(&self) -> usize {
+        self.word.load(Ordering::Relaxed)
+    }
+
+    /// Takes the turn for `token` if no one has it.
+    pub(crate) fn take(&self, token: usize) -> bool {
+        #[cfg(loom)]
+        return self
+            .word
+            .compare_exchange(0, token, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        #[cfg(not(loom))]
+        compare_exchange(&self.word, 0, token).is_ok()
+    }
+
+    /// Gives the turn back (the caller has it).
+    pub(crate) fn give_back(&self) {
+        self.word.store(0, Ordering::Relaxed);
+    }
+}
+
 /// The publishing CAS: [`compare_exchange`] that, when it succeeds, also ends the writer's
 /// counted base pin `base_pin` (as [`release_count`] would, after the CAS; `None` for a writer
 /// that holds no count). On thumbv6m both happen in one critical section: a publication costs

@@ -8,7 +8,7 @@ use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{
     announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
-    spin_wait, AtomicUsize, Ordering,
+    spin_wait, AtomicUsize, Ordering, TurnWord,
 };
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
@@ -36,22 +36,22 @@ enum Attempt<T> {
 /// Attempts a write may lose to other writers in a row before it takes the turn.
 pub(crate) const PATIENCE: u32 = 3;
 
-/// A write's claim on the map's *turn* word, which a write that keeps losing to other writers
-/// takes so that it lands (see `publish_once`): while one write holds it, the others start no
-/// attempt (blocking forms wait; `try_` forms return [`Error::Contended`]). Held at most
-/// until the write that took it returns (dropping this gives it back, on unwind too).
+/// A write's claim on the map's *turn* (see [`TurnWord`]), which a write that keeps losing to
+/// other writers takes so that it lands (see `publish_once`): while one write holds it, the
+/// others start no attempt (blocking forms wait; `try_` forms return [`Error::Contended`]). Held
+/// at most until the write that took it returns (dropping this gives it back, on unwind too).
 ///
-/// The word holds 0 or the holder's token, the address of a local of its write (unique while it
-/// runs). It protects no data, only progress: every access is Relaxed, and a writer that sees a
-/// stale value at worst starts one more attempt, which costs the holder one more race.
+/// The holder is named by a token, the address of a local of its write (unique while it runs). A
+/// writer that sees a stale value at worst starts one more attempt, which costs the holder one
+/// more race.
 struct Turn<'m> {
-    word: &'m AtomicUsize,
+    word: &'m TurnWord,
     token: usize,
     mine: bool,
 }
 
 impl<'m> Turn<'m> {
-    fn new<L>(word: &'m AtomicUsize, local: &L) -> Self {
+    fn new<L>(word: &'m TurnWord, local: &L) -> Self {
         Self {
             word,
             token: (local as *const L).addr(),
@@ -64,7 +64,7 @@ impl<'m> Turn<'m> {
         let mut spins = 0;
         loop {
             // A plain load: what a writer pays for the turn while nobody starves.
-            let holder = self.word.load(Ordering::Relaxed);
+            let holder = self.word.holder();
             if holder == 0 || holder == self.token {
                 return Ok(());
             }
@@ -78,7 +78,7 @@ impl<'m> Turn<'m> {
     /// Takes the turn if nobody holds it (if someone does, we wait for it as the others do).
     fn take(&mut self) {
         if !self.mine {
-            self.mine = compare_exchange(self.word, 0, self.token).is_ok();
+            self.mine = self.word.take(self.token);
         }
     }
 }
@@ -86,7 +86,7 @@ impl<'m> Turn<'m> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         if self.mine {
-            self.word.store(0, Ordering::Relaxed);
+            self.word.give_back();
         }
     }
 }
