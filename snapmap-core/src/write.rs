@@ -48,6 +48,8 @@ struct Turn<'m> {
     word: &'m TurnWord,
     token: usize,
     mine: bool,
+    /// Attempts lost to other writers so far.
+    losses: u32,
 }
 
 impl<'m> Turn<'m> {
@@ -56,16 +58,22 @@ impl<'m> Turn<'m> {
             word,
             token: (local as *const L).addr(),
             mine: false,
+            losses: 0,
         }
+    }
+
+    /// Whether another write has the turn. A plain load: what a writer pays for the turn while
+    /// nobody starves.
+    fn others_have_it(&self) -> bool {
+        let holder = self.word.holder();
+        holder != 0 && holder != self.token
     }
 
     /// Returns once no other write holds the turn (or at once with `Err`, for a `try_` form).
     fn wait_for_others(&self, wait: Wait) -> Result<(), Error> {
         let mut spins = 0;
         loop {
-            // A plain load: what a writer pays for the turn while nobody starves.
-            let holder = self.word.holder();
-            if holder == 0 || holder == self.token {
+            if !self.others_have_it() {
                 return Ok(());
             }
             if wait == Wait::No {
@@ -75,9 +83,11 @@ impl<'m> Turn<'m> {
         }
     }
 
-    /// Takes the turn if nobody holds it (if someone does, we wait for it as the others do).
-    fn take(&mut self) {
-        if !self.mine {
+    /// Counts an attempt lost to another writer; after [`PATIENCE`] of them, takes the turn if
+    /// nobody holds it (if someone does, we wait for it as the others do).
+    fn lose(&mut self) {
+        self.losses += 1;
+        if self.losses >= PATIENCE && !self.mine {
             self.mine = self.word.take(self.token);
         }
     }
@@ -339,18 +349,12 @@ impl<
         // The pages this write claims, `(position, entry)`: room for every entry of the pool.
         let mut held = [(0u16, 0u16); P];
         let mut turn = Turn::new(&self.turn, &held);
-        let mut losses = 0;
         let mut spins = 0;
         loop {
             turn.wait_for_others(wait)?;
-            match self.attempt(wait, &mut change, &mut lost, &mut held) {
+            match self.attempt(wait, &mut change, &mut lost, &mut held, &mut turn) {
                 Attempt::Done(result) => return result,
-                Attempt::Lost => {
-                    losses += 1;
-                    if losses >= PATIENCE {
-                        turn.take();
-                    }
-                }
+                Attempt::Lost => {}
                 Attempt::WaitForPages => {
                     if spins == 0 {
                         self.stats.page_waits.bump();
@@ -361,143 +365,160 @@ impl<
         }
     }
 
-    /// One attempt at the write: pin a base, claim a generation slot, apply `change` to a copy
-    /// of the base, publish it.
+    /// One attempt at the write: pin a base and claim a generation slot, then apply `change` to
+    /// a copy of the base and publish it, again on each new base after a lost race (keeping the
+    /// slot) while no other write has the turn.
     fn attempt<T>(
         &self,
         wait: Wait,
         change: &mut impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: &mut impl FnMut(&mut TableMut<'_, K, V, N>),
         held: &mut [(u16, u16)],
+        turn: &mut Turn<'_>,
     ) -> Attempt<T> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
         // be retired *and reused*, so `current == base` at the CAS means nothing was published
         // since we copied it.
         let mut pin = BasePin::new(self);
-        let (base, claim) = match self.claim_generation(&mut pin, wait) {
+        let (mut base, claim) = match self.claim_generation(&mut pin, wait) {
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
-        // SAFETY: `base` is pinned by our base pin.
-        let body = unsafe { self.body(base) };
+        // What our scan found. After a lost race it predates the new base: pages retired since
+        // stay unclaimable until a fresh scan (an attempt of its own, below).
         let pins = Pins {
-            base: body.version,
+            // SAFETY: `base` is pinned by our base pin.
+            base: unsafe { self.body(base) }.version,
             pinned: claim.pinned,
             generations: &self.generations,
         };
+        let mut rebased = false;
         let pages = Shape::<N>::PAGES;
-        let (home, base_index) = self.view_parts(base);
-        let (_, index) = self.view_parts(claim.index);
-        // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
-        // `current`, and no pin was on it after our fence, so no reader can validate a pin on
-        // it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
-        // SAFETY: so we alone access ours; the base's is pinned and immutable; both are `pages`
-        // entries of the index block, in different slots.
-        unsafe { copy_cells(base_index, index, pages) };
-        // SAFETY: as above: `base` pinned, `index` ours, all of this map.
-        let claims = unsafe {
-            Claims::new(
-                &self.pool,
-                &self.cleared,
-                &pins,
-                held,
-                (base_index, index, pages),
-            )
-        };
-        // SAFETY: as above; `claims` claims this map's pages.
-        let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
-        let mut txn = Txn::new(table, &self.hasher);
-        let result = change(&mut txn);
-        let table = &mut txn.table;
-        if table.out_of_pages() {
-            lost(table);
-            let all = table.claims().hold_all();
-            drop(txn); // gives the pages back
-                       // Relaxed: only compared; nothing is read on the strength of it.
-            return if self.current.load(Ordering::Relaxed) != base {
-                // Published since our scan: the pages that publication retired (and the records
-                // it changed) may be ours to claim on a fresh one.
-                Attempt::Lost
-            } else if wait == Wait::No || all {
-                // No page is free now, or the change needs more than the pool holds.
-                Attempt::Done(Err(Error::NoFreePage))
-            } else {
-                Attempt::WaitForPages
+        loop {
+            // SAFETY: `base` is pinned by our base pin.
+            let body = unsafe { self.body(base) };
+            let (home, base_index) = self.view_parts(base);
+            let (_, index) = self.view_parts(claim.index);
+            // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
+            // `current`, and no pin was on it after our fence, so no reader can validate a pin
+            // on it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
+            // SAFETY: so we alone access ours; the base's is pinned and immutable; both are
+            // `pages` entries of the index block, in different slots.
+            unsafe { copy_cells(base_index, index, pages) };
+            // SAFETY: as above: `base` pinned, `index` ours, all of this map.
+            let claims = unsafe {
+                Claims::new(
+                    &self.pool,
+                    &self.cleared,
+                    &pins,
+                    held,
+                    (base_index, index, pages),
+                )
             };
-        }
-        // An error, or a change that changed nothing, publishes nothing: dropping the claims
-        // gives the pages back, the claim frees the slot and the pin releases the base. A
-        // no-op linearizes at the pin's validation, when `base` was current.
-        let result = match result {
-            Ok(result) if table.changed() => result,
-            result => return Attempt::Done(result),
-        };
-        let version = body.version + 1;
-        let target = &self.generations[claim.index];
-        // SAFETY: still ours and unpublished, as above.
-        target.body.with_mut(|mine| unsafe {
-            *mine = Body {
-                version,
-                len: table.len(),
-                page_copies: body.page_copies + table.claims().len() as u64,
+            // SAFETY: as above; `claims` claims this map's pages.
+            let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
+            let mut txn = Txn::new(table, &self.hasher);
+            let result = change(&mut txn);
+            let table = &mut txn.table;
+            if table.out_of_pages() {
+                lost(table);
+                let all = table.claims().hold_all();
+                drop(txn); // gives the pages back
+                           // Relaxed: only compared; nothing is read on the strength of it.
+                return if rebased || self.current.load(Ordering::Relaxed) != base {
+                    // Published since our scan: the pages that publication retired (and the
+                    // records it changed) may be ours to claim on a fresh one.
+                    turn.lose();
+                    Attempt::Lost
+                } else if wait == Wait::No || all {
+                    // No page is free now, or the change needs more than the pool holds.
+                    Attempt::Done(Err(Error::NoFreePage))
+                } else {
+                    Attempt::WaitForPages
+                };
             }
-        });
-        // Release, after our scan, before we publish: see `pages`, "Which version a pin names".
-        target.version.store(version);
-        for (_, page) in txn.table.claims().pages() {
-            // SAFETY: a page we claimed, in no published generation.
-            unsafe { self.births.set(page, version) };
-        }
-        // AcqRel (see `compare_exchange`): Release publishes the copy and our version to every
-        // Acquire load of `current`; Acquire orders the retiring below after the publication of
-        // `base`.
-        // The base pin is ended with the CAS (one critical section on thumbv6m). Ending it there,
-        // before the FREE store below rather than after it, changes no argument: its Release
-        // still follows every read of `base`, and it now also happens-before the next claimer's
-        // Acquire of FREE, which then finds no stale pin of ours (see `try_claim_slot`).
-        // A write that cleared positions or gave them pages again walks its own index after
-        // publishing it (see `Claims::retire_all`): it pins its own generation first, so that no
-        // writer reuses the slot before the walk ends. (Counted before the publication, it is
-        // ordered before the retiring store of any successor, and so before that slot's next
-        // claimer's scan, which sees it.)
-        let own_pin = txn
-            .table
-            .claims()
-            .records()
-            .then(|| &self.pins[claim.index].word);
-        if let Some(count) = own_pin {
-            let taken = announce_count(count);
-            debug_assert!(taken, "an unpublished slot cannot be pinned to the cap");
-        }
-        if publish_exchange(&self.current, base, claim.index, pin.count()).is_err() {
+            // An error, or a change that changed nothing, publishes nothing: dropping the claims
+            // gives the pages back, the claim frees the slot and the pin releases the base. A
+            // no-op linearizes at the pin's validation, when `base` was current.
+            let result = match result {
+                Ok(result) if table.changed() => result,
+                result => return Attempt::Done(result),
+            };
+            let version = body.version + 1;
+            let target = &self.generations[claim.index];
+            // SAFETY: still ours and unpublished, as above.
+            target.body.with_mut(|mine| unsafe {
+                *mine = Body {
+                    version,
+                    len: table.len(),
+                    page_copies: body.page_copies + table.claims().len() as u64,
+                }
+            });
+            // Release, after our scan, before we publish: see `pages`, "Which version a pin
+            // names".
+            target.version.store(version);
+            for (_, page) in txn.table.claims().pages() {
+                // SAFETY: a page we claimed, in no published generation.
+                unsafe { self.births.set(page, version) };
+            }
+            // A write that cleared positions or gave them pages again walks its own index after
+            // publishing it (see `Claims::retire_all`): it pins its own generation first, so
+            // that no writer reuses the slot before the walk ends. (Counted before the
+            // publication, it is ordered before the retiring store of any successor, and so
+            // before that slot's next claimer's scan, which sees it.)
+            let own_pin = txn
+                .table
+                .claims()
+                .records()
+                .then(|| &self.pins[claim.index].word);
             if let Some(count) = own_pin {
+                let taken = announce_count(count);
+                debug_assert!(taken, "an unpublished slot cannot be pinned to the cap");
+            }
+            // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
+            // every Acquire load of `current`; Acquire orders the retiring below after the
+            // publication of `base`. The base pin is ended with the CAS (one critical section on
+            // thumbv6m). Ending it there, before the FREE store below rather than after it,
+            // changes no argument: its Release still follows every read of `base`, and it now
+            // also happens-before the next claimer's Acquire of FREE, which then finds no stale
+            // pin of ours (see `try_claim_slot`).
+            if publish_exchange(&self.current, base, claim.index, pin.count()).is_err() {
+                if let Some(count) = own_pin {
+                    release_count(count);
+                }
+                // Another writer published first: give back our pages and start over on the new
+                // current generation, in the slot we hold (or, if another write has the turn,
+                // once it has landed).
+                lost(&mut txn.table);
+                drop(txn);
+                self.stats.cas_retries.bump();
+                turn.lose();
+                if turn.others_have_it() {
+                    return Attempt::Lost;
+                }
+                base = pin.repin();
+                rebased = true;
+                continue;
+            }
+            // Every page we claimed replaced the base's page at its position (or the page a
+            // clear left in that position's record): the entries that held ours now hold those,
+            // with their lives, which our version ends.
+            txn.table.into_claims().retire_all(version, |page| {
+                // SAFETY: our publication replaced `page` (see `Births`).
+                unsafe { self.births.get(page, body.version) }
+            });
+            if let Some(count) = own_pin {
+                // Release: our walk of our index happens-before its next claimer's overwrite.
                 release_count(count);
             }
-            // Another writer published first: give back our pages and start over on the new
-            // current generation.
-            lost(&mut txn.table);
-            drop(txn);
-            self.stats.cas_retries.bump();
-            return Attempt::Lost;
+            core::mem::forget(claim);
+            // Ended above.
+            core::mem::forget(pin);
+            // Only the writer whose CAS replaced `base` retires it. Release: our reads of it
+            // happen-before its next claimer's overwrite.
+            self.generations[base].state.store(FREE, Ordering::Release);
+            return Attempt::Done(Ok(result));
         }
-        // Every page we claimed replaced the base's page at its position (or the page a clear
-        // left in that position's record): the entries that held ours now hold those, with
-        // their lives, which our version ends.
-        txn.table.into_claims().retire_all(version, |page| {
-            // SAFETY: our publication replaced `page` (see `Births`).
-            unsafe { self.births.get(page, body.version) }
-        });
-        if let Some(count) = own_pin {
-            // Release: our walk of our index happens-before its next claimer's overwrite.
-            release_count(count);
-        }
-        core::mem::forget(claim);
-        // Ended above.
-        core::mem::forget(pin);
-        // Only the writer whose CAS replaced `base` retires it. Release: our reads of it
-        // happen-before its next claimer's overwrite.
-        self.generations[base].state.store(FREE, Ordering::Release);
-        Attempt::Done(Ok(result))
     }
 
     /// Applies a transaction: `change` edits a private copy of the map, and all its changes are
