@@ -3,7 +3,6 @@
 //! Plain std, no dependencies. The per-target toolchain logic (installed `core` or Debian's
 //! rustc with `-Zbuild-std`) lives in [`toolchain`] for reuse by firmware builds.
 
-mod asm_graph;
 mod bench;
 mod bench_emulated;
 mod boards;
@@ -27,8 +26,8 @@ cargo xtask <COMMAND> [OPTIONS]
 
 Commands:
   build-targets   build snapmap-core for the thumb targets (v6m, v7em, v8m.main), both
-                  feature sets, into target/thumb; check the v6m read path takes no critical
-                  section
+                  feature sets, into target/thumb; link a probe proving the read path takes no
+                  critical section
   loom            run the loom models (host-tests/tests/loom.rs), LOOM_MAX_PREEMPTIONS=3 unless set
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
