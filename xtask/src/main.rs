@@ -12,6 +12,7 @@ mod elf;
 mod emulator;
 mod firmware;
 mod host_tools;
+mod page;
 mod read_path;
 mod target_tests;
 mod tasks;

@@ -2,17 +2,14 @@
 //! on an emulated two-core board.
 //!
 //! One driver for both: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
-//! its emulator (the two outputs must be identical), parses the output ([`output`]), checks that
-//! the figures are plausible, and renders them: printed as tables, written to the board's page
-//! (`BENCHMARKS-m33.md`, `BENCHMARKS-rp2040.md`), and kept raw in `target/<command>/`, from where
-//! `cargo xtask bench` puts the same section into `BENCHMARKS.md` ([`refresh_for_bench`],
-//! [`page_section`]). What differs per board is a [`Bench`]: how the firmware runs, what a tick
-//! counts, and the page with the targets it judges ([`m33`], [`rp2040`]).
+//! its emulator (the two outputs must be identical), parses and checks the output ([`output`]),
+//! keeps it raw in `target/<command>/`, and fills the board's template
+//! (`benchmarks/<command>.template.md`) into its page with the figures and the targets of
+//! `benchmarks/targets.toml`. `cargo xtask bench` shows the same targets ([`targets_block`]).
 
-mod m33;
 mod output;
-mod rp2040;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,11 +19,10 @@ use crate::boards::Board;
 use crate::emulator;
 use crate::firmware::{self, Artifact};
 use crate::host_tools;
+use crate::page::{self, cell, Figures};
 use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
 
-pub use m33::{target_row, M33};
 pub use output::Measured;
-pub use rp2040::RP2040;
 
 /// One emulated board's benchmark.
 pub struct Bench {
@@ -41,13 +37,79 @@ pub struct Bench {
     pub per_tick: f64,
     /// How many ticks an `OP` figure's repeats may differ by, if that is checked.
     pub repeat_spread: Option<u64>,
-    /// The page at the workspace root, its title, and its section title in `BENCHMARKS.md`.
+    /// The page at the workspace root.
     pub page: &'static str,
-    pub title: &'static str,
-    pub section: &'static str,
-    /// The tables and notes, with `##`-level headings at `level`.
-    pub render: fn(&Measured, usize) -> String,
 }
+
+pub static M33: Bench = Bench {
+    command: "bench-m33",
+    help: M33_HELP,
+    board: &crate::boards::AN521,
+    emulator: Emulator::QemuIcount,
+    unit: "instructions",
+    // Under `-icount shift=0` (1 ns an instruction) SysTick on the 20 MHz processor clock.
+    per_tick: 50.0,
+    // The repeats agree within the one tick of phase.
+    repeat_spread: Some(1),
+    page: "BENCHMARKS-m33.md",
+};
+
+pub static RP2040: Bench = Bench {
+    command: "bench-rp2040",
+    help: RP2040_HELP,
+    board: &crate::boards::RP2040,
+    // The run takes about 180 M cycles; give it ten times that.
+    emulator: Emulator::Rp2040Runner {
+        budget_cycles: 2_000_000_000,
+    },
+    unit: "cycles",
+    // SysTick counts clk_sys: one cycle a tick.
+    per_tick: 1.0,
+    // The repeats differ by tens of cycles with where the loop's code and data sit.
+    repeat_spread: None,
+    page: "BENCHMARKS-rp2040.md",
+};
+
+const M33_HELP: &str = "\
+cargo xtask bench-m33 [--no-page]
+
+Instructions per operation of snapmap and its peers on QEMU mps2-an521 (two Cortex-M33) under
+`-icount shift=0,sleep=off`, where SysTick counts exactly 50 instructions a tick and every run
+is the same:
+  - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
+    snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> and the
+    unsynchronized FnvIndexMap floor; u32 -> u32, 64 entries in 128 slots (50% load);
+  - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all):
+    percentiles and histograms, for snapmap and the mutex map;
+  - size_of the maps on the target.
+Builds firmware-demo's `bench` (the thumbv8m toolchain as for `cargo xtask demo`), runs it
+twice (the outputs must be identical), checks the calibration, and fills
+benchmarks/bench-m33.template.md into BENCHMARKS-m33.md with the targets of
+benchmarks/targets.toml; raw output in target/bench-m33/. Takes a few seconds after the build.
+`cargo xtask bench` runs it too.
+
+Options:
+  --no-page   print the targets, leave BENCHMARKS-m33.md alone
+";
+
+const RP2040_HELP: &str = "\
+cargo xtask bench-rp2040 [--no-page]
+
+Cycles per operation of snapmap and its peers on the emulated RP2040 (rp2040-emu: two
+Cortex-M0+, every instruction's cycles counted; targets/rp2040/runner), the same figures as
+bench-m33 measures in instructions on the M33 pair:
+  - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
+    snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> on
+    rp2040-hal's spinlock critical section and the unsynchronized FnvIndexMap floor;
+  - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all).
+Builds firmware-demo's `bench` for thumbv6m, runs it twice (the outputs must be identical), and
+fills benchmarks/bench-rp2040.template.md into BENCHMARKS-rp2040.md with the targets of
+benchmarks/targets.toml; raw output in target/bench-rp2040/. About 10 s a run after the build.
+`cargo xtask bench` runs it too.
+
+Options:
+  --no-page   print the targets, leave BENCHMARKS-rp2040.md alone
+";
 
 /// A bench is known by its command (for `Cli`'s derived traits).
 impl PartialEq for Bench {
@@ -144,10 +206,10 @@ pub fn run(bench: &Bench, options: &Options) -> Result {
     let started = Instant::now();
     let measured = bench.measure()?;
     println!();
-    print!("{}", (bench.render)(&measured, 2));
+    print!("{}", bench.targets(&measured)?);
     if !options.no_page {
         let page = workspace_root().join(bench.page);
-        fs::write(&page, bench.render_page(&measured))?;
+        fs::write(&page, bench.render_page(&measured)?)?;
         println!("{}: wrote {}", bench.command, page.display());
     }
     println!(
@@ -168,7 +230,7 @@ pub fn refresh_for_bench(bench: &Bench, quick: bool) {
         if !quick {
             fs::write(
                 workspace_root().join(bench.page),
-                bench.render_page(&measured),
+                bench.render_page(&measured)?,
             )?;
         }
         Ok(())
@@ -189,16 +251,11 @@ pub fn refresh_for_bench(bench: &Bench, quick: bool) {
     }
 }
 
-/// The board's section of `BENCHMARKS.md`, from the last run's raw output.
-pub fn page_section(bench: &Bench) -> String {
-    let (command, page, section) = (bench.command, bench.page, bench.section);
+/// The board's targets for `BENCHMARKS.md`, from the last run's raw output.
+pub fn targets_block(bench: &Bench) -> Result<String> {
     match bench.load() {
-        Ok(measured) => format!(
-            "## {section}\n\nGenerated by `cargo xtask {command}` (also run by `cargo xtask \
-             bench`); the same figures as [`{page}`]({page}).\n\n{}",
-            (bench.render)(&measured, 3)
-        ),
-        Err(e) => format!("## {section}\n\nNot measured: {e}\n\n"),
+        Ok(measured) => bench.targets(&measured),
+        Err(e) => Ok(format!("Not measured: {e}\n")),
     }
 }
 
@@ -301,17 +358,77 @@ impl Bench {
         Ok(m)
     }
 
-    /// The standalone page.
-    fn render_page(&self, m: &Measured) -> String {
-        format!(
-            "# {}\n\nGenerated by `cargo xtask {}` (and by `cargo xtask bench`, which puts the \
-             same section into [BENCHMARKS.md](BENCHMARKS.md)); do not edit by hand. Raw output: \
-             `{}/output.txt`.\n\n{}",
-            self.title,
-            self.command,
-            self.out_dir_name(),
-            (self.render)(m, 2)
-        )
+    /// The run's figures, named as `benchmarks/targets.toml` and the template name them.
+    fn figures(&self, m: &Measured) -> Figures {
+        let mut f = Figures::new();
+        for (id, op) in &m.ops {
+            if let Some(v) = m.per_op(id) {
+                f.insert(format!("{}:{id}", self.unit), v);
+            }
+            f.insert(format!("cs:{id}"), op.critical_sections as f64);
+            f.insert(format!("iters:{id}"), op.iters as f64);
+        }
+        for l in &m.lats {
+            for (k, v) in l.fields() {
+                f.insert(format!("lat:{}/{}/{k}", l.map, l.writer), *v as f64);
+            }
+        }
+        for size in &m.sizes {
+            for (k, v) in &size.fields {
+                f.insert(format!("{k}-bytes:{}", size.shape), *v as f64);
+            }
+        }
+        f
+    }
+
+    fn targets(&self, m: &Measured) -> Result<String> {
+        Ok(page::targets_table(
+            &page::targets(self.command)?,
+            &self.figures(m),
+        ))
+    }
+
+    /// The page: the board's template filled with the run's figures and tables.
+    fn render_page(&self, m: &Measured) -> Result<String> {
+        let fact = |k: &str| m.facts.get(k).cloned().unwrap_or_else(|| "?".into());
+        let mut blocks: BTreeMap<&str, String> = ["date", "commit", "emulator", "runs"]
+            .into_iter()
+            .map(|k| (k, fact(k)))
+            .collect();
+        blocks.insert("targets", self.targets(m)?);
+        blocks.insert("histograms", output::histograms(m));
+        let mut sizes = String::from(
+            "| shape | `SnapMap` | one `FnvIndexMap` | `SnapMap` ÷ one table |\n|---|---:|---:|---:|\n",
+        );
+        for s in &m.sizes {
+            let get = |k: &str| s.fields.get(k).map(|&v| v as f64);
+            let row = match (get("snapmap"), get("table"), get("mutex")) {
+                (Some(snap), table, _) => format!(
+                    "| {} | {snap:.0} | {} | {} |",
+                    s.shape,
+                    cell("bytes:", table),
+                    page::ratio(table.map(|t| snap / t))
+                ),
+                (None, _, Some(mutex)) => {
+                    format!(
+                        "| `Mutex<RefCell<FnvIndexMap>>`, {} | {mutex:.0} | | |",
+                        s.shape
+                    )
+                }
+                _ => continue,
+            };
+            sizes.push_str(&row);
+            sizes.push('\n');
+        }
+        blocks.insert("sizes", sizes);
+        let mut stats = String::from("| after | writer statistics |\n|---|---|\n");
+        for line in &m.stats {
+            let (at, rest) = line.split_once(' ').unwrap_or(("", line));
+            stats.push_str(&format!("| {} | {rest} |\n", at.trim_start_matches("at=")));
+        }
+        blocks.insert("stats", stats);
+        let template = page::template(&format!("{}.template.md", self.command))?;
+        page::fill(&template, &blocks, &self.figures(m))
     }
 }
 
@@ -390,5 +507,33 @@ mod tests {
         assert_ne!(M33.page, RP2040.page);
         assert_eq!(M33.out_dir_name(), "target/bench-m33");
         assert_eq!(RP2040.out_dir_name(), "target/bench-rp2040");
+    }
+
+    /// Both boards' pages fill from a run's output with no placeholder left, and name no issue.
+    #[test]
+    fn the_pages_fill_from_the_output() {
+        for bench in [&M33, &RP2040] {
+            let mut m = Measured::parse(output::tests::SAMPLE, bench.per_tick).unwrap();
+            m.facts.insert("commit".into(), "abc1234".into());
+            let f = bench.figures(&m);
+            assert!(f.contains_key(&format!("{}:get/floor", bench.unit)));
+            assert_eq!(f["lat:mutex/flat-out/max"], 1762.0);
+            assert_eq!(
+                f["snapmap-bytes:u32->u32, N=128, G=4, R=2 (this benchmark)"],
+                6336.0
+            );
+            let text = bench.render_page(&m).unwrap();
+            assert!(text.contains("`abc1234`"), "{text}");
+            assert!(text
+                .contains("| u32->u32, N=128, G=4, R=2 (this benchmark) | 6336 | 2052 | 3.09× |"));
+            assert!(
+                text.contains("| end | map=snapmap publishes=6145"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("{{") && !text.to_lowercase().contains("issue"),
+                "{text}"
+            );
+        }
     }
 }
