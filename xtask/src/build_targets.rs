@@ -25,7 +25,7 @@ pub const FEATURE_SETS: &[(&str, &[&str])] = &[
 /// so switching between host and thumb builds invalidates nothing.
 pub const THUMB_TARGET_DIR: &str = "target/thumb";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub targets: Vec<String>,
     pub read_path_check: bool,
@@ -38,6 +38,37 @@ impl Default for Options {
             read_path_check: true,
         }
     }
+}
+
+pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
+    let (mut targets, mut read_path_check) = (Vec::new(), true);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let target = match arg.as_str() {
+            "--no-read-path-check" => {
+                read_path_check = false;
+                continue;
+            }
+            "--target" => it.next().ok_or("`--target` needs a triple")?.as_str(),
+            a => a
+                .strip_prefix("--target=")
+                .ok_or(format!("unexpected argument `{a}`"))?,
+        };
+        if !THUMB_TARGETS.contains(&target) {
+            let known = THUMB_TARGETS.join(", ");
+            return Err(format!("`{target}` is not in the matrix ({known})"));
+        }
+        if !targets.iter().any(|t| t == target) {
+            targets.push(target.to_owned());
+        }
+    }
+    if targets.is_empty() {
+        targets = Options::default().targets;
+    }
+    Ok(Options {
+        targets,
+        read_path_check,
+    })
 }
 
 pub const HELP: &str = "\

@@ -1,12 +1,11 @@
-//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask asan`, `cargo xtask miri`, `cargo xtask ci`.
+//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask asan`, `cargo xtask miri`.
 
 use std::env;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::build_targets::{self, build_targets};
 use crate::toolchain::{cargo_program, host_triple};
 use crate::util::{display_command, fail, format_duration, run, workspace_root, Failure, Result};
 
@@ -108,28 +107,6 @@ Runs under Miri (nightly, components miri and rust-src; into target/miri):
 Your MIRIFLAGS are appended to Miri's flags. ARGS go to the cargo commands of 1 and 2 (cargo
 options, before the test binary's `--`). Install Miri with:
   rustup component add --toolchain nightly miri rust-src
-";
-
-pub const CI_HELP: &str = "\
-cargo xtask ci [--allow-dirty] [--skip STEP]...
-
-Runs, in order, stopping at the first failure:
-  fmt             cargo fmt --all -- --check
-  fmt-firmware    cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check
-  clippy          cargo clippy --workspace --all-targets -- -D warnings
-  test            cargo test
-  loom            cargo xtask loom
-  build-targets   cargo xtask build-targets
-  tsan            cargo xtask tsan
-  asan            cargo xtask asan
-  miri            cargo xtask miri
-  package         cargo package -p snapmap-core
-and prints the time each step took.
-
-Options:
-  --allow-dirty   pass --allow-dirty to cargo package (for local runs with uncommitted changes;
-                  CI runs on a clean checkout and does not need it)
-  --skip STEP     do not run STEP (one of the names above; repeatable; for local runs)
 ";
 
 /// Appends `flags` to the caller's `RUSTFLAGS`, if any.
@@ -455,151 +432,4 @@ fn miri_stress(target_dir: &Path, extra: &[String]) -> Command {
     .args(["--", "--exact"])
     .args(MIRI_STRESS_TESTS);
     cmd
-}
-
-/// The CI steps' short names, in order (for `--skip`).
-pub const CI_STEPS: &[&str] = &[
-    "fmt",
-    "fmt-firmware",
-    "clippy",
-    "test",
-    "loom",
-    "build-targets",
-    "tsan",
-    "asan",
-    "miri",
-    "package",
-];
-
-/// Options of `cargo xtask ci`.
-#[derive(Debug, Default, PartialEq)]
-pub struct CiOptions {
-    pub allow_dirty: bool,
-    /// Short names from [`CI_STEPS`] not to run (local use; CI runs everything).
-    pub skip: Vec<String>,
-}
-
-/// What a step runs: a cargo command line, or one of our own tasks.
-enum Action {
-    Cargo(&'static [&'static str]),
-    Task(fn() -> Result),
-}
-
-pub fn ci(opts: &CiOptions) -> Result {
-    let package: &'static [&'static str] = if opts.allow_dirty {
-        &["package", "-p", "snapmap-core", "--allow-dirty"]
-    } else {
-        &["package", "-p", "snapmap-core"]
-    };
-    let steps: [(&str, String, Action); 10] = [
-        (
-            "fmt",
-            "cargo fmt --all -- --check".into(),
-            Action::Cargo(&["fmt", "--all", "--", "--check"]),
-        ),
-        (
-            // firmware-demo is a workspace of its own, which `--all` does not reach.
-            "fmt-firmware",
-            "cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check".into(),
-            Action::Cargo(&[
-                "fmt",
-                "--manifest-path",
-                "firmware-demo/Cargo.toml",
-                "--",
-                "--check",
-            ]),
-        ),
-        (
-            "clippy",
-            "cargo clippy --workspace --all-targets -- -D warnings".into(),
-            Action::Cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-        ),
-        ("test", "cargo test".into(), Action::Cargo(&["test"])),
-        (
-            "loom",
-            "cargo xtask loom".into(),
-            Action::Task(|| loom(&[])),
-        ),
-        (
-            "build-targets",
-            "cargo xtask build-targets".into(),
-            Action::Task(|| build_targets(&build_targets::Options::default())),
-        ),
-        (
-            "tsan",
-            "cargo xtask tsan".into(),
-            Action::Task(|| tsan(&[])),
-        ),
-        (
-            "asan",
-            "cargo xtask asan".into(),
-            Action::Task(|| asan(&[])),
-        ),
-        (
-            "miri",
-            "cargo xtask miri".into(),
-            Action::Task(|| miri(&[])),
-        ),
-        (
-            "package",
-            format!("cargo {}", package.join(" ")),
-            Action::Cargo(package),
-        ),
-    ];
-    debug_assert!(steps.iter().map(|s| s.0).eq(CI_STEPS.iter().copied()));
-
-    let total = Instant::now();
-    let mut done: Vec<(String, Option<Duration>, bool)> = Vec::new();
-    let count = steps.len();
-    for (i, (key, name, action)) in steps.iter().enumerate() {
-        let n = i + 1;
-        if opts.skip.iter().any(|s| s == key) {
-            println!("\n=== ci [{n}/{count}] {name}: skipped (--skip {key})");
-            done.push((name.clone(), None, true));
-            continue;
-        }
-        println!("\n=== ci [{n}/{count}] {name}");
-        let start = Instant::now();
-        let result = match action {
-            Action::Cargo(args) => run(cargo_in_root().args(*args)),
-            Action::Task(task) => task(),
-        };
-        let time = start.elapsed();
-        let took = format_duration(time);
-        done.push((name.clone(), Some(time), result.is_ok()));
-        if let Err(e) = result {
-            println!("=== ci [{n}/{count}] {name}: FAILED after {took}");
-            print_timings(&done, total.elapsed());
-            println!("ci: FAILED at step {n}/{count}; later steps not run");
-            return fail(format!("ci step `{name}` failed: {e}"));
-        }
-        println!("=== ci [{n}/{count}] {name}: ok in {took}");
-    }
-    print_timings(&done, total.elapsed());
-    let skipped = done.iter().filter(|d| d.1.is_none()).count();
-    if skipped == 0 {
-        println!("ci: all {count} steps passed");
-    } else {
-        println!("ci: {} steps passed, {skipped} skipped", count - skipped);
-    }
-    Ok(())
-}
-
-fn print_timings(done: &[(String, Option<Duration>, bool)], total: Duration) {
-    println!("\n=== ci timings");
-    for (name, time, ok) in done {
-        let (time, status) = match time {
-            None => (String::from("-"), "skipped"),
-            Some(t) => (format_duration(*t), if *ok { "ok" } else { "FAILED" }),
-        };
-        println!("    {time:>8}  {status:<7}  {name}");
-    }
-    println!("    {:>8}  total", format_duration(total));
 }

@@ -20,7 +20,8 @@ use crate::emulator;
 use crate::firmware::{self, Artifact};
 use crate::host_tools;
 use crate::page::{self, cell, Figures};
-use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
+use crate::util::{commit, display_command, fail, first_line, format_duration, now_utc};
+use crate::util::{workspace_root, Failure, Result};
 
 pub use output::Measured;
 
@@ -71,7 +72,7 @@ pub static RP2040: Bench = Bench {
 };
 
 const M33_HELP: &str = "\
-cargo xtask bench-m33 [--no-page]
+cargo xtask bench-m33 [--no-page] [--report-only]
 
 Instructions per operation of snapmap and its peers on QEMU mps2-an521 (two Cortex-M33) under
 `-icount shift=0,sleep=off`, where SysTick counts exactly 50 instructions a tick and every run
@@ -89,11 +90,13 @@ benchmarks/targets.toml; raw output in target/bench-m33/. Takes a few seconds af
 `cargo xtask bench` runs it too.
 
 Options:
-  --no-page   print the targets, leave BENCHMARKS-m33.md alone
+  --no-page       print the targets, leave BENCHMARKS-m33.md alone
+  --report-only   do not measure: fill the page again from the last run's output (after an
+                  edit of the template or of the targets file)
 ";
 
 const RP2040_HELP: &str = "\
-cargo xtask bench-rp2040 [--no-page]
+cargo xtask bench-rp2040 [--no-page] [--report-only]
 
 Cycles per operation of snapmap and its peers on the emulated RP2040 (rp2040-emu: two
 Cortex-M0+, every instruction's cycles counted; targets/rp2040/runner), the same figures as
@@ -108,7 +111,9 @@ benchmarks/targets.toml; raw output in target/bench-rp2040/. About 10 s a run af
 `cargo xtask bench` runs it too.
 
 Options:
-  --no-page   print the targets, leave BENCHMARKS-rp2040.md alone
+  --no-page       print the targets, leave BENCHMARKS-rp2040.md alone
+  --report-only   do not measure: fill the page again from the last run's output (after an
+                  edit of the template or of the targets file)
 ";
 
 /// A bench is known by its command (for `Cli`'s derived traits).
@@ -173,7 +178,7 @@ impl Emulator {
     fn facts(&self) -> [(&'static str, String); 2] {
         match self {
             Self::QemuIcount => [
-                ("emulator", command_line("qemu-system-arm", &["--version"])),
+                ("emulator", first_line("qemu-system-arm", &["--version"])),
                 ("runs", "2, byte-identical".to_owned()),
             ],
             Self::Rp2040Runner { .. } => [
@@ -188,6 +193,7 @@ impl Emulator {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
     pub no_page: bool,
+    pub report_only: bool,
 }
 
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
@@ -195,6 +201,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     for arg in args {
         match arg.as_str() {
             "--no-page" => options.no_page = true,
+            "--report-only" => options.report_only = true,
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
@@ -204,7 +211,11 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
 /// `cargo xtask bench-m33` / `bench-rp2040`.
 pub fn run(bench: &Bench, options: &Options) -> Result {
     let started = Instant::now();
-    let measured = bench.measure()?;
+    let measured = if options.report_only {
+        bench.load()?
+    } else {
+        bench.measure()?
+    };
     println!();
     print!("{}", bench.targets(&measured)?);
     if !options.no_page {
@@ -223,7 +234,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result {
 
 /// For `cargo xtask bench` (not with `--report-only`, which renders the last results kept in
 /// `target/<command>/`): measures again and, on a full run, rewrites the board's page. A failure
-/// (no QEMU, no thumb toolchain) is recorded for [`page_section`] to show; it does not stop the
+/// (no QEMU, no thumb toolchain) is recorded for [`targets_block`] to show; it does not stop the
 /// host benchmark.
 pub fn refresh_for_bench(bench: &Bench, quick: bool) {
     let outcome = bench.measure().and_then(|measured| {
@@ -249,6 +260,16 @@ pub fn refresh_for_bench(bench: &Bench, quick: bool) {
             let _ = fs::write(&failure, e.to_string());
         }
     }
+}
+
+/// For `cargo xtask bench --report-only`: the board's page again from its last run's output.
+pub fn rerender(bench: &Bench) -> Result {
+    let measured = bench.load()?;
+    fs::write(
+        workspace_root().join(bench.page),
+        bench.render_page(&measured)?,
+    )?;
+    Ok(())
 }
 
 /// The board's targets for `BENCHMARKS.md`, from the last run's raw output.
@@ -297,8 +318,8 @@ impl Bench {
         let _ = fs::remove_file(dir.join("failure.txt"));
         let [emulator, runs] = self.emulator.facts();
         let facts = [
-            ("date", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
-            ("commit", commit()),
+            ("date", now_utc()),
+            ("commit", commit(&["snapmap-core", "firmware-demo"])),
             emulator,
             runs,
         ];
@@ -432,54 +453,6 @@ impl Bench {
     }
 }
 
-/// The first line `program args` prints, or `?`.
-fn command_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
-/// The short commit, with `+dirty` if the firmware or the core have uncommitted changes.
-fn commit() -> String {
-    let root = workspace_root();
-    let hash = command_line(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    );
-    let dirty = Command::new("git")
-        .current_dir(&root)
-        .args([
-            "status",
-            "--porcelain",
-            "--",
-            "snapmap-core",
-            "firmware-demo",
-        ])
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    if dirty {
-        format!("{hash}+dirty")
-    } else {
-        hash
-    }
-}
-
 /// `rp2040-emu <version>`, from Cargo.lock.
 fn rp2040_emu_version() -> String {
     let lock = fs::read_to_string(workspace_root().join("Cargo.lock")).unwrap_or_default();
@@ -498,7 +471,12 @@ mod tests {
     #[test]
     fn options() {
         assert_eq!(parse(&[]), Ok(Options::default()));
-        assert_eq!(parse(&["--no-page".into()]), Ok(Options { no_page: true }));
+        let no_page = Options {
+            no_page: true,
+            report_only: false,
+        };
+        assert_eq!(parse(&["--no-page".into()]), Ok(no_page));
+        assert!(parse(&["--report-only".into()]).unwrap().report_only);
         assert!(parse(&["--quick".into()]).is_err());
     }
 
