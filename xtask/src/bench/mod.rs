@@ -219,6 +219,8 @@ impl Results {
             }
             if let (Some(p), Some(c)) = (x.get("publishes"), x.get("page_copies")) {
                 f.insert(format!("pages:{key}"), c / p);
+            }
+            if row["workload"] == "mixed" && x.contains_key("publishes") {
                 let counters = extra.rsplit(';').next().unwrap_or_default();
                 mixed_counters.push((row["id"].clone(), counters.to_owned()));
             }
@@ -281,7 +283,8 @@ fn write_results(dir: &Path) {
         ns\tget_hit\tfloor-hashmap-fx\t1.6\t1.5\t1.7\t\n\
         mops\tmixed\tsnapmap-reader\t74.4\t70\t75\twrites_per_s=100;rss_growth_kib=0;runs=3;publishes=10 page_copies=12\n\
         mops\tmixed\tpapaya-held-fx\t62.0\t60\t63\twrites_per_s=100;rss_growth_kib=0;runs=3;\n\
-        mops\tread_alone\tsnapmap-reader\t100\t99\t101\t\n";
+        mops\tread_alone\tsnapmap-reader\t100\t99\t101\t\n\
+        mops\tread_flat\tsnapmap-reader\t40\t39\t41\truns=3;publishes=9 page_copies=9\n";
     std::fs::write(dir.join("results.tsv"), results).unwrap();
     std::fs::write(
         dir.join("memory.tsv"),
@@ -316,6 +319,9 @@ mod tests {
         assert_eq!(r.get("pages:mixed/snapmap-reader"), Some(1.2));
         assert_eq!(r.get("mops:mixed/best-snapmap"), Some(74.4));
         assert_eq!(r.get("mops:mixed/best-peer"), Some(62.0));
+        assert_eq!(r.get("pages:read_flat/snapmap-reader"), Some(1.0));
+        // The page lists the 98/1/1 counters only.
+        assert_eq!(r.mixed_counters.len(), 1);
         assert_eq!(r.get("bytes:FnvIndexMap<u64, u64, N=2048>"), Some(57352.0));
         let info = BTreeMap::from([("took".to_owned(), "1s".to_owned())]);
         let text = render(&r, &info, true, "plots").unwrap();
