@@ -210,6 +210,30 @@ fn parse_targets(text: &str, page: &str) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
+/// Fails naming the targets of `page` whose figures this run did not produce: a figure's name
+/// misspelt in the targets file would otherwise show as *not measured* on every run.
+pub fn check_measured(page: &str, figures: &Figures) -> Result {
+    let missing: Vec<String> = targets(page)?
+        .iter()
+        .filter(|t| t.measured(figures).is_none())
+        .map(|t| {
+            format!(
+                "`{}` ({}{})",
+                t.name,
+                t.figure,
+                t.over.as_ref().map_or(String::new(), |o| format!(" / {o}"))
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fail(format!(
+        "benchmarks/targets.toml: the run measured no figure for {}",
+        missing.join(", ")
+    ))
+}
+
 /// The targets table: target, bound, measured, met, and why the bound.
 pub fn targets_table(targets: &[Target], figures: &Figures) -> String {
     let mut w = String::from("| target | bound | measured | met | why this bound |\n");
@@ -309,6 +333,9 @@ reason = "fast"
             "{table}"
         );
         let m33 = parse_targets(TARGETS, "bench-m33").unwrap();
+        assert!(m33[0]
+            .measured(&figures(&[("instructions:insrt", 1.0)]))
+            .is_none());
         assert!(targets_table(&m33, &figures(&[])).contains("| – | not measured |"));
         assert!(parse_targets("[[target]]\npage = \"bench\"\n", "bench").is_err());
         let bad = TARGETS.replace("<= 1.1", "< 1.1");

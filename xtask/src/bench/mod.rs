@@ -149,7 +149,7 @@ pub fn bench(options: &Options) -> Result {
         plots.display(),
         format_duration(started.elapsed())
     );
-    Ok(())
+    crate::page::check_measured("bench", &results.figures)
 }
 
 /// A TSV file with a header line, as rows of column -> value; `run.tsv` (`key\tvalue` lines)

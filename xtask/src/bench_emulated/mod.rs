@@ -228,7 +228,7 @@ pub fn run(bench: &Bench, options: &Options) -> Result {
         format_duration(started.elapsed()),
         bench.out_dir_name()
     );
-    Ok(())
+    crate::page::check_measured(bench.command, &bench.figures(&measured))
 }
 
 /// For `cargo xtask bench` (not with `--report-only`, which renders the last results kept in
