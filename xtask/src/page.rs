@@ -210,26 +210,29 @@ fn parse_targets(text: &str, page: &str) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// Fails naming the targets of `page` whose figures this run did not produce: a figure's name
-/// misspelt in the targets file would otherwise show as *not measured* on every run.
+/// Fails naming what `page` (a command) shows but this run did not measure: a target's figures,
+/// or a figure of its template. A misspelt name would otherwise show as *not measured* or `–`.
 pub fn check_measured(page: &str, figures: &Figures) -> Result {
-    let missing: Vec<String> = targets(page)?
+    let mut missing: Vec<String> = targets(page)?
         .iter()
         .filter(|t| t.measured(figures).is_none())
-        .map(|t| {
-            format!(
-                "`{}` ({}{})",
-                t.name,
-                t.figure,
-                t.over.as_ref().map_or(String::new(), |o| format!(" / {o}"))
-            )
-        })
+        .map(|t| format!("target `{}`", t.name))
         .collect();
+    let template = template(&format!("{page}.template.md"))?;
+    let mut rest = template.as_str();
+    while let Some((_, after)) = rest.split_once("{{") {
+        let (name, after) = after.split_once("}}").unwrap_or((after, ""));
+        rest = after;
+        let names = name.split(" / ").filter(|n| n.contains(':'));
+        for n in names.filter(|n| figure(figures, n).is_none()) {
+            missing.push(format!("`{}` in {page}.template.md", n.trim()));
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
     fail(format!(
-        "benchmarks/targets.toml: the run measured no figure for {}",
+        "the run measured no figure for {}",
         missing.join(", ")
     ))
 }
@@ -340,6 +343,20 @@ reason = "fast"
         assert!(parse_targets("[[target]]\npage = \"bench\"\n", "bench").is_err());
         let bad = TARGETS.replace("<= 1.1", "< 1.1");
         assert!(parse_targets(&bad, "bench").is_err());
+    }
+
+    /// A run that measured nothing fails the check, naming targets and template figures.
+    #[test]
+    fn what_a_page_shows_must_be_measured() {
+        let err = check_measured("bench-m33", &Figures::new()).unwrap_err().0;
+        assert!(
+            err.contains("target `one-key insert, in instructions`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`instructions:get/mutex` in bench-m33.template.md"),
+            "{err}"
+        );
     }
 
     /// The committed targets file parses, and every target names a figure the pages produce.
