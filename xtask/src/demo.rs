@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use crate::boards::{self, Board, AN521, RP2040};
+use crate::boards::{self, Board, AN521, RP2040, RP2350};
 use crate::elf::Elf;
 use crate::emulator;
 use crate::firmware::{self, Artifact};
@@ -20,8 +20,10 @@ use crate::host_tools;
 use crate::uf2;
 use crate::util::{display_command, fail, Failure, Result};
 
+use summary::Summary;
+
 pub const HELP: &str = "\
-cargo xtask demo [--board mps2-an521|rp2040] [--build-only]
+cargo xtask demo [--board mps2-an521|rp2040|rp2350] [--build-only]
 
 Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
 single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
@@ -33,6 +35,12 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
                       `probe-rs list` shows a probe; otherwise on the emulated RP2040
                       (targets/rp2040/runner: rp2040-emu, both M0+ cores, cycle-counted; the
                       defmt log is read from RTT in emulated RAM and decoded as it comes).
+  --board rp2350      (also `pico2`) The Raspberry Pi Pico 2: two Cortex-M33, rp235x-hal. Runs
+                      the ELF with `probe-rs run --chip RP2350` when a probe is listed;
+                      otherwise on the emulated RP2350 (targets/rp2350/runner: rp2350-emu, both
+                      M33 cores, cycle-counted, no boot ROM: the runner starts core 0 from the
+                      vector table, answers core 1's FIFO launch and rewrites the acquire/release
+                      instructions the emulator cannot decode in the image it loads).
   --board mps2-an521  (also `an521`) QEMU's two Cortex-M33, both cores in parallel (qemu-system-arm,
                       log decoded by defmt-print; both are installed if missing).
   --build-only        build (and for rp2040 write the UF2), do not run.
@@ -51,34 +59,14 @@ Toolchain: the installed `core` for the target if rustup has it, else Debian's /
 
 /// How many cycles the emulated RP2040 may run the demo for: 5 s at 125 MHz (it runs 3 s).
 const RP2040_BUDGET_CYCLES: u64 = 5 * 125_000_000;
+/// How many cycles the emulated RP2350 may run the demo for: 5 s at 150 MHz (it runs 3 s).
+const RP2350_BUDGET_CYCLES: u64 = 5 * 150_000_000;
+/// The emulated RP2350's quantum for the demo: the emulator's default.
+const RP2350_QUANTUM: u32 = 64;
 /// How long QEMU may run the demo (it runs about 3 seconds).
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
 /// How long probe-rs may flash and run it.
 const PROBE_LIMIT: Duration = Duration::from_secs(120);
-/// The keys the summary must carry.
-const REQUIRED_KEYS: &[&str] = &[
-    "reads",
-    "snapshots",
-    "isr_reads",
-    "writes",
-    "batches",
-    "cas_retries",
-    "violations",
-    "reader_cs",
-    "completed",
-];
-
-/// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
-/// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
-/// which QEMU runs in host time without `-icount`, counts no cycles.
-fn read_unit(board: &Board) -> &'static str {
-    if board == &RP2040 {
-        "cycles"
-    } else {
-        "timer_ticks"
-    }
-}
-
 /// Parsed `cargo xtask demo` options.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -88,7 +76,7 @@ pub struct Options {
 
 /// Parses the arguments after `demo`.
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
-    let choices: &[&'static Board] = &[&AN521, &RP2040];
+    let choices: &[&'static Board] = &[&AN521, &RP2040, &RP2350];
     let mut options = Options {
         board: &RP2040,
         build_only: false,
@@ -121,6 +109,8 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
 pub fn run(options: &Options) -> ExitCode {
     let outcome = if options.board == &RP2040 {
         rp2040(options.build_only)
+    } else if options.board == &RP2350 {
+        rp2350(options.build_only)
     } else {
         an521(options.build_only)
     };
@@ -276,6 +266,128 @@ fn rp2040(build_only: bool) -> Result<Verdict> {
     Ok(Verdict::Ran(summary))
 }
 
+/// The Pico 2: the ELF (no UF2 is written), run through probe-rs on a board or on the emulated
+/// RP2350.
+fn rp2350(build_only: bool) -> Result<Verdict> {
+    let board = &RP2350;
+    let elf_path = firmware::build(board, Artifact::Demo)?;
+    let bytes = fs::read(&elf_path)?;
+    check_image_def(&Elf::parse(&bytes)?)?;
+    report_sizes(&elf_path)?;
+    println!("    ELF: {}", elf_path.display());
+    if build_only {
+        return Ok(Verdict::Built);
+    }
+    let Some(probe_rs) = host_tools::probe_rs().filter(|p| probe_attached(p)) else {
+        println!(
+            "==> no debug probe (probe-rs not installed or no probe listed): running it on the \
+             emulated RP2350 (rp2350-emu, both Cortex-M33 cores)"
+        );
+        let runner = emulator::rp2350_command(&elf_path, RP2350_BUDGET_CYCLES, RP2350_QUANTUM);
+        return run_emulated(runner, board, emulator::explain_rp2350_exit);
+    };
+    println!(
+        "==> running it on the Pico 2 through {}",
+        probe_rs.display()
+    );
+    let mut cmd = Command::new(host_tools::timeout()?);
+    cmd.arg(format!("{}s", PROBE_LIMIT.as_secs()))
+        .arg(&probe_rs)
+        .arg("run")
+        .args(board.runner_args()?)
+        .arg(&elf_path);
+    println!("$ {}", display_command(&cmd));
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start probe-rs: {e}")))?;
+    let (log, status) = echo_both(output)?;
+    let mut summary = Summary::from_log(&log, board);
+    if !status.success() {
+        summary
+            .problems
+            .push(format!("probe-rs run failed ({status})"));
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// Echoes a child's stdout and stderr as they come; returns all their lines and its status.
+fn echo_both(mut child: std::process::Child) -> Result<(Vec<String>, std::process::ExitStatus)> {
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| thread::spawn(move || echo_lines(BufReader::new(err))));
+    let mut log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    if let Some(Ok(more)) = stderr.map(thread::JoinHandle::join) {
+        log.extend(more);
+    }
+    Ok((log, child.wait()?))
+}
+
+/// Runs an emulator `runner` whose stdout is the decoded log, echoing it, and judges the run.
+fn run_emulated(
+    mut runner: Command,
+    board: &Board,
+    explain: fn(Option<i32>) -> Option<String>,
+) -> Result<Verdict> {
+    println!("$ {}", display_command(&runner));
+    let mut child = runner
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start the {} runner: {e}", board.name)))?;
+    let log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    let status = child.wait()?;
+    let mut summary = Summary::from_log(&log, board);
+    if let Some(problem) = explain(status.code()) {
+        summary.problems.push(problem);
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// The RP2350's boot ROM runs an image only if it finds an IMAGE_DEF block (`.start_block`) in
+/// the first 4 KiB of flash. (The emulated RP2350 has no ROM and boots without one: this check
+/// is what stands in for it.)
+fn check_image_def(elf: &Elf<'_>) -> Result {
+    const FLASH: u32 = 0x1000_0000;
+    const SEARCH_WINDOW: u32 = 4096;
+    /// PICOBIN_BLOCK_MARKER_START and _END.
+    const START: u32 = 0xFFFF_DED3;
+    const END: u32 = 0xAB12_3579;
+    let Some(s) = elf.section(".start_block") else {
+        return fail(
+            "the image has no .start_block section: the Pico 2's boot ROM would not run it",
+        );
+    };
+    if s.addr < FLASH || s.addr + s.size > FLASH + SEARCH_WINDOW || s.size < 8 {
+        return fail(format!(
+            ".start_block is {} bytes at {:#010x}; the boot ROM looks in the first 4 KiB of flash",
+            s.size, s.addr
+        ));
+    }
+    let word = |at: u32| {
+        elf.read(at, 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let last = s.addr + s.size - 4;
+    if word(s.addr) != Some(START) || word(last) != Some(END) {
+        return fail(".start_block does not hold a block (its start and end markers are missing)");
+    }
+    println!(
+        "    IMAGE_DEF: {} bytes at {:#010x}, within the first 4 KiB",
+        s.size, s.addr
+    );
+    Ok(())
+}
+
 /// Whether `probe-rs list` lists a debug probe.
 fn probe_attached(probe_rs: &Path) -> bool {
     let Ok(out) = Command::new(probe_rs).arg("list").output() else {
@@ -379,88 +491,6 @@ fn echo_lines(reader: impl BufRead) -> Vec<String> {
     lines
 }
 
-/// The firmware's summary, and anything else that makes the run fail.
-#[derive(Debug, Default, PartialEq)]
-struct Summary {
-    /// The firmware's own verdict: `PASS` or `FAIL`, if it got that far.
-    firmware_verdict: Option<String>,
-    /// `key=value` pairs, in the firmware's order.
-    fields: Vec<(String, String)>,
-    problems: Vec<String>,
-}
-
-impl Summary {
-    /// Finds and checks the last `SUMMARY` line of a decoded log from `board`.
-    fn from_log(lines: &[String], board: &Board) -> Self {
-        let mut summary = Summary::default();
-        let Some(line) = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.find("SUMMARY ").map(|at| &l[at + "SUMMARY ".len()..]))
-        else {
-            summary
-                .problems
-                .push("the firmware printed no summary: the run did not complete".to_owned());
-            return summary;
-        };
-        let mut words = line.split_whitespace();
-        summary.firmware_verdict = words.next().map(str::to_owned);
-        for word in words {
-            if let Some((key, value)) = word.split_once('=') {
-                summary.fields.push((key.to_owned(), value.to_owned()));
-            }
-        }
-        let unit = read_unit(board);
-        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
-        for key in REQUIRED_KEYS
-            .iter()
-            .copied()
-            .chain(read_keys.iter().map(String::as_str))
-        {
-            if summary.number(key).is_none() {
-                summary
-                    .problems
-                    .push(format!("the summary has no numeric `{key}`"));
-            }
-        }
-        if summary.firmware_verdict.as_deref() != Some("PASS") {
-            summary
-                .problems
-                .push("the firmware reported FAIL (see the log above)".to_owned());
-        }
-        for (key, expected) in [("violations", 0), ("reader_cs", 0), ("completed", 1)] {
-            if let Some(value) = summary.number(key).filter(|v| *v != expected) {
-                summary
-                    .problems
-                    .push(format!("{key}={value}, expected {expected}"));
-            }
-        }
-        summary
-    }
-
-    fn number(&self, key: &str) -> Option<u64> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.parse().ok())
-    }
-
-    fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    /// `PASS k=v ...` or `FAIL k=v ...`.
-    fn line(&self) -> String {
-        let mut line = String::from(if self.passed() { "PASS" } else { "FAIL" });
-        if self.fields.is_empty() {
-            line.push_str(" completed=0");
-        }
-        for (key, value) in &self.fields {
-            line.push_str(&format!(" {key}={value}"));
-        }
-        line
-    }
-}
-
+mod summary;
 #[cfg(test)]
 mod tests;

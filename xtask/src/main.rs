@@ -36,7 +36,7 @@ Commands:
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
   asan            run the core's unit tests and the host tests under AddressSanitizer (nightly)
-  miri            run the core's unit tests and three small stress tests under Miri (nightly)
+  miri            run the core's unit tests and five small stress tests under Miri (nightly)
   ci              fmt, clippy, cargo test, loom, build-targets, tsan, asan, miri, cargo
                   package; timed
   bench [--quick] [--report-only]
@@ -47,16 +47,20 @@ Commands:
   bench-rp2040 [--no-page] [--report-only]
                   cycles per get/insert/batch and per read under concurrent writes on the
                   emulated RP2040 (two M0+); write BENCHMARKS-rp2040.md
+  bench-rp2350 [--no-page] [--report-only]
+                  the same in cycles on the emulated RP2350 (the Pico 2's two M33); write
+                  BENCHMARKS-rp2350.md
   toolchain [TRIPLE]...
                   show how each thumb target is built (installed core or Debian build-std) and
                   the equivalent cargo command line
-  demo [--board rp2040|mps2-an521] [--build-only]
+  demo [--board rp2040|rp2350|mps2-an521] [--build-only]
                   the dual-core firmware demo for the RP2040 (default: ELF + UF2, run on a
-                  Pico through probe-rs when a probe is listed, else on the emulated RP2040)
-                  or QEMU mps2-an521; prints PASS/FAIL with counts
-  test-targets [--board mps2-an521|microbit|rp2040]...
-                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, and
-                  the RP2040's dual Cortex-M0+
+                  Pico through probe-rs when a probe is listed, else on the emulated RP2040),
+                  the Pico 2's RP2350 (likewise, on the emulated RP2350) or QEMU mps2-an521;
+                  prints PASS/FAIL with counts
+  test-targets [--board mps2-an521|microbit|rp2040|rp2350]...
+                  snapmap-core's tests on emulated cores: dual Cortex-M33, Cortex-M0, the
+                  RP2040's dual Cortex-M0+ and the RP2350's dual Cortex-M33
   help [COMMAND]  this text, or a command's
 
 Run `cargo xtask help <COMMAND>` or `cargo xtask <COMMAND> --help` for details.
@@ -102,6 +106,7 @@ fn command_help(name: &str) -> Option<&'static str> {
         "bench" => bench::HELP,
         "bench-m33" => bench_emulated::M33.help,
         "bench-rp2040" => bench_emulated::RP2040.help,
+        "bench-rp2350" => bench_emulated::RP2350.help,
         "demo" => demo::HELP,
         "test-targets" => target_tests::HELP,
         "help" => USAGE,
@@ -156,6 +161,9 @@ fn parse(args: &[String]) -> Result<Cli, UsageError> {
         }
         "bench-rp2040" => {
             bench_emulated::parse(rest).map(|o| Cli::BenchEmulated(&bench_emulated::RP2040, o))
+        }
+        "bench-rp2350" => {
+            bench_emulated::parse(rest).map(|o| Cli::BenchEmulated(&bench_emulated::RP2350, o))
         }
         "demo" => demo::parse(rest).map(Cli::Demo),
         "test-targets" => target_tests::parse(rest).map(Cli::TestTargets),

@@ -21,11 +21,14 @@ pub const DEFAULT_MIRI_STRESS_SCALE: &str = "0.0001";
 /// Scheduler seeds Miri runs the concurrent tests on (`-Zmiri-many-seeds=0..N`).
 pub const MIRI_SEEDS: u32 = 4;
 /// The stress tests Miri runs: batches racing two readers, transfers in a `static` map with
-/// CAS retries, and drop counting with injected clone panics (each under 10 s per seed).
-const MIRI_STRESS_TESTS: [&str; 3] = [
+/// CAS retries, drop counting with injected clone panics, and writers that run out of spare
+/// pages while readers hold them (each under 10 s per seed).
+const MIRI_STRESS_TESTS: [&str; 5] = [
     "batches_are_atomic_with_scarce_generations",
     "transfers_conserve_the_sum_in_a_static_map",
     "every_key_and_value_dropped_once_with_scarce_generations",
+    "page_exhaustion_with_one_spare_page",
+    "page_exhaustion_with_two_spare_pages",
 ];
 
 /// Protocol mutants (as for loom) that Miri must catch in those stress tests: each lets a writer
@@ -45,8 +48,9 @@ LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to one carg
 all instead (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\" and \"page_after_base\", into
-target/loom-mutant) it runs the model that must catch it, which passes only if loom reports the race (`should_panic`).
+(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\", \"birth_is_base\",
+\"cleared_life_lost\" and \"page_after_base\", into target/loom-mutant) it runs the models that
+must catch it, which pass only if loom reports the race (`should_panic`).
 ";
 
 /// Where the loom models live: the map's, through its public API.
@@ -54,7 +58,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 5] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -64,7 +68,16 @@ const LOOM_MUTANTS: [(&str, &[&str]); 3] = [
         &[
             "reader_holds_pages_a_writer_retires",
             "writer_base_holds_pages_another_writer_retires",
+            "two_writers_change_different_pages",
         ],
+    ),
+    (
+        "birth_is_base",
+        &["a_pin_holds_a_page_born_before_the_base"],
+    ),
+    (
+        "cleared_life_lost",
+        &["a_pin_holds_a_page_a_clear_took_out"],
     ),
     (
         "page_after_base",
@@ -99,7 +112,8 @@ cargo xtask miri [ARGS]...
 
 Runs under Miri (nightly, components miri and rust-src; into target/miri):
   1. snapmap-core's unit tests: cargo +nightly miri test -p snapmap-core --lib
-  2. three small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting) at
+  2. five small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting,
+     page exhaustion with one and with two spare pages) at
      SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4);
   3. without ARGS, the same stress tests under each of the protocol mutants no_writer_fence and
      no_base_pin (--cfg snapmap_mutant, into target/miri-mutant): passes only if Miri reports

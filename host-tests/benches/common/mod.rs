@@ -193,7 +193,7 @@ macro_rules! snap_writes {
             self.0
                 .update(|tx| {
                     for k in keys {
-                        tx.remove(k);
+                        tx.remove(k)?;
                     }
                     Ok(())
                 })

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 mod tables;
 
-use crate::bench_emulated::{self, M33, RP2040};
+use crate::bench_emulated::{self, M33, RP2040, RP2350};
 use crate::page::Figures;
 use crate::toolchain::cargo_program;
 use crate::util::{commit, fail, format_duration, now_utc, run, workspace_root, Result};
@@ -31,7 +31,8 @@ unsynchronized floors, all in one run, then writes the results page:
                                                     batch of 64, iteration, and snapmap's parts
   cargo bench -p host-tests --bench concurrent      2 threads 98/1/1; a reader while a writer
                                                     writes at 10,000/s or flat out; latencies
-  cargo xtask bench-m33, cargo xtask bench-rp2040   the emulated boards (their pages too)
+  cargo xtask bench-m33, bench-rp2040, bench-rp2350
+                                                    the emulated boards (their pages too)
   cargo bench -p host-tests --bench report          results.tsv and the PNG plots
 A full run takes about 15 minutes and writes BENCHMARKS.md and benchmarks/*.png at the workspace
 root; raw results stay in target/snapmap-bench. The page's text is benchmarks/bench.template.md,
@@ -123,6 +124,7 @@ pub fn bench(options: &Options) -> Result {
         // shown in their section, not fatal.
         bench_emulated::refresh_for_bench(&M33, options.quick);
         bench_emulated::refresh_for_bench(&RP2040, options.quick);
+        bench_emulated::refresh_for_bench(&RP2350, options.quick);
         let info = format!(
             "date\t{}\ncommit\t{commit}\nload_before\t{load_before}\nload_after\t{}\ntook\t{}\n",
             now_utc(),
@@ -133,7 +135,7 @@ pub fn bench(options: &Options) -> Result {
     }
     run(&mut cargo_bench("report"))?;
     if options.report_only && !options.quick {
-        for board in [&M33, &RP2040] {
+        for board in [&M33, &RP2040, &RP2350] {
             if let Err(e) = bench_emulated::rerender(board) {
                 eprintln!("bench: {} left as it was: {e}", board.page);
             }

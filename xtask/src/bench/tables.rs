@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Results;
-use crate::bench_emulated::{self, M33, RP2040};
+use crate::bench_emulated::{self, M33, RP2040, RP2350};
 use crate::page::{self, cell, fmt_ns, ratio};
 use crate::util::{first_line, Result};
 
@@ -189,12 +189,11 @@ pub fn render(
             peers.map(|row| vec![name_of(&row["what"]).to_owned(), row["bytes"].clone()]),
         ),
     );
-    for (name, board) in [("m33", &M33), ("rp2040", &RP2040)] {
-        let key = if name == "m33" {
-            "m33_targets"
-        } else {
-            "rp2040_targets"
-        };
+    for (key, board) in [
+        ("m33_targets", &M33),
+        ("rp2040_targets", &RP2040),
+        ("rp2350_targets", &RP2350),
+    ] {
         blocks.insert(key, bench_emulated::targets_block(board)?);
     }
     page::fill(&page::template("bench.template.md")?, &blocks, &r.figures)

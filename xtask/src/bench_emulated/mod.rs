@@ -1,7 +1,7 @@
-//! `cargo xtask bench-m33` and `cargo xtask bench-rp2040`: snapmap's instruction or cycle counts
-//! on an emulated two-core board.
+//! `cargo xtask bench-m33`, `bench-rp2040` and `bench-rp2350`: snapmap's instruction or cycle
+//! counts on an emulated two-core board.
 //!
-//! One driver for both: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
+//! One driver for all three: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
 //! its emulator (the two outputs must be identical), parses and checks the output ([`output`]),
 //! keeps it raw in `target/<command>/`, and fills the board's template
 //! (`benchmarks/<command>.template.md`) into its page with the figures and the targets of
@@ -9,6 +9,7 @@
 
 mod output;
 mod page;
+mod rp2350;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::util::{commit, display_command, fail, first_line, format_duration, no
 use crate::util::{workspace_root, Failure, Result};
 
 pub use output::Measured;
+pub use rp2350::RP2350;
 
 /// One emulated board's benchmark.
 pub struct Bench {
@@ -128,12 +130,14 @@ impl std::fmt::Debug for Bench {
     }
 }
 
-/// How a board's benchmark firmware runs; both emulators give the same figures on every run.
+/// How a board's benchmark firmware runs; every emulator gives the same figures on every run.
 pub enum Emulator {
     /// QEMU (the board's `qemu-args`) under `-icount`, bounded by `timeout`.
     QemuIcount,
     /// `targets/rp2040/runner`, bounded by a budget of cycles.
     Rp2040Runner { budget_cycles: u64 },
+    /// `targets/rp2350/runner` at the emulator's default quantum, bounded by a budget of cycles.
+    Rp2350Runner { budget_cycles: u64 },
 }
 
 /// How long one QEMU run may take (it takes about a second).
@@ -145,6 +149,10 @@ const QEMU_LIMIT: Duration = Duration::from_secs(120);
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 /// The RP2040 runner's own last line, which carries the wall time: not part of the output.
 const RUNNER_PREFIX: &str = "rp2040-runner:";
+/// The same for the RP2350 runner.
+const RP2350_RUNNER_PREFIX: &str = "rp2350-runner:";
+/// The RP2350 benchmark's quantum: the emulator's default.
+const RP2350_QUANTUM: u32 = 64;
 
 impl Emulator {
     /// For `==> running it ...`.
@@ -152,6 +160,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => format!("on {} with {}", board.description, ICOUNT.join(" ")),
             Self::Rp2040Runner { .. } => "on the emulated RP2040 (rp2040-emu)".to_owned(),
+            Self::Rp2350Runner { .. } => "on the emulated RP2350 (rp2350-emu)".to_owned(),
         }
     }
 
@@ -163,6 +172,9 @@ impl Emulator {
                 qemu
             }
             Self::Rp2040Runner { budget_cycles } => emulator::rp2040_command(elf, *budget_cycles),
+            Self::Rp2350Runner { budget_cycles } => {
+                emulator::rp2350_command(elf, *budget_cycles, RP2350_QUANTUM)
+            }
         })
     }
 
@@ -170,6 +182,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => emulator::explain_exit(code, QEMU_LIMIT),
             Self::Rp2040Runner { .. } => emulator::explain_rp2040_exit(code),
+            Self::Rp2350Runner { .. } => emulator::explain_rp2350_exit(code),
         }
     }
 
@@ -184,11 +197,15 @@ impl Emulator {
                 ("emulator", rp2040_emu_version()),
                 ("runs", "2, identical".to_owned()),
             ],
+            Self::Rp2350Runner { .. } => [
+                ("emulator", rp2350::emu_version()),
+                ("runs", "2, identical".to_owned()),
+            ],
         }
     }
 }
 
-/// Parsed `cargo xtask bench-m33` / `bench-rp2040` options.
+/// Parsed `cargo xtask bench-m33` / `bench-rp2040` / `bench-rp2350` options.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
     pub no_page: bool,
@@ -207,7 +224,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     Ok(options)
 }
 
-/// `cargo xtask bench-m33` / `bench-rp2040`.
+/// `cargo xtask bench-m33` / `bench-rp2040` / `bench-rp2350`.
 pub fn run(bench: &Bench, options: &Options) -> Result {
     let started = Instant::now();
     let measured = if options.report_only {
@@ -347,7 +364,7 @@ impl Bench {
         }
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| !l.starts_with(RUNNER_PREFIX))
+            .filter(|l| !l.starts_with(RUNNER_PREFIX) && !l.starts_with(RP2350_RUNNER_PREFIX))
             .collect();
         if lines.last() != Some(&"DONE") {
             return fail("the benchmark firmware stopped before `DONE`");
@@ -409,14 +426,16 @@ mod tests {
     #[test]
     fn each_board_has_its_own_page_and_folder() {
         assert_ne!(M33.page, RP2040.page);
+        assert_ne!(RP2350.page, RP2040.page);
         assert_eq!(M33.out_dir_name(), "target/bench-m33");
         assert_eq!(RP2040.out_dir_name(), "target/bench-rp2040");
+        assert_eq!(RP2350.out_dir_name(), "target/bench-rp2350");
     }
 
     /// Both boards' pages fill from a run's output with no placeholder left, and name no issue.
     #[test]
     fn the_pages_fill_from_the_output() {
-        for bench in [&M33, &RP2040] {
+        for bench in [&M33, &RP2040, &RP2350] {
             let mut m = Measured::parse(output::tests::SAMPLE, bench.per_tick).unwrap();
             m.facts.insert("commit".into(), "abc1234".into());
             let f = bench.figures(&m);

@@ -36,6 +36,7 @@ fn options() {
     );
     assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
     assert!(parse(&args("--board")).is_err());
+    assert_eq!(parse(&args("--board pico2")).map(|o| o.board), Ok(&RP2350));
     assert!(parse(&args("--board microbit")).is_err());
     assert!(parse(&args("--frobnicate")).is_err());
 }
