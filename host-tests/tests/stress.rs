@@ -1372,8 +1372,8 @@ fn churn_writer<const G: usize>(
                             Err(e) => return Err(e),
                         }
                     }
-                    tx.remove(&key);
-                    tx.retain(|_, value| value.value() % 2 == 0 || value.value() % 3 == 0);
+                    let _ = tx.remove(&key);
+                    let _ = tx.retain(|_, value| value.value() % 2 == 0 || value.value() % 3 == 0);
                     if abort {
                         Err(Error::Aborted)
                     } else {
@@ -1421,7 +1421,7 @@ fn churn_writer<const G: usize>(
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     map.update(|tx| -> Result<(), Error> {
                         let _ = tx.insert(Tracked::new(key), value_for(key, n));
-                        tx.remove(&((key + 1) % CHURN_KEYS as u16));
+                        let _ = tx.remove(&((key + 1) % CHURN_KEYS as u16));
                         panic!("{INJECTED_PANIC} (update closure)");
                     })
                 }));

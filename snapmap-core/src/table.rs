@@ -1000,7 +1000,7 @@ pub(crate) mod tests {
                         tx.retain(|k, _| {
                             *met.entry(*k).or_insert(0) += 1;
                             k % 2 != odd
-                        });
+                        })?;
                         Ok(())
                     });
                     if result == Err(Error::NoFreePage) {
@@ -1080,7 +1080,7 @@ pub(crate) mod tests {
             tx.retain(|k, _| {
                 *met.entry(*k).or_insert(0) += 1;
                 *k != a
-            });
+            })?;
             Ok(())
         })
         .unwrap();

@@ -20,6 +20,8 @@ use crate::host_tools;
 use crate::uf2;
 use crate::util::{display_command, fail, Failure, Result};
 
+use summary::Summary;
+
 pub const HELP: &str = "\
 cargo xtask demo [--board mps2-an521|rp2040|rp2350] [--build-only]
 
@@ -65,30 +67,6 @@ const RP2350_QUANTUM: u32 = 64;
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
 /// How long probe-rs may flash and run it.
 const PROBE_LIMIT: Duration = Duration::from_secs(120);
-/// The keys the summary must carry.
-const REQUIRED_KEYS: &[&str] = &[
-    "reads",
-    "snapshots",
-    "isr_reads",
-    "writes",
-    "batches",
-    "cas_retries",
-    "violations",
-    "reader_cs",
-    "completed",
-];
-
-/// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
-/// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
-/// which QEMU runs in host time without `-icount`, counts no cycles.
-fn read_unit(board: &Board) -> &'static str {
-    if board == &RP2040 || board == &RP2350 {
-        "cycles"
-    } else {
-        "timer_ticks"
-    }
-}
-
 /// Parsed `cargo xtask demo` options.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -513,179 +491,6 @@ fn echo_lines(reader: impl BufRead) -> Vec<String> {
     lines
 }
 
-/// The firmware's summary, and anything else that makes the run fail.
-#[derive(Debug, Default, PartialEq)]
-struct Summary {
-    /// The firmware's own verdict: `PASS` or `FAIL`, if it got that far.
-    firmware_verdict: Option<String>,
-    /// `key=value` pairs, in the firmware's order.
-    fields: Vec<(String, String)>,
-    problems: Vec<String>,
-}
-
-impl Summary {
-    /// Finds and checks the last `SUMMARY` line of a decoded log from `board`.
-    fn from_log(lines: &[String], board: &Board) -> Self {
-        let mut summary = Summary::default();
-        let Some(line) = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.find("SUMMARY ").map(|at| &l[at + "SUMMARY ".len()..]))
-        else {
-            summary
-                .problems
-                .push("the firmware printed no summary: the run did not complete".to_owned());
-            return summary;
-        };
-        let mut words = line.split_whitespace();
-        summary.firmware_verdict = words.next().map(str::to_owned);
-        for word in words {
-            if let Some((key, value)) = word.split_once('=') {
-                summary.fields.push((key.to_owned(), value.to_owned()));
-            }
-        }
-        let unit = read_unit(board);
-        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
-        for key in REQUIRED_KEYS
-            .iter()
-            .copied()
-            .chain(read_keys.iter().map(String::as_str))
-        {
-            if summary.number(key).is_none() {
-                summary
-                    .problems
-                    .push(format!("the summary has no numeric `{key}`"));
-            }
-        }
-        if summary.firmware_verdict.as_deref() != Some("PASS") {
-            summary
-                .problems
-                .push("the firmware reported FAIL (see the log above)".to_owned());
-        }
-        for (key, expected) in [("violations", 0), ("reader_cs", 0), ("completed", 1)] {
-            if let Some(value) = summary.number(key).filter(|v| *v != expected) {
-                summary
-                    .problems
-                    .push(format!("{key}={value}, expected {expected}"));
-            }
-        }
-        summary
-    }
-
-    fn number(&self, key: &str) -> Option<u64> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.parse().ok())
-    }
-
-    fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    /// `PASS k=v ...` or `FAIL k=v ...`.
-    fn line(&self) -> String {
-        let mut line = String::from(if self.passed() { "PASS" } else { "FAIL" });
-        if self.fields.is_empty() {
-            line.push_str(" completed=0");
-        }
-        for (key, value) in &self.fields {
-            line.push_str(&format!(" {key}={value}"));
-        }
-        line
-    }
-}
-
+mod summary;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
-    }
-
-    fn log(lines: &[&str]) -> Vec<String> {
-        lines.iter().map(|l| l.to_string()).collect()
-    }
-
-    const GOOD: &str = "INFO  SUMMARY PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 \
-                        cas_retries=0 violations=0 reader_cs=0 publishes=5 \
-                        read_cycles_median=180 read_cycles_worst=400 completed=1";
-
-    #[test]
-    fn options() {
-        assert_eq!(
-            parse(&[]),
-            Ok(Options {
-                board: &RP2040,
-                build_only: false
-            })
-        );
-        assert_eq!(
-            parse(&args("--board mps2-an521")).map(|o| o.board),
-            Ok(&AN521)
-        );
-        assert_eq!(
-            parse(&args("--board rp2040 --build-only")),
-            Ok(Options {
-                board: &RP2040,
-                build_only: true
-            })
-        );
-        assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
-        assert!(parse(&args("--board")).is_err());
-        assert_eq!(parse(&args("--board pico2")).map(|o| o.board), Ok(&RP2350));
-        assert!(parse(&args("--board microbit")).is_err());
-        assert!(parse(&args("--frobnicate")).is_err());
-    }
-
-    #[test]
-    fn boot2_crc_is_crc32_mpeg2() {
-        // The check value of CRC-32/MPEG-2.
-        assert_eq!(boot2_crc(b"123456789"), 0x0376_E6E7);
-    }
-
-    #[test]
-    fn a_clean_summary_passes() {
-        let summary = Summary::from_log(&log(&["INFO  t=500ms ...", GOOD]), &RP2040);
-        assert!(summary.passed(), "{:?}", summary.problems);
-        assert_eq!(
-            summary.line(),
-            "PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 cas_retries=0 \
-             violations=0 reader_cs=0 publishes=5 read_cycles_median=180 read_cycles_worst=400 \
-             completed=1"
-        );
-    }
-
-    #[test]
-    fn violations_critical_sections_or_no_summary_fail() {
-        for bad in [
-            GOOD.replace("violations=0", "violations=3"),
-            GOOD.replace("reader_cs=0", "reader_cs=1"),
-            GOOD.replace("completed=1", "completed=0"),
-            GOOD.replace("PASS", "FAIL"),
-            GOOD.replace(" isr_reads=2", ""),
-            GOOD.replace(" read_cycles_worst=400", ""),
-        ] {
-            let summary = Summary::from_log(&log(&[&bad]), &RP2040);
-            assert!(!summary.passed(), "{bad}");
-            assert!(summary.line().starts_with("FAIL "));
-        }
-        let nothing = Summary::from_log(&log(&["INFO  t=500ms"]), &RP2040);
-        assert!(!nothing.passed());
-        assert_eq!(nothing.line(), "FAIL completed=0");
-    }
-
-    #[test]
-    fn the_read_times_carry_the_boards_unit() {
-        // QEMU's AN521 timer ticks in host time: its summary must not call them cycles.
-        let qemu = GOOD.replace("read_cycles_", "read_timer_ticks_");
-        assert!(Summary::from_log(&log(&[&qemu]), &AN521).passed());
-        let misnamed = Summary::from_log(&log(&[GOOD]), &AN521);
-        assert!(!misnamed.passed());
-        assert!(misnamed
-            .problems
-            .contains(&"the summary has no numeric `read_timer_ticks_median`".to_owned()));
-        assert!(!Summary::from_log(&log(&[&qemu]), &RP2040).passed());
-    }
-}
+mod tests;
