@@ -33,55 +33,37 @@ pub(crate) use portable_atomic::{fence, AtomicU8, AtomicUsize};
 #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
 pub(crate) use core::sync::atomic::{fence, AtomicU8, AtomicUsize};
 
-/// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics.
-#[inline]
-pub(crate) fn compare_exchange(
-    word: &AtomicUsize,
-    current: usize,
-    new: usize,
-) -> Result<usize, usize> {
-    #[cfg(any(loom, target_has_atomic = "ptr"))]
-    {
-        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
-    }
-    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-    {
-        // Mutual exclusion among all RMWs of this word comes from the critical section;
-        // the Acquire load / Release store give the same ordering as an AcqRel CAS to the
-        // lock-free readers that load the word without taking the critical section.
-        critical_section::with(|_| {
-            let seen = word.load(Ordering::Acquire);
-            if seen == current {
-                word.store(new, Ordering::Release);
-                Ok(seen)
-            } else {
-                Err(seen)
+/// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics, for a
+/// word (`compare_exchange`) or a byte (`compare_exchange_u8`: a cleared position's record, see
+/// `cleared`).
+macro_rules! compare_exchange_fn {
+    ($name:ident, $atomic:ty, $int:ty) => {
+        #[inline]
+        pub(crate) fn $name(word: &$atomic, current: $int, new: $int) -> Result<$int, $int> {
+            #[cfg(any(loom, target_has_atomic = "ptr"))]
+            {
+                word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
             }
-        })
-    }
-}
-
-/// [`compare_exchange`] for a byte (the state of a cleared position's record, see `cleared`).
-#[inline]
-pub(crate) fn compare_exchange_u8(word: &AtomicU8, current: u8, new: u8) -> Result<u8, u8> {
-    #[cfg(any(loom, target_has_atomic = "ptr"))]
-    {
-        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
-    }
-    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-    {
-        // As in `compare_exchange`: every RMW of the byte runs in a critical section.
-        critical_section::with(|_| {
-            let seen = word.load(Ordering::Acquire);
-            if seen == current {
-                word.store(new, Ordering::Release);
-                Ok(seen)
-            } else {
-                Err(seen)
+            #[cfg(not(any(loom, target_has_atomic = "ptr")))]
+            {
+                // Mutual exclusion among all RMWs of this word comes from the critical section;
+                // the Acquire load / Release store give the same ordering as an AcqRel CAS to
+                // the lock-free readers that load the word without taking the critical section.
+                critical_section::with(|_| {
+                    let seen = word.load(Ordering::Acquire);
+                    if seen == current {
+                        word.store(new, Ordering::Release);
+                        Ok(seen)
+                    } else {
+                        Err(seen)
+                    }
+                })
             }
-        })
-    }
+        }
+    };
 }
+compare_exchange_fn!(compare_exchange, AtomicUsize, usize);
+compare_exchange_fn!(compare_exchange_u8, AtomicU8, u8);
 
 /// The reader half of the Dekker handshake (see `SnapMap::pin`): stores `value` to the caller's
 /// hazard word with Release semantics, ordered before the caller's next `SeqCst` load in the
