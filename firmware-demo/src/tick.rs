@@ -151,6 +151,12 @@ mod imp {
     /// cycles.
     #[cfg(feature = "board-an521")]
     pub const CYCLES_UNIT: &str = "timer_ticks";
+    /// [`cycles`] is the calling core's DWT cycle counter, 32 bits (RP2350).
+    #[cfg(feature = "board-rp2350")]
+    pub const CYCLES_MASK: u32 = u32::MAX;
+    /// What [`cycles`] counts on the RP2350: the calling core's clk_sys cycles.
+    #[cfg(feature = "board-rp2350")]
+    pub const CYCLES_UNIT: &str = "cycles";
 
     /// Starts the `SysTick` exception on the calling core at `hz` per second.
     ///
@@ -161,6 +167,8 @@ mod imp {
             Some(cycles) if (2..=MAX_RELOAD + 1).contains(&cycles) => cycles - 1,
             _ => return Err(TickError::RateOutOfRange),
         };
+        #[cfg(feature = "board-rp2350")]
+        start_cycles();
         // SAFETY: SYST::PTR is this core's own SysTick (the PPB is private to each core), and
         // only this module programs it, from thread mode of the core that uses it; the writes
         // follow the architecture's sequence (disable, reload, clear the current value, enable).
@@ -195,6 +203,35 @@ mod imp {
     /// [`board::now`] counts the processor clock on these boards: nothing to start.
     #[cfg(feature = "board-an521")]
     pub fn start_cycles() {}
+
+    /// Starts the calling core's DWT cycle counter (each Cortex-M33 has its own): what
+    /// [`cycles`] reads on the RP2350, where SysTick is the tick interrupt.
+    #[cfg(feature = "board-rp2350")]
+    pub fn start_cycles() {
+        /// DEMCR.TRCENA: enables the DWT; DWT_CTRL.CYCCNTENA: starts CYCCNT.
+        const DEMCR: *mut u32 = 0xE000_EDFC as *mut u32;
+        const TRCENA: u32 = 1 << 24;
+        const DWT_CTRL: *mut u32 = 0xE000_1000 as *mut u32;
+        const CYCCNTENA: u32 = 1 << 0;
+        // SAFETY: DEMCR and DWT_CTRL are the calling core's own (the PPB is private to each
+        // core); setting TRCENA and CYCCNTENA only starts the cycle counter, which nothing else
+        // in this firmware configures.
+        unsafe {
+            DEMCR.write_volatile(DEMCR.read_volatile() | TRCENA);
+            DWT_CTRL.write_volatile(DWT_CTRL.read_volatile() | CYCCNTENA);
+        }
+    }
+
+    /// The calling core's clk_sys cycles (DWT CYCCNT), counting up modulo 2^32 (28.6 s at
+    /// 150 MHz), once [`start_cycles`] (or [`start`]) ran on this core.
+    #[cfg(feature = "board-rp2350")]
+    #[inline(always)]
+    pub fn cycles() -> u32 {
+        /// DWT_CYCCNT.
+        const CYCCNT: *const u32 = 0xE000_1004 as *const u32;
+        // SAFETY: reading CYCCNT has no side effect.
+        unsafe { CYCCNT.read_volatile() }
+    }
 
     /// Processor clock cycles ([`board::now`]; under QEMU `-icount`, a fixed number of
     /// instructions per tick), counting up modulo `CYCLES_MASK + 1`.

@@ -28,8 +28,15 @@
 //! (see `write::try_claim_slot`), and `cargo xtask miri` shows it: Miri reports the data race
 //! in the stress tests built with that mutant.
 //!
-//! The maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
-//! reuse and two otherwise (each entry of the pool is atomics the model explores).
+//! Built with `"birth_is_base"` (a page taken as born with its replacer's base),
+//! `a_pin_holds_a_page_born_before_the_base` must fail; with `"cleared_life_lost"` (a page that a
+//! clear took out moved into the pool without its life), `a_pin_holds_a_page_a_clear_took_out`;
+//! and `two_writers_change_different_pages` fails with `"early_page_reuse"` too.
+//!
+//! Most maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
+//! reuse and two otherwise (each entry of the pool is atomics the model explores). The models at
+//! the end have two pages (`N = 32`): a page shared by several generations, whose birth its
+//! retirer must read, two writers changing different pages, and the pages a clear takes out.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -426,5 +433,138 @@ fn a_waiter_never_misses_a_publication() {
         // SAFETY: leaked above; the writer has finished and the reader and its future, which
         // borrow it, are never used (nor dropped) again.
         drop(unsafe { Box::from_raw(map.cast_mut()) });
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two pages (N = 32): a page shared by several generations, and the pages a clear takes out.
+// ---------------------------------------------------------------------------------------------
+
+/// A key of a 32-slot table homed on page `page` (0 or 1): the top 5 bits of the 32 that the map
+/// keeps of the Fx hash pick the home slot.
+fn key_on(page: usize) -> u32 {
+    use std::hash::BuildHasher;
+    let home = |key: u32| ((snapmap_core::FxBuildHasher.hash_one(key) >> 32) as u32 >> 27) as usize;
+    (0u32..).find(|&key| home(key) / 16 == page).unwrap()
+}
+
+/// Holds a registered reader's snapshot across a yield, reading `key` before and after: what it
+/// reads must not change (loom reports a page written under it as a data race).
+fn hold_and_read<const N: usize, const G: usize, const R: usize, const P: usize>(
+    reader: &mut snapmap_core::Reader<'_, u32, u64, N, G, R, P>,
+    key: u32,
+) {
+    let snap = reader.snapshot();
+    let seen = (snap.version(), snap.get(&key).copied());
+    thread::yield_now();
+    assert_eq!(
+        seen,
+        (snap.version(), snap.get(&key).copied()),
+        "the pinned generation changed"
+    );
+}
+
+/// A page shared by generations 1 and 2 is replaced by version 3: its life is `[1, 3)`, which
+/// only its birth, read when it is retired, tells (its replacer's base is version 2). A reader
+/// pinned on version 1 reads it while a writer publishes versions 2 to 4; the fourth write may not
+/// reuse it. With the mutant `birth_is_base` (every page taken as born with its replacer's base,
+/// as in a table of one page) the fourth write overwrites it under the reader.
+#[test]
+#[cfg_attr(
+    snapmap_mutant = "birth_is_base",
+    should_panic(expected = "Causality violation")
+)]
+fn a_pin_holds_a_page_born_before_the_base() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 32, 4, 1, 2>::new());
+        let (a, b) = (key_on(0), key_on(1));
+        map.insert(a, 1).unwrap();
+        let mut reader = map.reader().unwrap();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.insert(b, 2).unwrap();
+                map.insert(a, 3).unwrap();
+                match map.try_insert(a, 4) {
+                    Ok(_) | Err(Error::NoFreePage) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            })
+        };
+        hold_and_read(&mut reader, a);
+        writer.join().unwrap();
+    });
+}
+
+/// Two writers change keys on different pages at once, each with a batch that also stamps a key
+/// on the other page, while a registered reader checks that one snapshot sees both stamps equal:
+/// no update is lost, and no snapshot is torn across the pages.
+#[test]
+#[cfg_attr(snapmap_mutant = "early_page_reuse", should_panic)]
+fn two_writers_change_different_pages() {
+    model_within(2, || {
+        let map = Arc::new(SnapMap::<u32, u64, 32, 4, 1, 4>::new());
+        let (a, b) = (key_on(0), key_on(1));
+        let stamp = move |map: &SnapMap<u32, u64, 32, 4, 1, 4>| {
+            map.update(|tx| {
+                let next = tx.get(&a).copied().unwrap_or(0) + 1;
+                tx.insert(a, next)?;
+                tx.insert(b, next)?;
+                Ok(())
+            })
+            .unwrap();
+        };
+        let other = {
+            let map = map.clone();
+            thread::spawn(move || stamp(&map))
+        };
+        stamp(&map);
+        let mut reader = map.reader().unwrap();
+        {
+            let snap = reader.snapshot();
+            assert_eq!(snap.get(&a), snap.get(&b), "a snapshot torn across pages");
+        }
+        other.join().unwrap();
+        let snap = map.snapshot();
+        assert_eq!(
+            (snap.get(&a), snap.get(&b)),
+            (Some(&2), Some(&2)),
+            "an update was lost"
+        );
+    });
+}
+
+/// A clear takes the page of position 0 out of the table into the position's record, and a
+/// later write gives the position a page again, moving that page into the pool with its life:
+/// a reader pinned before the clear still reads it, so the writes after may not reuse it. With
+/// the mutant `cleared_life_lost` (the page's life forgotten on the move) the last write
+/// overwrites it under the reader.
+#[test]
+#[cfg_attr(
+    any(snapmap_mutant = "cleared_life_lost", snapmap_mutant = "birth_is_base"),
+    should_panic(expected = "Causality violation")
+)]
+fn a_pin_holds_a_page_a_clear_took_out() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 32, 4, 1, 2>::new());
+        let a = key_on(0);
+        map.insert(a, 1).unwrap();
+        let mut reader = map.reader().unwrap();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.clear().unwrap();
+                for value in 2..5 {
+                    match map.try_insert(a, value) {
+                        Ok(_) | Err(Error::NoFreePage) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            })
+        };
+        hold_and_read(&mut reader, a);
+        writer.join().unwrap();
+        let snap = map.snapshot();
+        assert!(snap.len() <= 1);
     });
 }

@@ -294,6 +294,8 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                                 seq += 1;
                                 changed += 1;
                             }
+                            // Another writer has the turn (it lost three races in a row).
+                            (_, Err(Error::Contended)) if roll % 2 == 1 => try_failures[0] += 1,
                             (_, Err(Error::NoFreeGeneration)) if roll % 2 == 1 => {
                                 try_failures[0] += 1;
                                 v.check(
@@ -529,8 +531,8 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                                 if balance < amount {
                                     return Err(Error::Aborted);
                                 }
-                                *tx.get_mut(&from).ok_or(Error::Aborted)? -= amount;
-                                *tx.get_mut(&to).ok_or(Error::Aborted)? += amount;
+                                *tx.get_mut(&from)?.ok_or(Error::Aborted)? -= amount;
+                                *tx.get_mut(&to)?.ok_or(Error::Aborted)? += amount;
                                 Ok(amount)
                             };
                             let use_try = rng.one_in(2);
@@ -549,7 +551,9 @@ fn transfers_conserve_the_sum_in_a_static_map() {
                                     transfers += 1;
                                 }
                                 Err(Error::Aborted) => aborts += 1,
-                                Err(Error::NoFreeGeneration) if use_try => try_failures[0] += 1,
+                                Err(Error::NoFreeGeneration | Error::Contended) if use_try => {
+                                    try_failures[0] += 1
+                                }
                                 Err(Error::NoFreePage) if use_try => try_failures[1] += 1,
                                 Err(e) => v.record("transfer: unexpected error", || {
                                     format!("try {use_try}: {e:?}")
@@ -678,20 +682,23 @@ fn concurrent_update_increments_lose_nothing() {
                     let mut retried_try = [0u64; 2];
                     while share.keep_going() {
                         let key = rng.below(KEYS as u64) as u16;
-                        let increment =
-                            |tx: &mut snapmap_core::Txn<'_, u16, u64, 32>| match tx.get_mut(&key) {
-                                Some(value) => {
-                                    *value += 1;
-                                    Ok(())
-                                }
-                                None => tx.insert(key, 1).map(drop),
-                            };
+                        let increment = |tx: &mut snapmap_core::Txn<'_, u16, u64, 32>| match tx
+                            .get_mut(&key)?
+                        {
+                            Some(value) => {
+                                *value += 1;
+                                Ok(())
+                            }
+                            None => tx.insert(key, 1).map(drop),
+                        };
                         // Half through `try_update`, retried until it goes through.
                         let use_try = rng.one_in(2);
                         let result = if use_try {
                             loop {
                                 match map.try_update(increment) {
-                                    Err(Error::NoFreeGeneration) => retried_try[0] += 1,
+                                    Err(Error::NoFreeGeneration | Error::Contended) => {
+                                        retried_try[0] += 1
+                                    }
                                     Err(Error::NoFreePage) => retried_try[1] += 1,
                                     other => break other,
                                 }
@@ -1162,7 +1169,7 @@ fn idle_readers_and_one_off_reads_leave_writers_room() {
                     map.update(stamp_all(seq + 1))
                 } {
                     Ok(()) => seq += 1,
-                    Err(Error::NoFreeGeneration) if use_try => failures[0] += 1,
+                    Err(Error::NoFreeGeneration | Error::Contended) if use_try => failures[0] += 1,
                     Err(Error::NoFreePage) if use_try => failures[1] += 1,
                     Err(e) => v.record("update: unexpected error", || {
                         format!("try {use_try}: {e:?}")
@@ -1307,6 +1314,7 @@ fn churn_writer<const G: usize>(
             30..=44 => match map.try_insert(Tracked::new(key), value_for(key, n)) {
                 Ok(_) => counts[0] += 1,
                 Err(Error::Full) => counts[1] += 1,
+                Err(Error::Contended) => counts[2] += 1,
                 Err(Error::NoFreeGeneration) => {
                     counts[2] += 1;
                     v.check(
@@ -1334,6 +1342,7 @@ fn churn_writer<const G: usize>(
                         );
                     }
                     Ok(None) => {}
+                    Err(Error::Contended) if use_try => counts[2] += 1,
                     Err(Error::NoFreeGeneration) if use_try => {
                         counts[2] += 1;
                         v.check(
@@ -1363,8 +1372,8 @@ fn churn_writer<const G: usize>(
                             Err(e) => return Err(e),
                         }
                     }
-                    tx.remove(&key);
-                    tx.retain(|_, value| value.value() % 2 == 0 || value.value() % 3 == 0);
+                    let _ = tx.remove(&key);
+                    let _ = tx.retain(|_, value| value.value() % 2 == 0 || value.value() % 3 == 0);
                     if abort {
                         Err(Error::Aborted)
                     } else {
@@ -1412,7 +1421,7 @@ fn churn_writer<const G: usize>(
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     map.update(|tx| -> Result<(), Error> {
                         let _ = tx.insert(Tracked::new(key), value_for(key, n));
-                        tx.remove(&((key + 1) % CHURN_KEYS as u16));
+                        let _ = tx.remove(&((key + 1) % CHURN_KEYS as u16));
                         panic!("{INJECTED_PANIC} (update closure)");
                     })
                 }));
@@ -1763,7 +1772,7 @@ fn page_exhaustion<const N: usize, const P: usize>(
     let copies = stats.page_copies;
     let whole = map.try_update(|tx| {
         for key in 0..keys as u16 {
-            let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+            let value = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
             *value = Tracked::new(value.value() + 1);
         }
         Ok(())
@@ -1828,9 +1837,7 @@ fn paged_writer<const N: usize, const P: usize>(
                 torn += 1;
             }
             for key in [a, b] {
-                // `None` also when the copy is out of pages: then the write publishes nothing
-                // whatever we return.
-                let value = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                let value = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
                 *value = Tracked::new(value.value() + 1);
             }
             Ok(())
@@ -1848,6 +1855,8 @@ fn paged_writer<const N: usize, const P: usize>(
                     Ok(()) => break true,
                     Err(Error::NoFreePage) => counts[1] += 1,
                     Err(Error::NoFreeGeneration) => counts[2] += 1,
+                    // The other writer has the turn (it lost three races in a row): retry.
+                    Err(Error::Contended) => {}
                     Err(e) => {
                         v.record("try_update: unexpected error", || format!("{e:?}"));
                         break false;

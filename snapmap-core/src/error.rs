@@ -8,7 +8,9 @@ use core::fmt;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
-    /// The map already holds `N` entries and the change needs room for a new key.
+    /// The change needs room for a new key, and the map already holds `N` entries, or (`N > 64`)
+    /// the key's run of occupied slots would grow past 48, the bound that keeps a one-key write
+    /// within 4 pages (see "The table" in the [crate docs](crate#the-table)).
     Full,
     /// Every generation slot is pinned by a reader or being written by another writer
     /// (only from `try_` forms; blocking forms wait instead).
@@ -18,6 +20,10 @@ pub enum Error {
     /// forms wait instead), or the change needs more pages than the map has spare (`P`, from
     /// every form: such a change can never be made; see [`SnapMap`](crate::SnapMap)).
     NoFreePage,
+    /// Another write has the map's turn: it lost several races in a row to other writers, and
+    /// the others let it land before they start again (only from `try_` forms; blocking forms
+    /// wait, briefly: see "Progress" in the [crate docs](crate#the-model)).
+    Contended,
     /// All `R` reader slots are owned by registered readers (only from
     /// [`SnapMap::reader`](crate::SnapMap::reader); one-off reads and writers need no slot).
     NoReaderSlot,
@@ -41,6 +47,7 @@ impl fmt::Display for Error {
                 "no free page: snapshots or other writers hold the spare pages, or the change \
                  needs more than there are"
             }
+            Error::Contended => "another write has the turn: it lost several races in a row",
             Error::NoReaderSlot => "no free reader slot",
             Error::Aborted => "transaction aborted",
             Error::Reentrant => "write to a snapmap from inside a write to the same map",

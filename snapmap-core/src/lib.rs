@@ -68,20 +68,39 @@
 //! progress) and for one-off snapshots while they are held; with `G >= R + W + 1` for `W`
 //! concurrent writers, writers never wait for each other either.
 //!
-//! **The page budget, `P` spare pages.** A one-key write copies one page (two when its probe run
-//! crosses a page boundary); a transaction copies each page it changes, once. A page replaced
-//! by a write stays reserved while a snapshot that has it is held: a snapshot holds the pages
-//! of its generation that later writes replaced, so at most one table (`N / 16` pages) however
-//! many writes follow it, and snapshots of one version share them. So with
-//! `P >= (N / 16) * S + 2` a lone writer's one-key write never waits for pages while at most `S`
-//! snapshots of distinct old versions are held (each concurrent writer needs about two more,
-//! and a writer that loses a race cannot reuse the pages the winner just replaced until it
-//! scans again). With fewer, a write can wait, and only for held snapshots (an idle registered
-//! [`Reader`] holds nothing): the blocking forms spin (yielding under `std`), the `try_` forms
-//! return [`Error::NoFreePage`]. A change that needs more pages than `P` is refused with
-//! `NoFreePage` by every form. A thread that holds snapshots and then makes a blocking write may
-//! wait for itself, as a thread re-locking a lock would: drop snapshots before writing, or use a
-//! `try_` form. (See [`SnapMap`]'s `G`, `R` and `P`.)
+//! **The page budget, `P` spare pages.** A write copies into spare pages the pages it changes,
+//! each once. Every slot a one-key write changes lies in one run of occupied slots, and in a
+//! table of more than 64 slots no run grows past 48 (an insert that would make a longer one
+//! returns [`Error::Full`]), so a one-key write changes at most 4 pages (at most `N / 16` in a
+//! smaller table). `P >= 4` (or
+//! `P >= N / 16`) is checked at compile time, so a one-key write always fits in the pool.
+//! [`clear`](SnapMap::clear) copies nothing: a cleared generation names one shared, always
+//! empty page wherever the table held entries, so it never needs a spare page. A transaction
+//! copies each page it changes, once, and one that would change more than `P` is refused with
+//! [`Error::NoFreePage`] by every form.
+//!
+//! A page replaced by a write stays reserved while a snapshot that has it is held: a snapshot
+//! holds the pages of its generation that later writes replaced, so at most one table
+//! (`N / 16` pages) however many writes follow it, and snapshots of one version share them.
+//! With `P >= (N / 16) * S + 4`, a lone writer's one-key writes never wait while at most `S`
+//! snapshots of distinct old versions are held. With fewer, a write can wait, and only for held
+//! snapshots (an idle registered [`Reader`] holds nothing) or for other writers in flight: the
+//! blocking forms spin (yielding under `std`), the `try_` forms return [`Error::NoFreePage`]. A
+//! thread that holds snapshots and then makes a blocking write may wait for itself, as a thread
+//! re-locking a lock would: drop snapshots before writing, or use a `try_` form. (See
+//! [`SnapMap`]'s `N`, `G`, `R` and `P`.)
+//!
+//! **Progress.** Writers race; a write that loses (another writer published first, or retired
+//! the pages it could have used after its scan) starts over on the new current generation, so
+//! some writer always makes progress (lock-free). A write that loses three times in a row takes
+//! the map's *turn*: the other writers start no new attempt until it lands (blocking forms
+//! wait; `try_` forms return [`Error::Contended`]), so it lands after at most `3 + W` attempts
+//! against `W` other writers, whatever they do (a 1 ms `update` against a thread inserting flat
+//! out lands within five runs of its closure). A write running out of pages scans again before
+//! it waits or gives up if anything was published since its scan. The turn is a wait on another
+//! writer: an interrupt handler that writes to a map that the code it interrupts also writes
+//! must use `try_` forms (as it would with any lock), since a blocking write there may wait for
+//! the write it interrupted.
 //!
 //! A retired page keeps its entries until it is reused (which drops them before it copies) or
 //! the map is dropped: a removed value is dropped exactly once, but late. Keep values whose drop
@@ -165,13 +184,15 @@
 //! private copy is discarded and its slot freed. A `Drop` that panics while the map itself drops
 //! does not stop it: every other key and value is still dropped, exactly once.
 //!
-//! Every write returns a `Result`, the blocking `remove`, `compare_exchange`, `remove_if` and
-//! `clear` too, whose only error is [`Error::Reentrant`]: a write to a map from code that one of
-//! its own writes runs (an [`update`](SnapMap::update) closure, a predicate, `Hash`, `Eq` or
-//! `Clone`) would livelock, and under `std` it is refused with that error instead. One shape for
-//! every write keeps `?` working the same everywhere and leaves room for that check. Without
-//! `std` it cannot be detected (there are no thread-locals): never write to a map from inside
-//! its own write.
+//! Every write returns a `Result`. The blocking forms never wait for pages within the budget
+//! above, so their errors are few: `insert` and `get_or_insert` give [`Error::Full`];
+//! `update` gives what its closure returns, and [`Error::NoFreePage`] for a change of more than
+//! `P` pages; every write gives [`Error::Reentrant`]: a write to a map from code that one of its
+//! own writes runs (an [`update`](SnapMap::update) closure, a predicate, `Hash`, `Eq` or
+//! `Clone`) would livelock, and under `std` it is refused with that error instead. Without `std`
+//! it cannot be detected (there are no thread-locals): never write to a map from inside its own
+//! write. The `try_` forms add [`Error::NoFreeGeneration`], [`Error::NoFreePage`] and
+//! [`Error::Contended`] where a blocking form would wait.
 //!
 //! A write runs its change again on a fresh copy after each race it loses. `insert` moves its key
 //! and value into the copy and, after a lost race, takes them back out of the discarded copy,
@@ -184,15 +205,20 @@
 //! page index: linear probing with Robin Hood insertion (which keeps every entry close to its
 //! home slot, and so the slowest lookup close to the typical one), backward-shift deletion, each
 //! entry stored beside 32 bits of its key's hash. A lookup reads one index entry more than a
-//! flat table would. A map can hold `N` entries, but lookups stay short only while it is at most
-//! about three-quarters full: size `N` for the entries you expect, with room.
+//! flat table would. A map holds at most `N` entries; one of more than 64 slots also holds no
+//! run of occupied slots longer than 48 (the page budget above), so past about half full a key
+//! whose run would grow longer is refused with [`Error::Full`]. With random keys the first
+//! refusal came at 61% of `N` at worst for `N = 256`, 56% for 1024 and 54% for 2048 (medians
+//! 79, 71 and 70%; 20 key sequences each; a map of 64 slots or fewer fills up): size a large `N`
+//! at about twice the entries you expect.
 //!
 //! The last type parameter `S` is the hasher (any [`BuildHasher`](core::hash::BuildHasher), as in
 //! heapless and hashbrown), built with the `const fn` [`SnapMap::with_hasher`] so that a map
 //! stays a `static`. The default, [`FxBuildHasher`], is a fast multiply-rotate hash that is not
-//! keyed: keys chosen by an adversary can be made to collide (700 `u32` keys with one home slot
-//! are found by brute force in a moment), which costs probe length, up to every slot, never
-//! memory. Where keys come from outside (addresses heard on a network), use the keyed
+//! keyed: keys chosen by an adversary can be made to collide (500 `u32` keys with one home slot
+//! are found by brute force in a moment), which costs probe length, up to the 48 slots of one
+//! run, and then room: keys whose run is full are refused with [`Error::Full`]. Where keys come
+//! from outside (addresses heard on a network), use the keyed
 //! [`SipBuildHasher`] with a key drawn at start-up; [`Snapshot::longest_probe`] measures the
 //! damage.
 //!
@@ -218,6 +244,15 @@
 //! implementation the application provides: on a multicore chip it must be multicore-safe
 //! (rp2040-hal's `critical-section-impl`, for example), never a single-core one.
 //!
+//! **Two Cortex-M33 cores (RP2350, the Raspberry Pi Pico 2).** Writers use the native
+//! LDREX/STREX there, which exclude the other core only with `ACTLR.EXTEXCLALL` set on both
+//! cores (otherwise SRAM counts as non-shareable and a compare-and-swap can lose the other core's
+//! update). rp235x-hal's `Multicore::spawn` sets it on both; firmware that starts core 1 another
+//! way must. The map takes no critical section on this chip. One the application uses for
+//! anything else should not rest on the SIO hardware spinlocks alone: by erratum RP2350-E2,
+//! writes to SIO registers from offset `0x180` up release them. A lock word taken with the
+//! cores' exclusives (as the Pico SDK does by default on the RP2350) avoids that.
+//!
 //! # Features
 //!
 //! - `std`: blocking forms yield the thread while they wait, instead of only spinning; a write
@@ -230,6 +265,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod cleared;
 mod error;
 mod generation;
 mod hash;

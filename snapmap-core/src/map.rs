@@ -1,13 +1,14 @@
 //! [`SnapMap`]: the arena of generations, the reader slots, and the read API.
 
+use crate::cleared::Cleared;
 use crate::generation::{Body, GenSlot};
 use crate::notify::Notify;
 use crate::pages::{Births, Entry, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
-use crate::sync::{array, AtomicUsize, UnsafeCell};
-use crate::table::{Shape, SlotCell};
+use crate::sync::{array, AtomicU8, AtomicUsize, TurnWord, UnsafeCell};
+use crate::table::{Shape, SlotCell, MAX_WRITE_PAGES};
 use crate::{Error, FxBuildHasher, Reader};
 use core::borrow::Borrow;
 use core::fmt;
@@ -15,8 +16,10 @@ use core::hash::{BuildHasher, Hash};
 
 /// A concurrent map whose readers see consistent snapshots without locks.
 ///
-/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). Lookups are
-///   fastest with the map at most about three-quarters full (see the crate docs, "The table").
+/// - `N`: capacity of the map, in entries (a power of two, from 2 to 2^18). Above 64, an insert
+///   can be refused with [`Error::Full`] from about half full on, when the key's run of
+///   occupied slots would grow past 48 (see the crate docs, "The table"): size such an `N` at
+///   about twice the entries you expect.
 /// - `G`: generation slots, at least `R + 2` and at most 16 (and at most `N`). One is current,
 ///   one is claimed by each writer in flight, and each pinned snapshot holds one (a snapshot of
 ///   the current one holds no extra slot). A generation costs a few words and an index of two
@@ -26,15 +29,15 @@ use core::hash::{BuildHasher, Hash};
 ///   take no reader slot: they count themselves on the generation they pin, so any number of
 ///   them can pin at once, and none ever waits for a slot.
 /// - `P`: spare pages of 16 slots, which writers copy the pages they change into. A one-key
-///   write claims one (two when its probe run crosses a page boundary); a transaction claims
-///   one per page it changes, and one that would change more pages than `P` returns
-///   [`Error::NoFreePage`] even from a blocking form. A page replaced by a write is reused once
-///   no held snapshot has it: a snapshot held across many writes holds the pages of its
-///   generation they replaced, at most one table (see "The page budget" in the crate docs).
-///   The default, 8, is sized for one-key writes: a lone writer's write needs at most 2, which
-///   leaves 6 for the pages that readers' pins hold, each the few pages replaced by the writes
-///   since it was taken (one or two per write). Snapshots held across many writes, batches and
-///   concurrent writers need more.
+///   write claims at most 4 (at most `N / 16` for `N < 64`), so `P` must be at least that,
+///   checked at compile time; a transaction claims one per page it changes, and one that would
+///   change more pages than `P` returns [`Error::NoFreePage`] even from a blocking form; a
+///   [`clear`](Self::clear) claims none. A page replaced by a write is reused once no held
+///   snapshot has it: a snapshot held across many writes holds the pages of its generation they
+///   replaced, at most one table (see "The page budget" in the crate docs). The default, 8,
+///   leaves a lone writer's one-key writes 4 pages beyond the 4 they may need, for the pages
+///   that short pins hold (each the few pages replaced by the writes since it was taken).
+///   Snapshots held across many writes, batches and concurrent writers need more.
 ///
 /// **The budget, `G >= R + 2`, is checked at compile time.** `R` registered readers reading at
 /// once hold at most `R` generations, and a writer still has the current generation to copy
@@ -82,6 +85,10 @@ pub struct SnapMap<
     pub(crate) pages: Pages<K, V, N, P>,
     pub(crate) pool: Pool<[Entry; P]>,
     pub(crate) births: Births<N, P>,
+    /// Where clears leave the pages they take out of the table, one record per position.
+    pub(crate) cleared: Cleared<[AtomicU8; N]>,
+    /// The write that has the turn, or 0 (see `write::Turn`).
+    pub(crate) turn: TurnWord,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
@@ -150,8 +157,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
              and at most N"
         );
         assert!(
-            P >= 1 && P + Shape::<N>::PAGES <= 1 << 15,
-            "SnapMap needs P >= 1 spare pages, and P + N / 16 < 2^15"
+            P >= 1 && (P >= MAX_WRITE_PAGES || P >= Shape::<N>::PAGES),
+            "SnapMap needs P >= 4 spare pages (P >= N / 16 for N < 64): a one-key write can \
+             change that many"
+        );
+        assert!(
+            P + Shape::<N>::PAGES < 1 << 15,
+            "SnapMap needs P + N / 16 < 2^15"
         );
     };
 
@@ -177,6 +189,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pages: Pages::new(),
             pool: Pool::new(),
             births: Births::new(),
+            cleared: Cleared::new(),
+            turn: TurnWord::new(),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -196,6 +210,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             pages: Pages::new(),
             pool: Pool::new(),
             births: Births::new(),
+            cleared: Cleared::new(),
+            turn: TurnWord::new(),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),
@@ -240,6 +256,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     ///
     /// Counting is a read-modify-write, which on targets without one (Cortex-M0/M0+) takes a
     /// critical section: readers there that must never take one use a [`Reader`].
+    ///
+    /// # Panics
+    /// If `usize::MAX / 2` snapshots of one generation are held at once, which only leaking
+    /// them (`mem::forget`) can do: past that the count could wrap and stop protecting a
+    /// snapshot still held, so it is refused, as `Arc` refuses too many clones.
     pub fn snapshot(&self) -> Snapshot<'_, K, V, N, S> {
         let generation = self.pin_counted();
         // SAFETY: the counted pin validated `generation` as current, and the snapshot ends it.

@@ -83,6 +83,7 @@
 //! returns an error from a `try_` form and waits in a blocking one, for the snapshots that hold
 //! pages to drop. It never claims a page a pinned generation can reach.
 
+use crate::cleared::Cleared;
 use crate::generation::GenSlot;
 use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
 use crate::table::{Shape, SlotCell, PAGE};
@@ -247,32 +248,60 @@ impl Pool {
     }
 }
 
-/// The pages a writer claimed for one attempt at a write. Dropping it gives them back
-/// (the attempt failed, lost its race or unwound); [`retire_all`](Self::retire_all) is for a
-/// publication.
+/// The pages a writer claimed for one attempt at a write, and the records of the positions it
+/// cleared or gave a page again (see `cleared`). Dropping it gives all of them back (the attempt
+/// failed, lost its race or unwound); [`retire_all`](Self::retire_all) is for a publication.
 pub(crate) struct Claims<'a> {
     pool: &'a Pool,
+    cleared: &'a Cleared,
     /// What the writer's scan found (see the module docs).
     pins: &'a Pins<'a>,
     /// `(position, entry)` for each page claimed, in `held[..len]`; room for every entry.
     held: &'a mut [(u16, u16)],
     len: usize,
+    /// The base's index and the writer's, `positions` entries each. A position whose page is
+    /// the zero page in exactly one of them is one whose record the writer holds.
+    base: *const UnsafeCell<u16>,
+    mine: *const UnsafeCell<u16>,
+    positions: usize,
+    /// Whether a record was claimed, so that `positions` must be walked to find them.
+    records: bool,
 }
 
 impl<'a> Claims<'a> {
-    pub(crate) fn new(pool: &'a Pool, pins: &'a Pins<'a>, held: &'a mut [(u16, u16)]) -> Self {
+    /// # Safety
+    /// `base` is the index of a generation the caller pins, `mine` that of the generation slot it
+    /// claimed, `positions` entries each, for as long as the claims live; all of the same map
+    /// as `pool` and `cleared`.
+    pub(crate) unsafe fn new(
+        pool: &'a Pool,
+        cleared: &'a Cleared,
+        pins: &'a Pins<'a>,
+        held: &'a mut [(u16, u16)],
+        (base, mine, positions): (*const UnsafeCell<u16>, *const UnsafeCell<u16>, usize),
+    ) -> Self {
         debug_assert_eq!(held.len(), pool.entries.len());
         Self {
             pool,
+            cleared,
             pins,
             held,
             len: 0,
+            base,
+            mine,
+            positions,
+            records: false,
         }
     }
 
     /// The id of the home page of `position` (spare pages come first, see [`Pages`]).
     pub(crate) fn home_page(&self, position: usize) -> usize {
         self.pool.entries.len() + position
+    }
+
+    /// The index entry that names the zero page at `position` (it follows the home pages).
+    pub(crate) fn zero_entry(&self, position: usize) -> isize {
+        (self.positions - position) as isize
     }
 
     /// Claims a page for `position`; returns its id. `None` if no entry may be claimed.
@@ -284,6 +313,28 @@ impl<'a> Claims<'a> {
         self.held[self.len] = (position as u16, id as u16);
         self.len += 1;
         Some(self.pool.page(id))
+    }
+
+    /// Claims the record of `position`, which the base gives a page of its own, to clear it.
+    /// `false` if another writer holds it, or the base is stale (see `cleared`).
+    pub(crate) fn claim_to_clear(&mut self, position: usize) -> bool {
+        let claimed = self.cleared.claim_empty(position);
+        self.records |= claimed;
+        claimed
+    }
+
+    /// Claims the record of `position`, which the base clears, to give it a page again. `false`
+    /// if another writer holds it, or the base is stale.
+    pub(crate) fn claim_to_refill(&mut self, position: usize) -> bool {
+        let claimed = self.cleared.claim_held(position);
+        self.records |= claimed;
+        claimed
+    }
+
+    /// Gives back the record of `position`, claimed to clear it, which the copy gives a page
+    /// again after all (the base's page is then replaced by that page, as by any copy).
+    pub(crate) fn unclear(&mut self, position: usize) {
+        self.cleared.give_back(position, false);
     }
 
     /// Whether every entry of the pool is claimed here: a change that needs more pages than
@@ -305,14 +356,73 @@ impl<'a> Claims<'a> {
             .map(|&(position, id)| (usize::from(position), self.pool.page(usize::from(id))))
     }
 
-    /// After the publication of `version`: each claimed entry takes the page its own replaced,
-    /// `replaced(position)`: the page the base had there, and (a lower bound of) its birth.
-    pub(crate) fn retire_all(mut self, version: u64, replaced: impl Fn(usize) -> (usize, u64)) {
-        for &(position, id) in &self.held[..self.len] {
-            let (page, born) = replaced(usize::from(position));
-            self.pool.retire(usize::from(id), page, born, version);
+    /// Whether a record was claimed: then [`retire_all`](Self::retire_all) reads the writer's
+    /// own index after its publication, which the writer must keep from reuse until then.
+    pub(crate) fn records(&self) -> bool {
+        self.records
+    }
+
+    /// The base's index entry at `position`, and whether it names the zero page.
+    fn base_entry(&self, position: usize) -> (isize, bool) {
+        // SAFETY: in bounds; the base is pinned, or (after the publication that replaced it)
+        // not yet retired by its retirer, the caller.
+        let entry = unsafe { (*self.base.add(position)).with(|entry| *entry) } as i16 as isize;
+        (entry, entry == self.zero_entry(position))
+    }
+
+    /// Index entries of `position`: the base's, and whether each names the zero page.
+    ///
+    /// Reads the writer's own index: only while it is unpublished, or (see `records`) pinned.
+    fn entries(&self, position: usize) -> (isize, bool, bool) {
+        let (base, base_zero) = self.base_entry(position);
+        // SAFETY: in bounds; ours is written only by our copy, which is not writing now, and
+        // no one else writes it while it is unpublished or we pin it.
+        let mine = unsafe { (*self.mine.add(position)).with(|entry| *entry) } as i16 as isize;
+        (base, base_zero, mine == self.zero_entry(position))
+    }
+
+    /// After the publication of `version`: each claimed entry takes the page its own replaced:
+    /// the base's page at its position (born as `born` says), or, at a position the base had
+    /// cleared, the page that position's record holds, with its life. Each record claimed to
+    /// clear a position then holds the base's page there.
+    ///
+    /// With [`records`](Self::records), the caller pins its own generation across this call: the
+    /// walk reads its index, which a writer could otherwise reuse as soon as a successor has
+    /// retired it.
+    pub(crate) fn retire_all(mut self, version: u64, born: impl Fn(usize) -> u64) {
+        for i in 0..self.len {
+            let (position, id) = self.held[i];
+            let position = usize::from(position);
+            let (entry, base_zero) = self.base_entry(position);
+            let (page, died) = if base_zero {
+                let (page, died) = self.cleared.page(position);
+                // The `cleared_life_lost` mutant (loom runs only) forgets how long a page taken
+                // out by a clear lived, so that a pin from before the clear no longer holds it.
+                if cfg!(snapmap_mutant = "cleared_life_lost") {
+                    (page, born(page))
+                } else {
+                    (page, died)
+                }
+            } else {
+                let page = self.home_page(position).wrapping_add_signed(entry);
+                (page, version)
+            };
+            self.pool.retire(usize::from(id), page, born(page), died);
         }
         self.len = 0;
+        if core::mem::take(&mut self.records) {
+            for position in 0..self.positions {
+                match self.entries(position) {
+                    // Given a page again: the record's page went to the pool entry above.
+                    (_, true, false) => self.cleared.empty(position),
+                    (entry, false, true) => {
+                        let page = self.home_page(position).wrapping_add_signed(entry);
+                        self.cleared.hold(position, page, version);
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
@@ -321,16 +431,29 @@ impl Drop for Claims<'_> {
         for &(_, id) in &self.held[..self.len] {
             self.pool.give_back(usize::from(id));
         }
+        if self.records {
+            for position in 0..self.positions {
+                let (_, base_zero, mine_zero) = self.entries(position);
+                if base_zero != mine_zero {
+                    self.cleared.give_back(position, base_zero);
+                }
+            }
+        }
     }
 }
 
 /// Every page of a map: the `P` spare pages, then the `N / 16` home pages (the initial table,
 /// `N` slots), in one block, so that page `p` starts at slot `16 * p` of it whatever `p` is.
 /// (Spare pages come first so that the home pages end the block even when `N < 16`.)
+///
+/// After them, the *zero page*: always empty, never written, named by a cleared generation at
+/// every position it cleared (see `cleared`). It follows the home pages, so its id is
+/// `P + N / 16` (for `N >= 16`; a table of one page never names it).
 #[repr(C)]
 pub(crate) struct Pages<K, V, const N: usize, const P: usize> {
     spare: [[SlotCell<K, V>; PAGE]; P],
     home: [SlotCell<K, V>; N],
+    zero: [SlotCell<K, V>; PAGE],
 }
 
 macro_rules! pages_new {
@@ -341,6 +464,7 @@ macro_rules! pages_new {
                     crate::sync::array![UnsafeCell::new(crate::table::Slot::EMPTY); PAGE]; P
                 ],
                 home: crate::sync::array![UnsafeCell::new(crate::table::Slot::EMPTY); N],
+                zero: crate::sync::array![UnsafeCell::new(crate::table::Slot::EMPTY); PAGE],
             }
         }
     };
@@ -385,8 +509,8 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
             }
         }
         // SAFETY: `repr(C)` with equal element types and no padding (each array's size is a
-        // multiple of the cell's alignment): the block is `16 * P + N` consecutive cells, which
-        // `&mut self` lends us whole.
+        // multiple of the cell's alignment): the block starts with `16 * P + N` consecutive
+        // cells (the zero page after them is always empty), which `&mut self` lends us whole.
         let all = unsafe {
             core::slice::from_raw_parts_mut(
                 (self as *mut Self).cast::<SlotCell<K, V>>(),
@@ -477,7 +601,10 @@ impl<const N: usize, const P: usize> Births<N, P> {
     /// The caller's publication replaced `page`, as the type's docs say.
     #[inline]
     pub(crate) unsafe fn get(&self, page: usize, version: u64) -> u64 {
-        if Shape::<N>::PAGES == 1 {
+        // The `birth_is_base` mutant (loom runs only) takes every page as born with the base
+        // its replacer copied, as a table of one page may: the two-page models catch a page
+        // reused under a pin older than that.
+        if Shape::<N>::PAGES == 1 || cfg!(snapmap_mutant = "birth_is_base") {
             return version;
         }
         if page < P {
@@ -577,6 +704,11 @@ mod tests {
     fn claims_give_back_unless_retired() {
         let stored = pool();
         let pool: &Pool = &stored;
+        let cleared: Cleared<[crate::sync::AtomicU8; 128]> = Cleared::new();
+        // Eight positions, the base's index and ours: all home pages (page 3 + position).
+        let base: [UnsafeCell<u16>; 8] = core::array::from_fn(|_| UnsafeCell::new(0));
+        let mine: [UnsafeCell<u16>; 8] = core::array::from_fn(|_| UnsafeCell::new(0));
+        let indices = (base.as_ptr(), mine.as_ptr(), 8);
         let mut held = [(0, 0); 3];
         let (generations, _) = slots(&[]);
         let none = Pins {
@@ -584,21 +716,26 @@ mod tests {
             pinned: 0,
             generations: &generations,
         };
-        let mut claims = Claims::new(pool, &none, &mut held);
+        // SAFETY: single-threaded; the indices outlive the claims.
+        let mut claims = unsafe { Claims::new(pool, &cleared, &none, &mut held, indices) };
         assert_eq!((claims.claim(4), claims.claim(5)), (Some(0), Some(1)));
         assert!(!claims.hold_all());
         assert!(claims.pages().eq([(4, 0), (5, 1)]));
         drop(claims);
         let mut held = [(0, 0); 3];
         let base_2 = Pins { base: 2, ..none };
-        let mut claims = Claims::new(pool, &base_2, &mut held);
+        // SAFETY: as above.
+        let mut claims = unsafe { Claims::new(pool, &cleared, &base_2, &mut held, indices) };
         assert!(claims.claim(4).is_some());
-        claims.retire_all(3, |position| (100 + position, 1));
-        // The retired entry holds page 104, in generations 1 and 2; the other two are free.
+        claims.retire_all(3, |page| {
+            assert_eq!(page, 7, "the base's page at position 4");
+            1
+        });
+        // The retired entry holds page 7, in generations 1 and 2; the other two are free.
         assert!(try_claim(pool, 3, &[2]).is_some() && try_claim(pool, 3, &[2]).is_some());
         assert_eq!(try_claim(pool, 3, &[2]), None, "reused under a pin on 2");
         let retired = try_claim(pool, 3, &[0, 3]).expect("reusable");
-        assert_eq!(pool.page(retired), 104);
+        assert_eq!(pool.page(retired), 7);
     }
 
     /// Births round-trip for spare and home pages, and a one-page table reports its base's.

@@ -3,7 +3,7 @@
 
 use crate::snapshot::{Release, Snapshot};
 use crate::sync::{
-    announce, announce_count, compare_exchange, release_count, AtomicUsize, Ordering,
+    announce, announce_count, compare_exchange, release_count, AtomicUsize, Ordering, MAX_PINS,
 };
 use crate::SnapMap;
 use core::hash::Hash;
@@ -171,7 +171,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // the strength of it.
         let mut seen = self.current.load(Ordering::Relaxed);
         loop {
-            announce_count(&self.pins[seen].word);
+            if !announce_count(&self.pins[seen].word) {
+                // Only leaked snapshots get here (see `MAX_PINS`): refuse, as `Arc` does, rather
+                // than let the count wrap under a snapshot still held.
+                panic!("snapmap: {MAX_PINS} snapshots of one generation held at once (leaked with mem::forget?)");
+            }
             match self.validate(seen) {
                 Ok(generation) => return generation,
                 Err(now) => {
@@ -281,5 +285,48 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> co
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader").field("slot", &self.slot).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use crate::sync::{Ordering, MAX_PINS};
+    use crate::SnapMap;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// A count at the cap refuses the next one-off pin (and the write that would pin its base)
+    /// instead of wrapping, and the refusal takes nothing: a snapshot still held keeps its
+    /// generation and its pages while writes go on. The count starts near the cap, as if
+    /// `MAX_PINS - 1` snapshots had been leaked, which on a 32-bit target would take an hour.
+    #[test]
+    fn a_pin_count_at_the_cap_refuses_instead_of_wrapping() {
+        let map: SnapMap<u32, u32, 32, 4, 0, 4> = SnapMap::new();
+        map.insert(1, 10).unwrap();
+        let current = map.current.load(Ordering::Relaxed);
+        let count = &map.pins[current].word;
+        count.store(MAX_PINS - 1, Ordering::Relaxed);
+        let held = map.snapshot();
+        assert_eq!(count.load(Ordering::Relaxed), MAX_PINS);
+        let refused = catch_unwind(AssertUnwindSafe(|| map.snapshot().len()));
+        assert!(refused.is_err(), "a pin past the cap was taken");
+        assert!(
+            catch_unwind(AssertUnwindSafe(|| map.insert(2, 20))).is_err(),
+            "a write pinned its base past the cap"
+        );
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            MAX_PINS,
+            "a refusal changed the count"
+        );
+        // The held snapshot's generation is still pinned: writes go to other slots and pages.
+        count.store(MAX_PINS - 1, Ordering::Relaxed); // one leaked pin "ends"; ours stands
+        for value in 0..20 {
+            map.insert(1, value).unwrap();
+        }
+        assert_eq!((held.len(), held.get(&1)), (1, Some(&10)));
+        assert_eq!(map.get(&1), Some(19));
+        drop(held);
+        assert_eq!(count.load(Ordering::Relaxed), MAX_PINS - 2);
     }
 }

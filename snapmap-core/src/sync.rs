@@ -22,44 +22,48 @@
 pub(crate) use core::sync::atomic::Ordering;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicUsize};
+pub(crate) use loom::sync::atomic::{fence, AtomicU8, AtomicUsize};
 
 // On targets with CAS, portable-atomic's types are the native ones, at no cost.
 #[cfg(all(not(loom), target_has_atomic = "ptr"))]
-pub(crate) use portable_atomic::{fence, AtomicUsize};
+pub(crate) use portable_atomic::{fence, AtomicU8, AtomicUsize};
 
 // ARMv6-M: core's atomics give native `ldr`/`str` + `dmb` for loads, stores and fences; they
 // simply have no RMW methods, which is what this module supplies.
 #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
-pub(crate) use core::sync::atomic::{fence, AtomicUsize};
+pub(crate) use core::sync::atomic::{fence, AtomicU8, AtomicUsize};
 
-/// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics.
-#[inline]
-pub(crate) fn compare_exchange(
-    word: &AtomicUsize,
-    current: usize,
-    new: usize,
-) -> Result<usize, usize> {
-    #[cfg(any(loom, target_has_atomic = "ptr"))]
-    {
-        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
-    }
-    #[cfg(not(any(loom, target_has_atomic = "ptr")))]
-    {
-        // Mutual exclusion among all RMWs of this word comes from the critical section;
-        // the Acquire load / Release store give the same ordering as an AcqRel CAS to the
-        // lock-free readers that load the word without taking the critical section.
-        critical_section::with(|_| {
-            let seen = word.load(Ordering::Acquire);
-            if seen == current {
-                word.store(new, Ordering::Release);
-                Ok(seen)
-            } else {
-                Err(seen)
+/// Writer-side compare-and-swap with `AcqRel` success and `Acquire` failure semantics, for a
+/// word (`compare_exchange`) or a byte (`compare_exchange_u8`: a cleared position's record, see
+/// `cleared`).
+macro_rules! compare_exchange_fn {
+    ($name:ident, $atomic:ty, $int:ty) => {
+        #[inline]
+        pub(crate) fn $name(word: &$atomic, current: $int, new: $int) -> Result<$int, $int> {
+            #[cfg(any(loom, target_has_atomic = "ptr"))]
+            {
+                word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
             }
-        })
-    }
+            #[cfg(not(any(loom, target_has_atomic = "ptr")))]
+            {
+                // Mutual exclusion among all RMWs of this word comes from the critical section;
+                // the Acquire load / Release store give the same ordering as an AcqRel CAS to
+                // the lock-free readers that load the word without taking the critical section.
+                critical_section::with(|_| {
+                    let seen = word.load(Ordering::Acquire);
+                    if seen == current {
+                        word.store(new, Ordering::Release);
+                        Ok(seen)
+                    } else {
+                        Err(seen)
+                    }
+                })
+            }
+        }
+    };
 }
+compare_exchange_fn!(compare_exchange, AtomicUsize, usize);
+compare_exchange_fn!(compare_exchange_u8, AtomicU8, u8);
 
 /// The reader half of the Dekker handshake (see `SnapMap::pin`): stores `value` to the caller's
 /// hazard word with Release semantics, ordered before the caller's next `SeqCst` load in the
@@ -83,29 +87,55 @@ pub(crate) fn announce(hazard: &AtomicUsize, value: usize) {
     }
 }
 
+/// The most counted pins one generation can carry. A snapshot can be leaked (`mem::forget`), so
+/// without a cap a count could be driven round to where it was (2^32 leaks on a 32-bit target,
+/// about an hour on an M0+) while a snapshot is still held, and writers would reuse its
+/// generation under it. Half the word's range, as `Arc` does with `MAX_REFCOUNT`: far beyond any
+/// real program, and far enough from the wrap that the threads that overshoot it at once (each
+/// adds one, sees the cap, and takes it back) never reach it.
+pub(crate) const MAX_PINS: usize = usize::MAX / 2;
+
 /// [`announce`] by counting: adds one to a generation's pin count (a one-off read's or a writer's
 /// base pin), ordered before the caller's next `SeqCst` load as `announce` is. One SeqCst
 /// `fetch_add` where the target has it (the same C++20 argument as for the swap); under loom, and
 /// on thumbv6m (a critical section), an increment and then a SeqCst fence.
+///
+/// Returns `false`, having taken nothing, if the count already held [`MAX_PINS`]: the caller
+/// must then not read on the strength of it (see `SnapMap::pin_counted`).
 #[inline(always)]
-pub(crate) fn announce_count(count: &AtomicUsize) {
+pub(crate) fn announce_count(count: &AtomicUsize) -> bool {
     #[cfg(all(not(loom), target_has_atomic = "ptr"))]
-    count.fetch_add(1, Ordering::SeqCst);
+    let before = count.fetch_add(1, Ordering::SeqCst);
     #[cfg(loom)]
-    {
-        count.fetch_add(1, Ordering::AcqRel);
+    let before = {
+        let before = count.fetch_add(1, Ordering::AcqRel);
         fence(Ordering::SeqCst);
-    }
+        before
+    };
     #[cfg(all(not(loom), not(target_has_atomic = "ptr")))]
-    {
+    let before = {
         // Every change of a count goes through a critical section (here and in
-        // `release_count`), so this load-then-store is an atomic increment.
-        critical_section::with(|_| {
+        // `release_count`), so this load-then-store is an atomic increment; at the cap it stores
+        // nothing.
+        let before = critical_section::with(|_| {
             let n = count.load(Ordering::Acquire);
-            count.store(n + 1, Ordering::Release);
+            if n < MAX_PINS {
+                count.store(n + 1, Ordering::Release);
+            }
+            n
         });
         fence(Ordering::SeqCst);
+        if before >= MAX_PINS {
+            return false;
+        }
+        before
+    };
+    if before >= MAX_PINS {
+        // Take our increment back: the count never goes more than one per thread past the cap.
+        release_count(count);
+        return false;
     }
+    true
 }
 
 /// Ends a counted pin: subtracts one from the count with Release semantics. On thumbv6m, where a
@@ -161,6 +191,49 @@ impl Counter {
     #[inline]
     pub(crate) fn get(&self) -> usize {
         self.word.load(Ordering::Relaxed)
+    }
+}
+
+/// The word of the writers' turn (see `write::Turn`): who has it, 0 if no one. It orders nothing
+/// and protects no data, only progress, so every access is Relaxed, and under loom it is a plain
+/// core atomic, as statistics are: modelling it would only grow the models' state space.
+pub(crate) struct TurnWord {
+    #[cfg(loom)]
+    word: core::sync::atomic::AtomicUsize,
+    #[cfg(not(loom))]
+    word: AtomicUsize,
+}
+
+impl TurnWord {
+    pub(crate) const fn new() -> Self {
+        Self {
+            #[cfg(loom)]
+            word: core::sync::atomic::AtomicUsize::new(0),
+            #[cfg(not(loom))]
+            word: AtomicUsize::new(0),
+        }
+    }
+
+    /// Who has the turn (0: no one). A plain load.
+    #[inline]
+    pub(crate) fn holder(&self) -> usize {
+        self.word.load(Ordering::Relaxed)
+    }
+
+    /// Takes the turn for `token` if no one has it.
+    pub(crate) fn take(&self, token: usize) -> bool {
+        #[cfg(loom)]
+        return self
+            .word
+            .compare_exchange(0, token, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        #[cfg(not(loom))]
+        compare_exchange(&self.word, 0, token).is_ok()
+    }
+
+    /// Gives the turn back (the caller has it).
+    pub(crate) fn give_back(&self) {
+        self.word.store(0, Ordering::Relaxed);
     }
 }
 

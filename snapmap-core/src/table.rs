@@ -31,6 +31,16 @@ use core::mem::MaybeUninit;
 /// first `N` of each page.
 pub(crate) const PAGE: usize = 16;
 
+/// The longest run of occupied slots a table of more than [`MAX_WRITE_PAGES`] pages may have: an
+/// insert that would make a longer one returns [`Error::Full`]. Every slot a one-key write
+/// changes lies in one run (Robin Hood insertion shifts entries up to the run's first empty
+/// slot, backward-shift deletion down to its end), so it changes at most `MAX_WRITE_PAGES`
+/// pages. With random keys the first refusal comes past half full (see `SnapMap`'s `N`).
+pub(crate) const MAX_RUN: usize = 48;
+
+/// The most pages a run of `MAX_RUN` slots can touch: 48 slots from the last slot of a page.
+pub(crate) const MAX_WRITE_PAGES: usize = 1 + (MAX_RUN - 1).div_ceil(PAGE);
+
 pub(crate) struct Slot<K, V> {
     /// 0: empty, `entry` uninitialized. Otherwise the key's meta, and `entry` is initialized.
     meta: u32,
@@ -366,9 +376,16 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     }
 
     /// Slot `i`, which must be in a private position, for writing.
+    /// Whether position `position` names a page of the copy's own: neither the base's nor the
+    /// zero page.
+    fn private(&self, position: usize) -> bool {
+        let (mine, base) = self.entries(position);
+        mine != base && mine != self.claims.zero_entry(position)
+    }
+
     fn slot_mut(&mut self, i: usize) -> &mut Slot<K, V> {
-        let (mine, base) = self.entries(i / PAGE);
-        assert_ne!(mine, base, "write to a shared page");
+        assert!(self.private(i / PAGE), "write to a shared page");
+        let (mine, _) = self.entries(i / PAGE);
         self.changed = true;
         // SAFETY: a private page is ours alone, and `&mut self` makes this the only reference
         // into it.
@@ -385,15 +402,15 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
 
 /// Every write copies pages on first write, so writing needs `K, V: Clone`.
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
-    /// Makes position `position` private, copying its page from the base into a claimed spare
-    /// page if it is not yet. `false` if no spare page could be claimed: the copy is then out of
-    /// pages and must not change any more.
+    /// Makes position `position` private, copying into a claimed spare page what the copy has
+    /// there: the base's page, or nothing if the position is cleared (it names the zero page).
+    /// `false` if no spare page (or the position's record, see `cleared`) could be claimed: the
+    /// copy is then out of pages and must not change any more.
     fn own(&mut self, position: usize) -> bool {
         if self.out_of_pages {
             return false;
         }
-        let (mine, base) = self.entries(position);
-        if mine != base {
+        if self.private(position) {
             return true;
         }
         let Some(page) = self.claims.claim(position) else {
@@ -406,9 +423,10 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         // leaves a slot empty and the page ours (`claims` gives it back), and the index does not
         // name it yet.
         // SAFETY: the page we claimed is ours alone (no published generation can reach it, see
-        // `pages`), the base's is pinned and immutable; both are `PAGE_LEN` consecutive cells.
+        // `pages`); the page our index names is the base's (pinned and immutable) or the zero
+        // page (never written); both are `PAGE_LEN` consecutive cells.
         unsafe {
-            let from = cell_at(self.home, self.base, first);
+            let from = cell_at(self.home, self.index, first);
             let into = self.home.offset(first as isize + PAGE as isize * to);
             for offset in 0..Shape::<N>::PAGE_LEN {
                 let from = (*from.add(offset)).with(|slot| &*slot);
@@ -431,6 +449,24 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 });
             }
         }
+        // The position's record, if it is cleared, changes hands only now, after the copy (whose
+        // drops may panic) and right before the index names our page: the record follows the
+        // index, which tells `Claims` which records it holds, at every step.
+        let (mine, base) = self.entries(position);
+        let zero = self.claims.zero_entry(position);
+        if mine == zero {
+            if base == zero {
+                // Cleared in the base: the page its clear took out is in the position's record,
+                // which our publication moves to the entry we just claimed.
+                if !self.claims.claim_to_refill(position) {
+                    self.out_of_pages = true;
+                    return false;
+                }
+            } else {
+                // Cleared by this copy: our page now replaces the base's, as in any copy.
+                self.claims.unclear(position);
+            }
+        }
         // SAFETY: our own index entry; nobody else reads it before we publish.
         unsafe { (*self.index.add(position)).with_mut(|entry| *entry = to as i16 as u16) };
         true
@@ -443,19 +479,61 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         (0..positions).all(|step| self.own((first / PAGE + step) % Shape::<N>::PAGES))
     }
 
-    /// Removes every entry, or none if a page cannot be claimed (the copy is then out of pages):
-    /// every page that holds an entry is made private before any is emptied. A copy cleared in
-    /// part would break the probe order (a lookup would stop at an emptied home slot short of
-    /// the key it wants, on a page not yet emptied). If a drop panics, the unwind discards the
-    /// copy (see `write`).
-    pub(crate) fn clear(&mut self) {
-        for position in 0..Shape::<N>::PAGES {
-            let first = position * PAGE;
-            let occupied = (first..first + Shape::<N>::PAGE_LEN).any(|i| self.slot(i).meta != 0);
-            if occupied && !self.own(position) {
-                return;
+    /// Removes every entry, or none if the copy is out of pages. A table of more than one page
+    /// claims no page: each position that shares a page holding entries with the base is
+    /// pointed at the zero page (its record claimed first, see `cleared`), and the copy's own
+    /// pages are emptied in place. So it runs out only if another writer in flight holds one of
+    /// those records, or the base is stale (a clear published since our base holds them). A table
+    /// of one page copies it, as any write does. If a drop panics, the unwind discards the copy
+    /// (see `write`).
+    pub(crate) fn clear(&mut self) -> Result<(), Error> {
+        if self.out_of_pages {
+            return Err(Error::NoFreePage);
+        }
+        if self.len == 0 {
+            return Ok(());
+        }
+        if Shape::<N>::PAGES == 1 {
+            if !self.own(0) {
+                return Err(Error::NoFreePage);
+            }
+        } else {
+            let occupied = |table: &Self, position: usize| {
+                let first = position * PAGE;
+                (first..first + PAGE)
+                    .filter(|&i| table.slot(i).meta != 0)
+                    .count()
+            };
+            let shared = |table: &Self, position: usize| {
+                let (mine, base) = table.entries(position);
+                mine == base
+                    && mine != table.claims.zero_entry(position)
+                    && occupied(table, position) != 0
+            };
+            // All or nothing: every record first.
+            for position in 0..Shape::<N>::PAGES {
+                if shared(self, position) && !self.claims.claim_to_clear(position) {
+                    for earlier in 0..position {
+                        if shared(self, earlier) {
+                            self.claims.unclear(earlier);
+                        }
+                    }
+                    self.out_of_pages = true;
+                    return Err(Error::NoFreePage);
+                }
+            }
+            // Then the zero page at each, which runs no user code: nothing can unwind halfway.
+            for position in 0..Shape::<N>::PAGES {
+                if shared(self, position) {
+                    self.len -= occupied(self, position);
+                    self.changed = true;
+                    let zero = self.claims.zero_entry(position) as i16 as u16;
+                    // SAFETY: our own index entry; nobody else reads it before we publish.
+                    unsafe { (*self.index.add(position)).with_mut(|entry| *entry = zero) };
+                }
             }
         }
+        // Only our own pages still hold entries: empty them in place.
         for i in 0..N {
             if self.slot(i).meta != 0 {
                 // Counted out first: a panicking drop leaves `len` exact.
@@ -463,6 +541,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 self.slot_mut(i).vacate();
             }
         }
+        Ok(())
     }
 
     /// How many slots after `index` a removal from `index` may shift back: those before the
@@ -477,6 +556,13 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
             })
             .map_or(N - 1, |step| step - 1)
     }
+}
+
+/// Where [`TableMut::insert_at`] put an entry: its slot, and for a key that was present, the
+/// value replaced and the caller's key, which the table did not keep.
+pub(crate) struct Placed<K, V> {
+    pub(crate) slot: usize,
+    pub(crate) replaced: Option<(V, K)>,
 }
 
 /// Writes a clone of `entry` into `slot`'s entry (left as it was if a clone panics), field by
@@ -496,21 +582,47 @@ fn write_clone<K: Clone, V: Clone>(slot: &mut Slot<K, V>, entry: &(K, V)) {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
-    pub(crate) fn get_mut<Q>(&mut self, hasher: &impl BuildHasher, key: &Q) -> Option<&mut V>
+    /// Mutable access to the value of `key`; `Err(NoFreePage)` if the copy is out of pages.
+    pub(crate) fn get_mut<Q>(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: &Q,
+    ) -> Result<Option<&mut V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let index = self.view().find(meta_of(hasher, key), key).ok()?;
+        if self.out_of_pages {
+            return Err(Error::NoFreePage);
+        }
+        let Ok(index) = self.view().find(meta_of(hasher, key), key) else {
+            return Ok(None);
+        };
         if !self.own(index / PAGE) {
-            return None;
+            return Err(Error::NoFreePage);
         }
         // SAFETY: `find` returned an occupied slot, whose entry is initialized.
-        Some(unsafe { &mut self.slot_mut(index).entry.assume_init_mut().1 })
+        Ok(Some(unsafe {
+            &mut self.slot_mut(index).entry.assume_init_mut().1
+        }))
     }
 
-    /// Inserts or replaces `key`; returns the slot the entry for `key` is in and the replaced
-    /// value.
+    /// The length of the run of occupied slots that an entry placed in the empty slot `empty`
+    /// would be part of, counted up to `MAX_RUN + 1`.
+    fn run_through(&self, empty: usize) -> usize {
+        let occupied = |i: usize| self.slot(i & Shape::<N>::MASK).meta != 0;
+        let before = (1..=MAX_RUN)
+            .take_while(|&step| occupied(empty.wrapping_sub(step)))
+            .count();
+        let after = (1..=MAX_RUN - before)
+            .take_while(|&step| occupied(empty + step))
+            .count();
+        before + 1 + after
+    }
+
+    /// Inserts or replaces `key`; returns where the entry for `key` went, and for a key that
+    /// was present, the value it replaced and the caller's `key` (the table keeps the key it
+    /// had, as `HashMap` does).
     ///
     /// # Errors
     /// [`Error::Full`] if `key` is new and the table holds `N` entries; [`Error::NoFreePage`] if
@@ -521,29 +633,42 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         hasher: &impl BuildHasher,
         key: K,
         value: V,
-    ) -> Result<(usize, Option<V>), (Error, K, V)> {
+    ) -> Result<Placed<K, V>, (Error, K, V)> {
+        if self.out_of_pages {
+            return Err((Error::NoFreePage, key, value));
+        }
         let meta = meta_of(hasher, &key);
         match self.view().find(meta, &key) {
-            Ok(index) => {
-                if !self.own(index / PAGE) {
+            Ok(slot) => {
+                if !self.own(slot / PAGE) {
                     return Err((Error::NoFreePage, key, value));
                 }
                 // SAFETY: `find` returned an occupied slot, whose entry is initialized.
-                let entry = unsafe { self.slot_mut(index).entry.assume_init_mut() };
+                let entry = unsafe { self.slot_mut(slot).entry.assume_init_mut() };
                 let old = core::mem::replace(&mut entry.1, value);
-                drop(key); // while `old` is a local (see `remove`)
-                Ok((index, Some(old)))
+                Ok(Placed {
+                    slot,
+                    replaced: Some((old, key)),
+                })
             }
             Err(Some(empty)) => {
+                // The page budget: no run of occupied slots grows past `MAX_RUN`, in a table of
+                // more pages than a write may change (in a smaller one any run fits).
+                if Shape::<N>::PAGES > MAX_WRITE_PAGES && self.run_through(empty) > MAX_RUN {
+                    return Err((Error::Full, key, value));
+                }
                 // Robin Hood insertion writes only slots from the key's home to the first empty
                 // slot after it, which `find` just stopped at.
                 let home = Shape::<N>::home(meta);
                 if !self.own_range(home, empty.wrapping_sub(home) & Shape::<N>::MASK) {
                     return Err((Error::NoFreePage, key, value));
                 }
-                let index = self.place(meta, (key, value));
+                let slot = self.place(meta, (key, value));
                 self.len += 1;
-                Ok((index, None))
+                Ok(Placed {
+                    slot,
+                    replaced: None,
+                })
             }
             Err(None) => Err((Error::Full, key, value)),
         }
@@ -596,24 +721,35 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         }
     }
 
-    /// Removes `key`, returning its value (`None` too if a page could not be claimed: the copy
-    /// is then out of pages).
-    pub(crate) fn remove<Q>(&mut self, hasher: &impl BuildHasher, key: &Q) -> Option<V>
+    /// Removes `key`, returning its value; `Err(NoFreePage)` if the copy is out of pages.
+    pub(crate) fn remove<Q>(
+        &mut self,
+        hasher: &impl BuildHasher,
+        key: &Q,
+    ) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let index = self.view().find(meta_of(hasher, key), key).ok()?;
-        let (key, value) = self.take(index)?;
+        if self.out_of_pages {
+            return Err(Error::NoFreePage);
+        }
+        let Ok(index) = self.view().find(meta_of(hasher, key), key) else {
+            return Ok(None);
+        };
+        let (key, value) = self.take(index).ok_or(Error::NoFreePage)?;
         // Dropped while `value` is a local: if the drop panics, the unwind drops `value` too
         // (a value already moved into the return value would leak).
         drop(key);
-        Some(value)
+        Ok(Some(value))
     }
 
-    /// Keeps only the entries for which `keep` returns `true`, asking once per entry (stops,
-    /// out of pages, if a page cannot be claimed).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+    /// Keeps only the entries for which `keep` returns `true`, asking once per entry;
+    /// `Err(NoFreePage)`, where it was, if a page cannot be claimed.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) -> Result<(), Error> {
+        if self.out_of_pages {
+            return Err(Error::NoFreePage);
+        }
         // Visit the slots in order from one that is empty or holds an entry at its home. A
         // removal shifts back only the entries after it up to such a slot, and the start stays
         // such a slot (an entry shifted into it lands at its home), so no entry already asked
@@ -636,11 +772,12 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 // `take` shifts the next entry into `index` if it is not at home: ask again.
                 Some((k, v)) if !keep(k, v) => match self.take(index) {
                     Some(entry) => drop(entry),
-                    None => return,
+                    None => return Err(Error::NoFreePage),
                 },
                 _ => visited += 1,
             }
         }
+        Ok(())
     }
 
     /// Moves the entry out of occupied slot `index` and closes the gap by shifting back the
@@ -835,20 +972,21 @@ pub(crate) mod tests {
                 // more pages than the pool holds (a long run, in a nearly full table with a
                 // pool of one or two pages), and changes nothing.
                 0..=3 => {
-                    let full = oracle.len() == N && !oracle.contains_key(&key);
+                    // Full: the table is, or (more than 4 pages) the key's run would grow too long.
+                    let full = oracle.len() == N || Shape::<N>::PAGES > MAX_WRITE_PAGES;
                     match map.try_insert(key, step) {
                         Ok(old) => assert_eq!(old, oracle.insert(key, step)),
-                        Err(Error::Full) => assert!(full, "Full with room left"),
-                        Err(Error::NoFreePage) if P <= 2 => {}
+                        Err(Error::Full) => {
+                            assert!(full && !oracle.contains_key(&key), "Full with room left")
+                        }
+                        // The budget: a one-key write fits in the pool (`P >= 4`), and no
+                        // snapshot older than `before` holds a page.
                         Err(e) => panic!("step {step}: {e:?}"),
                     }
                 }
-                4 => match map.try_remove(&key) {
-                    Err(Error::NoFreePage) if P <= 2 => {}
-                    removed => assert_eq!(removed, Ok(oracle.remove(&key))),
-                },
+                4 => assert_eq!(map.try_remove(&key), Ok(oracle.remove(&key))),
                 5 => {
-                    let changed = map.try_update(|tx| Ok(tx.get_mut(&key).map(|v| *v = step)));
+                    let changed = map.try_update(|tx| Ok(tx.get_mut(&key)?.map(|v| *v = step)));
                     assert!(changed.is_ok(), "one page: always within the pool");
                     if let Some(value) = oracle.get_mut(&key) {
                         *value = step;
@@ -862,7 +1000,7 @@ pub(crate) mod tests {
                         tx.retain(|k, _| {
                             *met.entry(*k).or_insert(0) += 1;
                             k % 2 != odd
-                        });
+                        })?;
                         Ok(())
                     });
                     if result == Err(Error::NoFreePage) {
@@ -899,7 +1037,7 @@ pub(crate) mod tests {
         random_ops::<8, 1>(2, 12);
         random_ops::<16, 1>(3, 40);
         random_ops::<64, 8>(4, 70);
-        random_ops::<128, 2>(5, 120);
+        random_ops::<128, 4>(5, 120);
     }
 
     /// Keys whose hashes collide in groups of eight: lookups must tell keys apart by equality
@@ -942,7 +1080,7 @@ pub(crate) mod tests {
             tx.retain(|k, _| {
                 *met.entry(*k).or_insert(0) += 1;
                 *k != a
-            });
+            })?;
             Ok(())
         })
         .unwrap();
@@ -956,19 +1094,19 @@ pub(crate) mod tests {
     /// too, and changes nothing; one within the pool goes through.
     #[test]
     fn a_change_larger_than_the_pool_is_refused() {
-        let map = SnapMap::<u32, u32, 64, 4, 2, 2>::new();
-        // One key in each of the 4 pages (found by their home slots).
-        let keys: Vec<u32> = (0..4)
+        let map = SnapMap::<u32, u32, 128, 4, 2, 4>::new();
+        // One key in each of 5 of the 8 pages (found by their home slots).
+        let keys: Vec<u32> = (0..5)
             .map(|page| {
                 (0u32..)
-                    .find(|k| Shape::<64>::home(meta_of(&Fx, k)) / PAGE == page)
+                    .find(|k| Shape::<128>::home(meta_of(&Fx, k)) / PAGE == page)
                     .unwrap()
             })
             .collect();
         for &key in &keys[..2] {
             assert_eq!(map.insert(key, 1), Ok(None));
         }
-        let all = |tx: &mut crate::Txn<'_, u32, u32, 64>| {
+        let all = |tx: &mut crate::Txn<'_, u32, u32, 128>| {
             for &key in &keys {
                 tx.insert(key, 2)?;
             }
@@ -982,34 +1120,143 @@ pub(crate) mod tests {
             (2, 2),
             "changed by a refused write"
         );
-        assert_eq!(map.clear(), Ok(()), "two pages: within the pool");
+        assert_eq!(map.clear(), Ok(()), "a clear claims no page");
         assert!(map.snapshot().is_empty());
     }
 
-    /// A clear that runs out of pages removes nothing. Cleared in part, the copy would hold a
-    /// key past an emptied home slot (here: homed at the last slot of page 1, displaced into
-    /// page 2, the page the clear cannot claim), which its own lookups would then miss.
+    /// Keys of `Shape::<64>`'s pages: `count` keys homed on page `page`.
+    fn keys_on(page: usize, count: usize) -> Vec<u32> {
+        (0u32..)
+            .filter(|k| Shape::<64>::home(meta_of(&Fx, k)) / PAGE == page)
+            .take(count)
+            .collect()
+    }
+
+    /// A clear needs no spare page: with every spare page held by a snapshot, writes that copy
+    /// a page are refused, and a clear goes through, in a transaction and on its own, while the
+    /// snapshot keeps what it saw. Then a write gives a cleared page an entry again (the page the
+    /// clear took out moves from its record to the pool) and every page comes back.
     #[test]
-    fn a_clear_out_of_pages_removes_nothing() {
-        let home = |k: &u32| Shape::<64>::home(meta_of(&Fx, k));
-        let mut homed_at_31 = (0u32..).filter(|k| home(k) == 31);
-        let (a, b) = (homed_at_31.next().unwrap(), homed_at_31.next().unwrap());
-        let first = (0u32..).find(|k| home(k) < PAGE).unwrap();
-        let map = SnapMap::<u32, u32, 64, 4, 2, 2>::new();
-        for key in [first, a, b] {
+    fn a_clear_needs_no_spare_page() {
+        let map = SnapMap::<u32, u32, 64, 4, 2, 4>::new();
+        let keys: Vec<u32> = (0..4).map(|page| keys_on(page, 1)[0]).collect();
+        for &key in &keys {
             assert_eq!(map.insert(key, key), Ok(None));
         }
-        // Three pages hold entries, one more than the pool.
-        let cleared = map.update(|tx| {
-            tx.clear();
-            assert_eq!(tx.len(), 3, "a clear out of pages removed entries");
-            for key in [first, a, b] {
-                assert_eq!(tx.get(&key), Some(&key), "key {key} lost to its own lookup");
-            }
-            check_layout(&tx.table.view());
+        let held = map.snapshot();
+        for &key in &keys {
+            assert_eq!(map.try_insert(key, 0), Ok(Some(key)));
+        }
+        assert_eq!(map.try_insert(keys[0], 1), Err(Error::NoFreePage));
+        let cleared = map.try_update(|tx| {
+            tx.clear()?;
+            assert!(tx.is_empty() && tx.iter().next().is_none());
             Ok(())
         });
-        assert_eq!(cleared, Err(Error::NoFreePage));
-        assert_eq!(map.snapshot().len(), 3);
+        assert_eq!(cleared, Ok(()));
+        assert_eq!(map.clear(), Ok(()), "an empty map: nothing to publish");
+        assert_eq!((held.len(), held.get(&keys[3])), (4, Some(&keys[3])));
+        drop(held);
+        // Every page comes back: the 4 spare ones and the 4 the clear took out.
+        for round in 0..3 {
+            for &key in &keys {
+                assert_eq!(map.try_insert(key, round), Ok(None), "round {round}");
+            }
+            check_layout(&map.snapshot().view());
+            assert_eq!(map.try_update(|tx| tx.clear()), Ok(()));
+        }
+        assert!(map.snapshot().is_empty());
+    }
+
+    /// Out of pages, a transaction's changes say so: `get_mut`, `remove`, `retain` and `insert`
+    /// return `NoFreePage` for a key that `get` and `contains_key` still find (they said `None`
+    /// before, which a closure checking with `expect` took for a missing key), and the write
+    /// publishes nothing.
+    #[test]
+    fn out_of_pages_a_transaction_says_so() {
+        let map = SnapMap::<u32, u32, 64, 4, 2, 4>::new();
+        let keys: Vec<u32> = (0..4).map(|page| keys_on(page, 1)[0]).collect();
+        for &key in &keys {
+            assert_eq!(map.insert(key, 1), Ok(None));
+        }
+        let held = map.snapshot();
+        for &key in &keys {
+            assert_eq!(map.try_insert(key, 2), Ok(Some(1)));
+        }
+        let key = keys[0];
+        let result = map.try_update(|tx| {
+            assert_eq!((tx.get(&key), tx.contains_key(&key)), (Some(&2), true));
+            assert_eq!(tx.get_mut(&key).map(|v| v.copied()), Err(Error::NoFreePage));
+            assert_eq!(tx.remove(&key), Err(Error::NoFreePage));
+            assert_eq!(tx.retain(|_, _| false), Err(Error::NoFreePage));
+            assert_eq!(tx.insert(key, 3), Err(Error::NoFreePage));
+            assert_eq!(tx.get(&key), Some(&2), "the copy changed");
+            Ok(())
+        });
+        assert_eq!(result, Err(Error::NoFreePage));
+        drop(held);
+        assert_eq!(map.try_update(|tx| tx.remove(&key)), Ok(Some(2)));
+    }
+
+    /// A transaction that clears and then writes: the position it writes gets a page of its
+    /// own again (not the shared empty one), and its other positions stay cleared.
+    #[test]
+    fn a_write_after_a_clear_in_one_transaction() {
+        let map = SnapMap::<u32, u32, 64, 4, 2, 4>::new();
+        let keys = keys_on(1, 3);
+        let other = keys_on(2, 1)[0];
+        for &key in keys.iter().chain([&other]) {
+            assert_eq!(map.insert(key, 1), Ok(None));
+        }
+        let before = map.snapshot();
+        map.update(|tx| {
+            tx.clear()?;
+            tx.insert(keys[0], 2)?;
+            assert_eq!(tx.remove(&keys[1]), Ok(None));
+            check_layout(&tx.table.view());
+            Ok(())
+        })
+        .unwrap();
+        let after = map.snapshot();
+        assert_eq!(after.iter().collect::<Vec<_>>(), [(&keys[0], &2)]);
+        assert_eq!((before.len(), before.get(&other)), (4, Some(&1)));
+        drop((before, after));
+        // The cleared position of `other` takes an entry, and gives it up, again.
+        assert_eq!(map.insert(other, 3), Ok(None));
+        assert_eq!(map.remove(&other), Ok(Some(3)));
+        assert_eq!(map.remove(&keys[0]), Ok(Some(2)));
+        assert!(map.snapshot().is_empty());
+    }
+
+    /// A run of occupied slots never grows past `MAX_RUN`: the insert that would make it longer
+    /// is refused with `Full`, and so no one-key write changes more than `MAX_WRITE_PAGES` pages.
+    #[test]
+    fn runs_stay_within_the_page_budget() {
+        let map = SnapMap::<u32, u32, 128, 4, 2, 4>::new();
+        // Keys all homed on slot 8: they can only pile up in one run from there.
+        let keys: Vec<u32> = (0u32..)
+            .filter(|k| Shape::<128>::home(meta_of(&Fx, k)) == 8)
+            .take(MAX_RUN + 1)
+            .collect();
+        for &key in &keys[..MAX_RUN] {
+            assert_eq!(map.try_insert(key, key), Ok(None));
+        }
+        assert_eq!(map.try_insert(keys[MAX_RUN], 0), Err(Error::Full));
+        let snap = map.snapshot();
+        assert_eq!((snap.len(), snap.longest_probe()), (MAX_RUN, MAX_RUN));
+        drop(snap);
+        // A key homed elsewhere whose empty slot would join the run is refused too.
+        let next = (0u32..)
+            .find(|k| Shape::<128>::home(meta_of(&Fx, k)) == 8 + MAX_RUN)
+            .unwrap();
+        assert_eq!(map.try_insert(next, 0), Err(Error::Full));
+        // One that leaves a gap is not.
+        let apart = (0u32..)
+            .find(|k| Shape::<128>::home(meta_of(&Fx, k)) == 9 + MAX_RUN)
+            .unwrap();
+        assert_eq!(map.try_insert(apart, 0), Ok(None));
+        // Removing from the front of the full run shifts it back across 4 pages: within the pool.
+        assert_eq!(map.try_remove(&keys[0]), Ok(Some(keys[0])));
+        check_layout(&map.snapshot().view());
     }
 }

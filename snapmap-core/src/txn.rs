@@ -14,12 +14,11 @@ use core::hash::{BuildHasher, Hash};
 /// generation, so it must be re-runnable (`FnMut`) and should have no side effects beyond `self`.
 ///
 /// A change copies the pages it touches into spare pages (see [`SnapMap`](crate::SnapMap)'s
-/// `P`). If none can be claimed, the transaction is *out of pages*: [`insert`](Self::insert)
-/// returns [`Error::NoFreePage`], other changes do nothing (`remove` and `get_mut` return
-/// `None`, `clear` removes nothing, `retain` stops where it was), and whatever the closure
-/// returns, the write publishes nothing and returns `NoFreePage` (a `try_` form) or waits for
-/// pages and runs the closure again (a blocking one). The copy stays a consistent table
-/// throughout: its lookups and its iteration agree.
+/// `P`). If none can be claimed, the transaction is *out of pages*: that change and every later
+/// one returns [`Error::NoFreePage`] (let `?` carry it out), and whatever the closure returns,
+/// the write publishes nothing and returns `NoFreePage` (a `try_` form, or a change that needs
+/// more than `P` pages) or waits for pages and runs the closure again (a blocking one). The
+/// copy stays a consistent table throughout: its lookups and its iteration agree.
 pub struct Txn<'a, K, V, const N: usize, S = FxBuildHasher> {
     pub(crate) table: TableMut<'a, K, V, N>,
     hasher: &'a S,
@@ -59,9 +58,16 @@ impl<K: core::fmt::Debug, V: core::fmt::Debug, const N: usize, S> core::fmt::Deb
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, V, N, S> {
-    /// Removes every entry (none, if the transaction runs out of pages).
-    pub fn clear(&mut self) {
-        self.table.clear();
+    /// Removes every entry. In a map of more than 16 slots it needs no spare page: the pages
+    /// that hold entries are replaced by one shared empty page.
+    ///
+    /// # Errors
+    /// [`Error::NoFreePage`] if the transaction is out of pages (the copy is unchanged): in a
+    /// map of one page (16 slots or fewer), as for any change, and in a larger one if another
+    /// writer in flight is changing the same pages; a blocking write waits and runs the closure
+    /// again.
+    pub fn clear(&mut self) -> Result<(), Error> {
+        self.table.clear()
     }
 
     /// The value of `key` in the copy, including this transaction's own changes.
@@ -83,7 +89,10 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, 
     }
 
     /// Mutable access to the value of `key`; counts as a change if the key is present.
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    ///
+    /// # Errors
+    /// [`Error::NoFreePage`] if the transaction is out of pages.
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Result<Option<&mut V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -98,22 +107,23 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, 
     /// [`Error::NoFreePage`] if the transaction is out of pages. The copy is unchanged and `key`
     /// and `value` are dropped.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.insert_at(key, value).map(|(_, old)| old)
-    }
-
-    /// [`insert`](Self::insert), also returning the slot the entry for `key` is in (see
-    /// `Table::take_back`).
-    pub(crate) fn insert_at(&mut self, key: K, value: V) -> Result<(usize, Option<V>), Error> {
-        self.table
-            .insert_at(self.hasher, key, value)
-            .map_err(|(error, key, value)| {
+        match self.table.insert_at(self.hasher, key, value) {
+            Ok(placed) => Ok(placed.replaced.map(|(old, key)| {
+                drop(key); // while `old` is a local: a panicking drop unwinds through it
+                old
+            })),
+            Err((error, key, value)) => {
                 drop((key, value));
-                error
-            })
+                Err(error)
+            }
+        }
     }
 
     /// Removes `key`, returning its value.
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    ///
+    /// # Errors
+    /// [`Error::NoFreePage`] if the transaction is out of pages (the copy is unchanged).
+    pub fn remove<Q>(&mut self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -122,7 +132,12 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize, S: BuildHasher> Txn<'_, K, 
     }
 
     /// Keeps only the entries for which `keep` returns `true`.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.table.retain(&mut keep);
+    ///
+    /// # Errors
+    /// [`Error::NoFreePage`] if the transaction runs out of pages; the entries removed up to
+    /// there stay removed in the copy (which is discarded unless the closure goes on without
+    /// `?`, and then publishes nothing: see above).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) -> Result<(), Error> {
+        self.table.retain(&mut keep)
     }
 }

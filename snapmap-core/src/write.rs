@@ -7,7 +7,8 @@ use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{
-    compare_exchange, copy_cells, fence, publish_exchange, spin_wait, AtomicUsize, Ordering,
+    announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
+    spin_wait, AtomicUsize, Ordering, TurnWord,
 };
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
@@ -25,10 +26,79 @@ pub(crate) enum Wait {
 /// How one attempt at a write ended.
 enum Attempt<T> {
     Done(Result<T, Error>),
-    /// Out of pages after a lost race: scan again for pages retired since.
-    Rescan,
+    /// Another writer published first: its race was lost, or it retired pages our scan
+    /// predates. Start over on a fresh base and scan.
+    Lost,
     /// Out of pages: wait for snapshots to release some, then start over.
     WaitForPages,
+}
+
+/// Attempts a write may lose to other writers in a row before it takes the turn.
+pub(crate) const PATIENCE: u32 = 3;
+
+/// A write's claim on the map's *turn* (see [`TurnWord`]), which a write that keeps losing to
+/// other writers takes so that it lands (see `publish_once`): while one write holds it, the
+/// others start no attempt (blocking forms wait; `try_` forms return [`Error::Contended`]). Held
+/// at most until the write that took it returns (dropping this gives it back, on unwind too).
+///
+/// The holder is named by a token, the address of a local of its write (unique while it runs). A
+/// writer that sees a stale value at worst starts one more attempt, which costs the holder one
+/// more race.
+struct Turn<'m> {
+    word: &'m TurnWord,
+    token: usize,
+    mine: bool,
+    /// Attempts lost to other writers so far.
+    losses: u32,
+}
+
+impl<'m> Turn<'m> {
+    fn new<L>(word: &'m TurnWord, local: &L) -> Self {
+        Self {
+            word,
+            token: (local as *const L).addr(),
+            mine: false,
+            losses: 0,
+        }
+    }
+
+    /// Whether another write has the turn. A plain load: what a writer pays for the turn while
+    /// nobody starves.
+    fn others_have_it(&self) -> bool {
+        let holder = self.word.holder();
+        holder != 0 && holder != self.token
+    }
+
+    /// Returns once no other write holds the turn (or at once with `Err`, for a `try_` form).
+    fn wait_for_others(&self, wait: Wait) -> Result<(), Error> {
+        let mut spins = 0;
+        loop {
+            if !self.others_have_it() {
+                return Ok(());
+            }
+            if wait == Wait::No {
+                return Err(Error::Contended);
+            }
+            spin_wait(&mut spins);
+        }
+    }
+
+    /// Counts an attempt lost to another writer; after [`PATIENCE`] of them, takes the turn if
+    /// nobody holds it (if someone does, we wait for it as the others do).
+    fn lose(&mut self) {
+        self.losses += 1;
+        if self.losses >= PATIENCE && !self.mine {
+            self.mine = self.word.take(self.token);
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.mine {
+            self.word.give_back();
+        }
+    }
 }
 
 /// The writer's base pin: a counted pin (see `SnapMap::pin_counted`) on the generation it copies
@@ -49,9 +119,10 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S
 
     /// Moves the pin to the current generation; returns it.
     fn repin(&mut self) -> usize {
-        Self::unpin(self.map, self.base);
-        self.base = Self::pin(self.map);
-        self.base
+        // The new pin first: if it panics (see `MAX_PINS`), the old one is still ours to end.
+        let base = Self::pin(self.map);
+        Self::unpin(self.map, core::mem::replace(&mut self.base, base));
+        base
     }
 
     fn pin(map: &SnapMap<K, V, N, G, R, P, S>) -> usize {
@@ -275,6 +346,12 @@ impl<
 
     /// [`publish_or_take_back`](Self::publish_or_take_back), for a write that is not inside
     /// another write to this map.
+    ///
+    /// Progress: each attempt lost to another writer (a lost race, or pages that died after our
+    /// scan) is progress elsewhere, so the write as a whole is lock-free. After [`PATIENCE`]
+    /// losses in a row it takes the map's *turn* (see [`Turn`]): other writers then start no new
+    /// attempt until it has landed, so it loses at most one more race to each writer already
+    /// in flight.
     fn publish_once<T>(
         &self,
         wait: Wait,
@@ -284,11 +361,20 @@ impl<
     ) -> Result<T, Error> {
         // The pages this write claims, `(position, entry)`: room for every entry of the pool.
         let mut held = [(0u16, 0u16); P];
+        let mut turn = Turn::new(&self.turn, &held);
         let mut spins = 0;
         loop {
-            match self.attempt(wait, &mut change, &mut lost, &mut held, published) {
+            turn.wait_for_others(wait)?;
+            match self.attempt(
+                wait,
+                &mut change,
+                &mut lost,
+                &mut held,
+                &mut turn,
+                published,
+            ) {
                 Attempt::Done(result) => return result,
-                Attempt::Rescan => {}
+                Attempt::Lost => {}
                 Attempt::WaitForPages => {
                     if spins == 0 {
                         self.stats.page_waits.bump();
@@ -299,14 +385,16 @@ impl<
         }
     }
 
-    /// One pin of a base and claim of a generation slot, with as many attempts at the change
-    /// as races lost.
+    /// One attempt at the write: pin a base and claim a generation slot, then apply `change` to
+    /// a copy of the base and publish it, again on each new base after a lost race (keeping the
+    /// slot) while no other write has the turn.
     fn attempt<T>(
         &self,
         wait: Wait,
         change: &mut impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: &mut impl FnMut(&mut TableMut<'_, K, V, N>),
         held: &mut [(u16, u16)],
+        turn: &mut Turn<'_>,
         published: &mut u64,
     ) -> Attempt<T> {
         // The base pin is what makes the pointer CAS free of ABA: while we pin `base`, it cannot
@@ -317,27 +405,38 @@ impl<
             Ok(claimed) => claimed,
             Err(error) => return Attempt::Done(Err(error)),
         };
+        // What our scan found. After a lost race it predates the new base: pages retired since
+        // stay unclaimable until a fresh scan (an attempt of its own, below).
         let pins = Pins {
             // SAFETY: `base` is pinned by our base pin.
             base: unsafe { self.body(base) }.version,
             pinned: claim.pinned,
             generations: &self.generations,
         };
-        let pages = Shape::<N>::PAGES;
         let mut rebased = false;
+        let pages = Shape::<N>::PAGES;
         loop {
             // SAFETY: `base` is pinned by our base pin.
             let body = unsafe { self.body(base) };
             let (home, base_index) = self.view_parts(base);
             let (_, index) = self.view_parts(claim.index);
             // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
-            // `current`, and no pin was on it after our fence, so no reader can validate a pin on
-            // it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
+            // `current`, and no pin was on it after our fence, so no reader can validate a pin
+            // on it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
             // SAFETY: so we alone access ours; the base's is pinned and immutable; both are
             // `pages` entries of the index block, in different slots.
             unsafe { copy_cells(base_index, index, pages) };
-            let claims = Claims::new(&self.pool, &pins, held);
-            // SAFETY: as above: `base` pinned, `index` ours, `claims` claims this map's pages.
+            // SAFETY: as above: `base` pinned, `index` ours, all of this map.
+            let claims = unsafe {
+                Claims::new(
+                    &self.pool,
+                    &self.cleared,
+                    &pins,
+                    held,
+                    (base_index, index, pages),
+                )
+            };
+            // SAFETY: as above; `claims` claims this map's pages.
             let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
             let mut txn = Txn::new(table, &self.hasher);
             let result = change(&mut txn);
@@ -346,10 +445,12 @@ impl<
                 lost(table);
                 let all = table.claims().hold_all();
                 drop(txn); // gives the pages back
-                return if rebased {
-                    // Our scan predates the race we lost: pages retired since may be free for a
-                    // fresh scan.
-                    Attempt::Rescan
+                           // Relaxed: only compared; nothing is read on the strength of it.
+                return if rebased || self.current.load(Ordering::Relaxed) != base {
+                    // Published since our scan: the pages that publication retired (and the
+                    // records it changed) may be ours to claim on a fresh one.
+                    turn.lose();
+                    Attempt::Lost
                 } else if wait == Wait::No || all {
                     // No page is free now, or the change needs more than the pool holds.
                     Attempt::Done(Err(Error::NoFreePage))
@@ -381,48 +482,65 @@ impl<
                 // SAFETY: a page we claimed, in no published generation.
                 unsafe { self.births.set(page, version) };
             }
+            // A write that cleared positions or gave them pages again walks its own index after
+            // publishing it (see `Claims::retire_all`): it pins its own generation first, so
+            // that no writer reuses the slot before the walk ends. (Counted before the
+            // publication, it is ordered before the retiring store of any successor, and so
+            // before that slot's next claimer's scan, which sees it.)
+            let own_pin = txn
+                .table
+                .claims()
+                .records()
+                .then(|| &self.pins[claim.index].word);
+            if let Some(count) = own_pin {
+                let taken = announce_count(count);
+                debug_assert!(taken, "an unpublished slot cannot be pinned to the cap");
+            }
             // AcqRel (see `compare_exchange`): Release publishes the copy and our version to
             // every Acquire load of `current`; Acquire orders the retiring below after the
-            // publication of `base`.
-            // The base pin is ended with the CAS (one critical section on thumbv6m). Ending it
-            // there, before the FREE store below rather than after it, changes no argument: its
-            // Release still follows every read of `base`, and it now also happens-before the
-            // next claimer's Acquire of FREE, which then finds no stale pin of ours (see
-            // `try_claim_slot`).
-            match publish_exchange(&self.current, base, claim.index, pin.count()) {
-                Ok(_) => {
-                    // Every page we claimed replaced the base's page at its position: the
-                    // entries that held ours now hold those, with their lives, which our
-                    // version ends.
-                    txn.table.into_claims().retire_all(version, |position| {
-                        // SAFETY: `base` is no longer current but still unreused: only its
-                        // retirer, us, frees it (below).
-                        let entry = unsafe { (*base_index.add(position)).with(|entry| *entry) };
-                        let page = (P + position).wrapping_add_signed(isize::from(entry as i16));
-                        // SAFETY: our publication replaced `page`.
-                        (page, unsafe { self.births.get(page, body.version) })
-                    });
-                    core::mem::forget(claim);
-                    // Ended above.
-                    core::mem::forget(pin);
-                    // Only the writer whose CAS replaced `base` retires it. Release: our reads of
-                    // it happen-before its next claimer's overwrite.
-                    self.generations[base].state.store(FREE, Ordering::Release);
-                    // Reports `version` to the write and wakes readers waiting for a change.
-                    self.published(version, published);
-                    return Attempt::Done(Ok(result));
+            // publication of `base`. The base pin is ended with the CAS (one critical section on
+            // thumbv6m). Ending it there, before the FREE store below rather than after it,
+            // changes no argument: its Release still follows every read of `base`, and it now
+            // also happens-before the next claimer's Acquire of FREE, which then finds no stale
+            // pin of ours (see `try_claim_slot`).
+            if publish_exchange(&self.current, base, claim.index, pin.count()).is_err() {
+                if let Some(count) = own_pin {
+                    release_count(count);
                 }
-                Err(_) => {
-                    // Another writer published first: give back our pages, rebase on the new
-                    // current and start the change again. The target slot stays ours; it was
-                    // never published, so no pin can be on it.
-                    lost(&mut txn.table);
-                    drop(txn);
-                    self.stats.cas_retries.bump();
-                    base = pin.repin();
-                    rebased = true;
+                // Another writer published first: give back our pages and start over on the new
+                // current generation, in the slot we hold (or, if another write has the turn,
+                // once it has landed).
+                lost(&mut txn.table);
+                drop(txn);
+                self.stats.cas_retries.bump();
+                turn.lose();
+                if turn.others_have_it() {
+                    return Attempt::Lost;
                 }
+                base = pin.repin();
+                rebased = true;
+                continue;
             }
+            // Every page we claimed replaced the base's page at its position (or the page a
+            // clear left in that position's record): the entries that held ours now hold those,
+            // with their lives, which our version ends.
+            txn.table.into_claims().retire_all(version, |page| {
+                // SAFETY: our publication replaced `page` (see `Births`).
+                unsafe { self.births.get(page, body.version) }
+            });
+            if let Some(count) = own_pin {
+                // Release: our walk of our index happens-before its next claimer's overwrite.
+                release_count(count);
+            }
+            core::mem::forget(claim);
+            // Ended above.
+            core::mem::forget(pin);
+            // Only the writer whose CAS replaced `base` retires it. Release: our reads of it
+            // happen-before its next claimer's overwrite.
+            self.generations[base].state.store(FREE, Ordering::Release);
+            // Reports `version` to the write and wakes readers waiting for a change.
+            self.published(version, published);
+            return Attempt::Done(Ok(result));
         }
     }
 
@@ -449,7 +567,7 @@ impl<
     ///         return Err(Error::Aborted);
     ///     }
     ///     tx.insert("alice", alice - 25)?;
-    ///     *tx.get_mut(&"bob").ok_or(Error::Aborted)? += 25;
+    ///     *tx.get_mut(&"bob")?.ok_or(Error::Aborted)? += 25;
     ///     Ok(())
     /// })?;
     /// let snap = map.snapshot();
@@ -460,6 +578,7 @@ impl<
     ///
     /// # Errors
     /// Whatever `change` returns (its [`Txn::insert`] gives [`Error::Full`]); nothing is published.
+    /// [`Error::NoFreePage`] if the change needs more than `P` spare pages (it can never be made).
     /// [`Error::Reentrant`] (under `std`) if this is a write from inside a write to this map,
     /// `change` included: `change` must not write to the map it changes (that would livelock;
     /// see the [crate docs](crate#writing)).
@@ -474,7 +593,8 @@ impl<
     ///
     /// # Errors
     /// As `update`, plus [`Error::NoFreeGeneration`] if the writer would have to wait for a
-    /// slot.
+    /// slot, [`Error::NoFreePage`] for pages, and [`Error::Contended`] for another writer that
+    /// has the turn.
     pub fn try_update<T>(
         &self,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
@@ -482,7 +602,9 @@ impl<
         self.publish(Wait::No, change)
     }
 
-    /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`).
+    /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`). A key
+    /// that is present keeps the key it has (as `HashMap`'s does) and gets the new value; the
+    /// key given is dropped. Neither is ever cloned, however many races the write loses.
     ///
     /// ```
     /// use snapmap_core::SnapMap;
@@ -492,7 +614,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is new and the map holds `N` entries; [`Error::Reentrant`].
+    /// [`Error::Full`] if `key` is new and the map holds `N` entries, or (`N > 64`) its run of
+    /// occupied slots would grow past 48 (see [`SnapMap`]'s `N`); [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
         self.insert_with(Wait::Spin, key, value)
     }
@@ -500,18 +623,25 @@ impl<
     /// Moves `key` and `value` into the copy; after a lost race, takes them back out of the
     /// discarded copy for the next attempt, so that they are never cloned.
     fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+        // What the next attempt inserts: given back after every lost race, taken by an attempt
+        // that then publishes, fails (dropping them) or unwinds.
         let pending = Cell::new(Some((key, value)));
+        // Where the last attempt put our value, and for a key that was present, our key, which
+        // the copy did not keep (it keeps the key it had): the key to insert if a later attempt
+        // finds the key gone.
         let landed = Cell::new(None);
-        self.publish_or_take_back(
+        let kept_key = Cell::new(None);
+        let result = self.publish_or_take_back(
             wait,
             |tx| {
-                // Given back after every lost race; taken only by an attempt that then either
-                // publishes, fails (dropping them) or unwinds.
                 let (key, value) = pending.take().expect("insert's entry taken twice");
                 match tx.table.insert_at(&self.hasher, key, value) {
-                    Ok((slot, old)) => {
-                        landed.set(Some(slot));
-                        Ok(old)
+                    Ok(placed) => {
+                        landed.set(Some(placed.slot));
+                        Ok(placed.replaced.map(|(old, key)| {
+                            kept_key.set(Some(key));
+                            old
+                        }))
                     }
                     Err((Error::NoFreePage, key, value)) => {
                         // Kept for the attempt after the wait for pages.
@@ -524,21 +654,36 @@ impl<
                     }
                 }
             },
-            // The slot holds our entry (or, for a key that was present, its old key with our
-            // value): the same key by `Eq`, and the copy's own. (Nothing to take back from an
-            // attempt that ran out of pages before it placed them: `insert_at` gave them back.)
+            // The slot holds our value, with our key or with the copy's own key for it (equal by
+            // `Eq`), which is then dropped: the next attempt inserts the caller's. (Nothing to
+            // take back from an attempt that ran out of pages before it placed them: `insert_at`
+            // gave them back.)
             |table| {
                 if let Some(slot) = landed.take() {
-                    pending.set(Some(table.take_back(slot)));
+                    let (copys_key, value) = table.take_back(slot);
+                    let key = match kept_key.take() {
+                        Some(ours) => {
+                            drop(copys_key);
+                            ours
+                        }
+                        None => copys_key,
+                    };
+                    pending.set(Some((key, value)));
                 }
             },
-        )
+        );
+        // The caller's key, if the published copy kept its own (dropped while `result` is a
+        // local: a panicking drop unwinds through it too).
+        drop(kept_key);
+        result
     }
 
     /// [`insert`](Self::insert), without waiting.
     ///
     /// # Errors
-    /// As `insert`, plus [`Error::NoFreeGeneration`] if it would have to wait for a slot.
+    /// As `insert`, plus [`Error::NoFreeGeneration`], [`Error::NoFreePage`] or
+    /// [`Error::Contended`] where `insert` would wait for a generation slot, spare pages or another
+    /// writer's turn.
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
         self.insert_with(Wait::No, key, value)
     }
@@ -554,19 +699,20 @@ impl<
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.publish(Wait::Spin, |tx| Ok(tx.remove(key)))
+        self.publish(Wait::Spin, |tx| tx.remove(key))
     }
 
     /// [`remove`](Self::remove), without waiting.
     ///
     /// # Errors
-    /// [`Error::NoFreeGeneration`] if it would have to wait for a slot; [`Error::Reentrant`].
+    /// [`Error::NoFreeGeneration`], [`Error::NoFreePage`] or [`Error::Contended`] where `remove`
+    /// would wait (see `try_insert`); [`Error::Reentrant`].
     pub fn try_remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.publish(Wait::No, |tx| Ok(tx.remove(key)))
+        self.publish(Wait::No, |tx| tx.remove(key))
     }
 
     /// Returns the value of `key` and `true` if the key was present (loaded), or inserts `value`
@@ -581,7 +727,8 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::Full`] if `key` is absent and the map holds `N` entries; [`Error::Reentrant`].
+    /// [`Error::Full`] if `key` is absent and there is no room for it (as for `insert`);
+    /// [`Error::Reentrant`].
     pub fn get_or_insert(&self, key: K, value: V) -> Result<(V, bool), Error> {
         let result = match self.get(&key) {
             Some(existing) => Ok((existing, true)),
@@ -621,7 +768,7 @@ impl<
     {
         self.publish(Wait::Spin, |tx| match tx.get(key) {
             Some(value) if value == current => {
-                if let Some(value) = tx.get_mut(key) {
+                if let Some(value) = tx.get_mut(key)? {
                     *value = new.clone();
                 }
                 Ok(true)
@@ -646,20 +793,20 @@ impl<
         Q: Hash + Eq + ?Sized,
     {
         self.publish(Wait::Spin, |tx| match tx.get(key) {
-            Some(value) if predicate(value) => Ok(tx.remove(key)),
+            Some(value) if predicate(value) => tx.remove(key),
             _ => Ok(None),
         })
     }
 
-    /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty.
+    /// Removes every entry (Go's `Clear`). Publishes nothing if the map is already empty. Needs no
+    /// spare page in a map of more than 16 slots (the cleared generation names one shared empty
+    /// page wherever the table held entries), so it never waits for snapshots to release pages;
+    /// it may wait for another writer in flight that changes the same pages.
     ///
     /// # Errors
     /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
     /// the [crate docs](crate#writing).
     pub fn clear(&self) -> Result<(), Error> {
-        self.publish(Wait::Spin, |tx| {
-            tx.clear();
-            Ok(())
-        })
+        self.publish(Wait::Spin, |tx| tx.clear())
     }
 }

@@ -66,8 +66,20 @@ pub const RP2040: Board = Board {
     runner: Runner::ProbeRs,
 };
 
+/// The Raspberry Pi Pico 2: two Cortex-M33 (RP2350), run through a debug probe or on the
+/// emulated RP2350 (targets/rp2350/runner).
+pub const RP2350: Board = Board {
+    name: "rp2350",
+    aliases: &["pico2", "pico-2"],
+    description: "Raspberry Pi Pico 2 (RP2350), 2 x Cortex-M33",
+    triple: "thumbv8m.main-none-eabihf",
+    feature: "board-rp2350",
+    cores: 2,
+    runner: Runner::ProbeRs,
+};
+
 #[cfg(test)]
-pub const ALL: &[&Board] = &[&AN521, &MICROBIT, &RP2040];
+pub const ALL: &[&Board] = &[&AN521, &MICROBIT, &RP2040, &RP2350];
 
 impl Board {
     /// The board named `name` (or one of its aliases), among `choices`.
@@ -136,6 +148,7 @@ mod tests {
         assert_eq!(Board::find("an521", ALL), Some(&AN521));
         assert_eq!(Board::find("pico", ALL), Some(&RP2040));
         assert_eq!(Board::find("rp2040", &[&AN521]), None);
+        assert_eq!(Board::find("pico2", ALL), Some(&RP2350));
         assert_eq!(
             names(&[&AN521, &MICROBIT, &RP2040]),
             "mps2-an521, microbit or rp2040"

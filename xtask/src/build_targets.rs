@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::read_path::{self, ReadPathReport};
+use crate::read_path;
 use crate::util::{fail, format_duration, run, workspace_root, Result};
 
 /// The thumb build matrix: Cortex-M0/M0+ (RP2040; no compare-and-swap), Cortex-M4F/M7F,
@@ -14,9 +14,6 @@ pub const THUMB_TARGETS: &[&str] = &[
     "thumbv7em-none-eabihf",
     "thumbv8m.main-none-eabihf",
 ];
-
-/// Targets without compare-and-swap, whose writers must take a critical section.
-const NO_CAS_TARGETS: &[&str] = &["thumbv6m-none-eabi"];
 
 /// Feature sets built for every target: (label, cargo arguments).
 pub const FEATURE_SETS: &[(&str, &[&str])] = &[
@@ -28,7 +25,7 @@ pub const FEATURE_SETS: &[(&str, &[&str])] = &[
 /// so switching between host and thumb builds invalidates nothing.
 pub const THUMB_TARGET_DIR: &str = "target/thumb";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub targets: Vec<String>,
     pub read_path_check: bool,
@@ -43,6 +40,37 @@ impl Default for Options {
     }
 }
 
+pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
+    let (mut targets, mut read_path_check) = (Vec::new(), true);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let target = match arg.as_str() {
+            "--no-read-path-check" => {
+                read_path_check = false;
+                continue;
+            }
+            "--target" => it.next().ok_or("`--target` needs a triple")?.as_str(),
+            a => a
+                .strip_prefix("--target=")
+                .ok_or(format!("unexpected argument `{a}`"))?,
+        };
+        if !THUMB_TARGETS.contains(&target) {
+            let known = THUMB_TARGETS.join(", ");
+            return Err(format!("`{target}` is not in the matrix ({known})"));
+        }
+        if !targets.iter().any(|t| t == target) {
+            targets.push(target.to_owned());
+        }
+    }
+    if targets.is_empty() {
+        targets = Options::default().targets;
+    }
+    Ok(Options {
+        targets,
+        read_path_check,
+    })
+}
+
 pub const HELP: &str = "\
 cargo xtask build-targets [--target TRIPLE]... [--no-read-path-check]
 
@@ -51,14 +79,16 @@ Builds snapmap-core (lib, release) for each thumb target, with --no-default-feat
 the target, else Debian's /usr/bin/rustc with RUSTC_BOOTSTRAP=1 -Zbuild-std=core (packages
 rustc-web rust-web-src). The first build of core for a target takes 1-2.5 minutes.
 
-Then builds a probe (xtask/probes/v6m-read-path) per target and checks in its assembly that the
-registered-reader read path references no critical section, no atomic libcall and no cpsid; on
-thumbv6m (no CAS) it also checks that the writers do take a critical section.
+Then links a probe (xtask/probes/read-path) per target: a binary that calls only the read API
+(Reader::get, a held snapshot's get, contains_key and iteration) and provides no critical-section
+implementation, so it links only if no read takes a critical section. Its `mutant` feature adds
+a read that takes one, and must fail to link with `undefined symbol:
+_critical_section_1_0_acquire`.
 
 Options:
   --target TRIPLE         build only this target (repeatable; default: all of
                           thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf)
-  --no-read-path-check    skip the probe and its assembly check
+  --no-read-path-check    skip the probe and its mutant
 ";
 
 struct Row {
@@ -82,7 +112,7 @@ pub fn build_targets(opts: &Options) -> Result {
     }
 
     let mut rows = Vec::new();
-    let mut reports: Vec<ReadPathReport> = Vec::new();
+    let mut reports: Vec<(String, String)> = Vec::new();
     for tc in &toolchains {
         let triple = tc.triple();
         for (label, flags) in FEATURE_SETS {
@@ -119,16 +149,15 @@ pub fn build_targets(opts: &Options) -> Result {
             println!("==> read-path check for {triple}");
             let start = Instant::now();
             let cold = tc.builds_std() && !probe_core_built(&target_dir, triple);
-            let report =
-                read_path::check(tc, &root, &target_dir, NO_CAS_TARGETS.contains(&triple))?;
-            println!("    {triple}: {}", report.summary());
+            let report = read_path::check(tc, &root, &target_dir)?;
+            println!("    {triple}: {report}");
             rows.push(Row {
                 triple: triple.to_owned(),
                 what: "read-path probe".into(),
                 time: start.elapsed(),
                 cold,
             });
-            reports.push(report);
+            reports.push((triple.to_owned(), report));
         }
     }
 
@@ -148,8 +177,8 @@ pub fn build_targets(opts: &Options) -> Result {
     }
     for tc in &toolchains {
         let triple = tc.triple();
-        match reports.iter().find(|r| r.triple == triple) {
-            Some(r) => println!("    {triple}: {}", r.summary()),
+        match reports.iter().find(|(t, _)| t == triple) {
+            Some((_, r)) => println!("    {triple}: {r}"),
             None => println!("    {triple}: read path not checked (--no-read-path-check)"),
         }
     }
@@ -164,7 +193,7 @@ fn core_built(target_dir: &Path, triple: &str) -> bool {
     has_libcore(&target_dir.join(triple).join("release/deps"))
 }
 
-/// The probe has its own profile (fat LTO), so its `core` is a build of its own.
+/// The probe is a crate of its own, so its `core` is a build of its own.
 fn probe_core_built(target_dir: &Path, triple: &str) -> bool {
     // Both builds share the deps directory; a second libcore means the probe's exists too.
     count_libcore(&target_dir.join(triple).join("release/deps")) >= 2

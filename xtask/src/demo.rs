@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use crate::boards::{self, Board, AN521, RP2040};
+use crate::boards::{Board, AN521, RP2040, RP2350};
 use crate::elf::Elf;
 use crate::emulator;
 use crate::firmware::{self, Artifact};
@@ -20,8 +20,12 @@ use crate::host_tools;
 use crate::uf2;
 use crate::util::{display_command, fail, Failure, Result};
 
+pub use options::{parse, App, Options};
+use summary::Summary;
+
 pub const HELP: &str = "\
-cargo xtask demo [--board mps2-an521|rp2040] [--app demo|embassy] [--build-only] [--elf ELF]
+cargo xtask demo [--board mps2-an521|rp2040|rp2350] [--app demo|embassy] [--build-only]
+                 [--elf ELF]
 
 Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
 single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
@@ -33,6 +37,12 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
                       `probe-rs list` shows a probe; otherwise on the emulated RP2040
                       (targets/rp2040/runner: rp2040-emu, both M0+ cores, cycle-counted; the
                       defmt log is read from RTT in emulated RAM and decoded as it comes).
+  --board rp2350      (also `pico2`) The Raspberry Pi Pico 2: two Cortex-M33, rp235x-hal. Runs
+                      the ELF with `probe-rs run --chip RP2350` when a probe is listed;
+                      otherwise on the emulated RP2350 (targets/rp2350/runner: rp2350-emu, both
+                      M33 cores, cycle-counted, no boot ROM: the runner starts core 0 from the
+                      vector table, answers core 1's FIFO launch and rewrites the acquire/release
+                      instructions the emulator cannot decode in the image it loads).
   --board mps2-an521  (also `an521`) QEMU's two Cortex-M33, both cores in parallel (qemu-system-arm,
                       log decoded by defmt-print; both are installed if missing).
   --app embassy       (RP2040 only) the embassy firmware (firmware-embassy/) instead: embassy-rp
@@ -59,139 +69,21 @@ Toolchain: the installed `core` for the target if rustup has it, else Debian's /
 
 /// How many cycles the emulated RP2040 may run the demo for: 5 s at 125 MHz (it runs 3 s).
 const RP2040_BUDGET_CYCLES: u64 = 5 * 125_000_000;
+/// How many cycles the emulated RP2350 may run the demo for: 5 s at 150 MHz (it runs 3 s).
+const RP2350_BUDGET_CYCLES: u64 = 5 * 150_000_000;
+/// The emulated RP2350's quantum for the demo: the emulator's default.
+const RP2350_QUANTUM: u32 = 64;
 /// How long QEMU may run the demo (it runs about 3 seconds).
 const QEMU_LIMIT: Duration = Duration::from_secs(60);
 /// How long probe-rs may flash and run it.
 const PROBE_LIMIT: Duration = Duration::from_secs(120);
-/// The keys the summary must carry.
-const REQUIRED_KEYS: &[&str] = &[
-    "reads",
-    "snapshots",
-    "isr_reads",
-    "writes",
-    "batches",
-    "cas_retries",
-    "violations",
-    "reader_cs",
-    "completed",
-];
-
-/// The keys the embassy firmware's summary must carry (numbers).
-const EMBASSY_KEYS: &[&str] = &[
-    "versions",
-    "wakeups",
-    "coalesced",
-    "isr_reads",
-    "violations",
-    "reader_cs",
-    "wake_cycles_median",
-    "wake_cycles_worst",
-    "completed",
-];
-
-/// Which firmware: the demo (every board) or the embassy firmware (RP2040).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum App {
-    Demo,
-    Embassy,
-}
-
-impl App {
-    /// The app an ELF holds, from its name (`embassy` is the embassy firmware's binary).
-    fn of_elf(path: &Path) -> App {
-        if path.file_stem().is_some_and(|stem| stem == "embassy") {
-            App::Embassy
-        } else {
-            App::Demo
-        }
-    }
-}
-
-/// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
-/// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
-/// which QEMU runs in host time without `-icount`, counts no cycles.
-fn read_unit(board: &Board) -> &'static str {
-    if board == &RP2040 {
-        "cycles"
-    } else {
-        "timer_ticks"
-    }
-}
-
-/// Parsed `cargo xtask demo` options.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Options {
-    pub board: &'static Board,
-    pub build_only: bool,
-    /// An ELF to run as it is (no build).
-    pub elf: Option<PathBuf>,
-    pub app: App,
-}
-
-/// Parses the arguments after `demo`.
-pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
-    let choices: &[&'static Board] = &[&AN521, &RP2040];
-    let mut options = Options {
-        board: &RP2040,
-        build_only: false,
-        elf: None,
-        app: App::Demo,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let board_name = match arg.as_str() {
-            "--build-only" => {
-                options.build_only = true;
-                continue;
-            }
-            "--elf" => {
-                let path = it.next().ok_or("`--elf` needs the path of an ELF")?;
-                options.elf = Some(PathBuf::from(path));
-                continue;
-            }
-            "--app" => {
-                options.app = match it.next().map(String::as_str) {
-                    Some("demo") => App::Demo,
-                    Some("embassy") => App::Embassy,
-                    other => {
-                        return Err(format!(
-                            "`--app` takes `demo` or `embassy`, not {}",
-                            other.map_or("nothing".to_owned(), |o| format!("`{o}`"))
-                        ))
-                    }
-                };
-                continue;
-            }
-            "--board" => it.next().ok_or("`--board` needs a board name")?.as_str(),
-            other => match other.strip_prefix("--board=") {
-                Some(name) => name,
-                None => return Err(format!("unexpected argument `{other}`")),
-            },
-        };
-        options.board = Board::find(board_name, choices).ok_or_else(|| {
-            format!(
-                "unknown board `{board_name}` (the demo runs on {})",
-                boards::names(choices)
-            )
-        })?;
-    }
-    if options.build_only && options.elf.is_some() {
-        return Err("`--elf` runs an ELF that is built already: not with `--build-only`".into());
-    }
-    if let Some(elf) = &options.elf {
-        options.app = App::of_elf(elf);
-    }
-    if options.app == App::Embassy && options.board != &RP2040 {
-        return Err("the embassy firmware runs on the RP2040 only".into());
-    }
-    Ok(options)
-}
-
 /// Runs the command; its own exit status (the verdict line must stay the last line, so errors
 /// are printed here, before it).
 pub fn run(options: &Options) -> ExitCode {
     let outcome = if options.board == &RP2040 {
         rp2040(options)
+    } else if options.board == &RP2350 {
+        rp2350(options)
     } else {
         an521(options)
     };
@@ -232,10 +124,7 @@ fn an521(options: &Options) -> Result<Verdict> {
         host_tools::qemu()?;
         Some(host_tools::defmt_print()?)
     };
-    let elf_path = match &options.elf {
-        Some(elf) => elf.clone(),
-        None => firmware::build(board, Artifact::Demo)?,
-    };
+    let elf_path = built_or_given(board, Artifact::Demo, options)?;
     report_sizes(&elf_path)?;
     let Some(defmt_print) = defmt_print else {
         return Ok(Verdict::Built);
@@ -295,10 +184,7 @@ fn rp2040(options: &Options) -> Result<Verdict> {
         App::Demo => Artifact::Demo,
         App::Embassy => Artifact::Embassy,
     };
-    let elf_path = match &options.elf {
-        Some(elf) => elf.clone(),
-        None => firmware::build(board, artifact)?,
-    };
+    let elf_path = built_or_given(board, artifact, options)?;
     let bytes = fs::read(&elf_path)?;
     let elf = Elf::parse(&bytes)?;
     check_boot2(&elf)?;
@@ -355,6 +241,136 @@ fn rp2040(options: &Options) -> Result<Verdict> {
             .push(format!("probe-rs run failed ({status})"));
     }
     Ok(Verdict::Ran(summary))
+}
+
+/// The Pico 2: the ELF (no UF2 is written), run through probe-rs on a board or on the emulated
+/// RP2350.
+fn rp2350(options: &Options) -> Result<Verdict> {
+    let (board, build_only) = (&RP2350, options.build_only);
+    let elf_path = built_or_given(board, Artifact::Demo, options)?;
+    let bytes = fs::read(&elf_path)?;
+    check_image_def(&Elf::parse(&bytes)?)?;
+    report_sizes(&elf_path)?;
+    println!("    ELF: {}", elf_path.display());
+    if build_only {
+        return Ok(Verdict::Built);
+    }
+    let Some(probe_rs) = host_tools::probe_rs().filter(|p| probe_attached(p)) else {
+        println!(
+            "==> no debug probe (probe-rs not installed or no probe listed): running it on the \
+             emulated RP2350 (rp2350-emu, both Cortex-M33 cores)"
+        );
+        let runner = emulator::rp2350_command(&elf_path, RP2350_BUDGET_CYCLES, RP2350_QUANTUM);
+        return run_emulated(runner, board, emulator::explain_rp2350_exit);
+    };
+    println!(
+        "==> running it on the Pico 2 through {}",
+        probe_rs.display()
+    );
+    let mut cmd = Command::new(host_tools::timeout()?);
+    cmd.arg(format!("{}s", PROBE_LIMIT.as_secs()))
+        .arg(&probe_rs)
+        .arg("run")
+        .args(board.runner_args()?)
+        .arg(&elf_path);
+    println!("$ {}", display_command(&cmd));
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start probe-rs: {e}")))?;
+    let (log, status) = echo_both(output)?;
+    let mut summary = Summary::from_log(&log, board);
+    if !status.success() {
+        summary
+            .problems
+            .push(format!("probe-rs run failed ({status})"));
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// The ELF `--elf` names, or else `artifact` built for `board`.
+fn built_or_given(board: &Board, artifact: Artifact, options: &Options) -> Result<PathBuf> {
+    match &options.elf {
+        Some(elf) => Ok(elf.clone()),
+        None => firmware::build(board, artifact),
+    }
+}
+
+/// Echoes a child's stdout and stderr as they come; returns all their lines and its status.
+fn echo_both(mut child: std::process::Child) -> Result<(Vec<String>, std::process::ExitStatus)> {
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| thread::spawn(move || echo_lines(BufReader::new(err))));
+    let mut log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    if let Some(Ok(more)) = stderr.map(thread::JoinHandle::join) {
+        log.extend(more);
+    }
+    Ok((log, child.wait()?))
+}
+
+/// Runs an emulator `runner` whose stdout is the decoded log, echoing it, and judges the run.
+fn run_emulated(
+    mut runner: Command,
+    board: &Board,
+    explain: fn(Option<i32>) -> Option<String>,
+) -> Result<Verdict> {
+    println!("$ {}", display_command(&runner));
+    let mut child = runner
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("could not start the {} runner: {e}", board.name)))?;
+    let log = child
+        .stdout
+        .take()
+        .map(|out| echo_lines(BufReader::new(out)))
+        .unwrap_or_default();
+    let status = child.wait()?;
+    let mut summary = Summary::from_log(&log, board);
+    if let Some(problem) = explain(status.code()) {
+        summary.problems.push(problem);
+    }
+    Ok(Verdict::Ran(summary))
+}
+
+/// The RP2350's boot ROM runs an image only if it finds an IMAGE_DEF block (`.start_block`) in
+/// the first 4 KiB of flash. (The emulated RP2350 has no ROM and boots without one: this check
+/// is what stands in for it.)
+fn check_image_def(elf: &Elf<'_>) -> Result {
+    const FLASH: u32 = 0x1000_0000;
+    const SEARCH_WINDOW: u32 = 4096;
+    /// PICOBIN_BLOCK_MARKER_START and _END.
+    const START: u32 = 0xFFFF_DED3;
+    const END: u32 = 0xAB12_3579;
+    let Some(s) = elf.section(".start_block") else {
+        return fail(
+            "the image has no .start_block section: the Pico 2's boot ROM would not run it",
+        );
+    };
+    if s.addr < FLASH || s.addr + s.size > FLASH + SEARCH_WINDOW || s.size < 8 {
+        return fail(format!(
+            ".start_block is {} bytes at {:#010x}; the boot ROM looks in the first 4 KiB of flash",
+            s.size, s.addr
+        ));
+    }
+    let word = |at: u32| {
+        elf.read(at, 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let last = s.addr + s.size - 4;
+    if word(s.addr) != Some(START) || word(last) != Some(END) {
+        return fail(".start_block does not hold a block (its start and end markers are missing)");
+    }
+    println!(
+        "    IMAGE_DEF: {} bytes at {:#010x}, within the first 4 KiB",
+        s.size, s.addr
+    );
+    Ok(())
 }
 
 /// Whether `probe-rs list` lists a debug probe.
@@ -460,227 +476,7 @@ fn echo_lines(reader: impl BufRead) -> Vec<String> {
     lines
 }
 
-/// The firmware's summary, and anything else that makes the run fail.
-#[derive(Debug, Default, PartialEq)]
-struct Summary {
-    /// The firmware's own verdict: `PASS` or `FAIL`, if it got that far.
-    firmware_verdict: Option<String>,
-    /// `key=value` pairs, in the firmware's order.
-    fields: Vec<(String, String)>,
-    problems: Vec<String>,
-}
-
-impl Summary {
-    /// [`from_log`](Self::from_log) for the demo, [`from_keys`](Self::from_keys) with the
-    /// embassy firmware's keys for it.
-    fn for_app(lines: &[String], board: &Board, app: App) -> Self {
-        match app {
-            App::Demo => Self::from_log(lines, board),
-            App::Embassy => Self::from_keys(lines, EMBASSY_KEYS.iter().copied()),
-        }
-    }
-
-    /// Finds and checks the last `SUMMARY` line of a decoded log of the demo from `board`.
-    fn from_log(lines: &[String], board: &Board) -> Self {
-        let unit = read_unit(board);
-        let read_keys = [format!("read_{unit}_median"), format!("read_{unit}_worst")];
-        let keys = REQUIRED_KEYS
-            .iter()
-            .copied()
-            .chain(read_keys.iter().map(String::as_str));
-        Self::from_keys(lines, keys)
-    }
-
-    /// Finds the last `SUMMARY` line of a decoded log and checks it: the firmware said `PASS`,
-    /// it has a number for each of `keys`, and `violations=0`, `reader_cs=0`, `completed=1`.
-    fn from_keys<'k>(lines: &[String], keys: impl Iterator<Item = &'k str>) -> Self {
-        let mut summary = Summary::default();
-        let Some(line) = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.find("SUMMARY ").map(|at| &l[at + "SUMMARY ".len()..]))
-        else {
-            summary
-                .problems
-                .push("the firmware printed no summary: the run did not complete".to_owned());
-            return summary;
-        };
-        let mut words = line.split_whitespace();
-        summary.firmware_verdict = words.next().map(str::to_owned);
-        for word in words {
-            if let Some((key, value)) = word.split_once('=') {
-                summary.fields.push((key.to_owned(), value.to_owned()));
-            }
-        }
-        for key in keys {
-            if summary.number(key).is_none() {
-                summary
-                    .problems
-                    .push(format!("the summary has no numeric `{key}`"));
-            }
-        }
-        if summary.firmware_verdict.as_deref() != Some("PASS") {
-            summary
-                .problems
-                .push("the firmware reported FAIL (see the log above)".to_owned());
-        }
-        for (key, expected) in [("violations", 0), ("reader_cs", 0), ("completed", 1)] {
-            if let Some(value) = summary.number(key).filter(|v| *v != expected) {
-                summary
-                    .problems
-                    .push(format!("{key}={value}, expected {expected}"));
-            }
-        }
-        summary
-    }
-
-    fn number(&self, key: &str) -> Option<u64> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.parse().ok())
-    }
-
-    fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    /// `PASS k=v ...` or `FAIL k=v ...`.
-    fn line(&self) -> String {
-        let mut line = String::from(if self.passed() { "PASS" } else { "FAIL" });
-        if self.fields.is_empty() {
-            line.push_str(" completed=0");
-        }
-        for (key, value) in &self.fields {
-            line.push_str(&format!(" {key}={value}"));
-        }
-        line
-    }
-}
-
+mod options;
+mod summary;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
-    }
-
-    fn log(lines: &[&str]) -> Vec<String> {
-        lines.iter().map(|l| l.to_string()).collect()
-    }
-
-    const GOOD: &str = "INFO  SUMMARY PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 \
-                        cas_retries=0 violations=0 reader_cs=0 publishes=5 \
-                        read_cycles_median=180 read_cycles_worst=400 completed=1";
-
-    #[test]
-    fn options() {
-        assert_eq!(
-            parse(&[]),
-            Ok(Options {
-                board: &RP2040,
-                build_only: false,
-                elf: None,
-                app: App::Demo,
-            })
-        );
-        assert_eq!(
-            parse(&args("--board mps2-an521")).map(|o| o.board),
-            Ok(&AN521)
-        );
-        assert_eq!(
-            parse(&args("--board rp2040 --build-only")),
-            Ok(Options {
-                board: &RP2040,
-                build_only: true,
-                elf: None,
-                app: App::Demo,
-            })
-        );
-        assert_eq!(
-            parse(&args("--elf target/x/demo")).map(|o| o.elf),
-            Ok(Some(PathBuf::from("target/x/demo")))
-        );
-        assert!(parse(&args("--elf")).is_err());
-        assert!(parse(&args("--elf x --build-only")).is_err());
-        assert_eq!(
-            parse(&args("--app embassy")).map(|o| o.app),
-            Ok(App::Embassy)
-        );
-        assert_eq!(
-            parse(&args("--elf a/b/embassy")).map(|o| o.app),
-            Ok(App::Embassy)
-        );
-        assert!(parse(&args("--app embassy --board an521")).is_err());
-        assert!(parse(&args("--app blinky")).is_err());
-        assert_eq!(parse(&args("--board=pico")).map(|o| o.board), Ok(&RP2040));
-        assert!(parse(&args("--board")).is_err());
-        assert!(parse(&args("--board microbit")).is_err());
-        assert!(parse(&args("--frobnicate")).is_err());
-    }
-
-    #[test]
-    fn boot2_crc_is_crc32_mpeg2() {
-        // The check value of CRC-32/MPEG-2.
-        assert_eq!(boot2_crc(b"123456789"), 0x0376_E6E7);
-    }
-
-    #[test]
-    fn a_clean_summary_passes() {
-        let summary = Summary::from_log(&log(&["INFO  t=500ms ...", GOOD]), &RP2040);
-        assert!(summary.passed(), "{:?}", summary.problems);
-        assert_eq!(
-            summary.line(),
-            "PASS reads=10 snapshots=5 isr_reads=2 writes=3 batches=1 cas_retries=0 \
-             violations=0 reader_cs=0 publishes=5 read_cycles_median=180 read_cycles_worst=400 \
-             completed=1"
-        );
-    }
-
-    #[test]
-    fn violations_critical_sections_or_no_summary_fail() {
-        for bad in [
-            GOOD.replace("violations=0", "violations=3"),
-            GOOD.replace("reader_cs=0", "reader_cs=1"),
-            GOOD.replace("completed=1", "completed=0"),
-            GOOD.replace("PASS", "FAIL"),
-            GOOD.replace(" isr_reads=2", ""),
-            GOOD.replace(" read_cycles_worst=400", ""),
-        ] {
-            let summary = Summary::from_log(&log(&[&bad]), &RP2040);
-            assert!(!summary.passed(), "{bad}");
-            assert!(summary.line().starts_with("FAIL "));
-        }
-        let nothing = Summary::from_log(&log(&["INFO  t=500ms"]), &RP2040);
-        assert!(!nothing.passed());
-        assert_eq!(nothing.line(), "FAIL completed=0");
-    }
-
-    #[test]
-    fn the_read_times_carry_the_boards_unit() {
-        // QEMU's AN521 timer ticks in host time: its summary must not call them cycles.
-        let qemu = GOOD.replace("read_cycles_", "read_timer_ticks_");
-        assert!(Summary::from_log(&log(&[&qemu]), &AN521).passed());
-        let misnamed = Summary::from_log(&log(&[GOOD]), &AN521);
-        assert!(!misnamed.passed());
-        assert!(misnamed
-            .problems
-            .contains(&"the summary has no numeric `read_timer_ticks_median`".to_owned()));
-        assert!(!Summary::from_log(&log(&[&qemu]), &RP2040).passed());
-    }
-
-    #[test]
-    fn the_embassy_summary_has_its_own_keys() {
-        let line = "INFO  SUMMARY PASS versions=10 last_version=10 wakeups=8 coalesced=2 \
-                    isr_reads=4 violations=0 reader_cs=0 wait_cs=40 cas_retries=0 \
-                    latency_samples=8 wake_cycles_median=400 wake_cycles_worst=900 completed=1";
-        assert!(Summary::for_app(&log(&[line]), &RP2040, App::Embassy).passed());
-        // The demo's keys are not the embassy firmware's.
-        assert!(!Summary::for_app(&log(&[line]), &RP2040, App::Demo).passed());
-        let missing = line.replace(" wake_cycles_worst=900", "");
-        assert!(!Summary::for_app(&log(&[&missing]), &RP2040, App::Embassy).passed());
-        let cs = line.replace("reader_cs=0", "reader_cs=2");
-        assert!(!Summary::for_app(&log(&[&cs]), &RP2040, App::Embassy).passed());
-    }
-}
+mod tests;

@@ -57,6 +57,25 @@ pub fn rp2040_command(elf: &Path, budget_cycles: u64) -> Command {
     cmd
 }
 
+/// `cargo run -p rp2350-runner -- --cycles <budget> --quantum <quantum> <elf>`: the emulated
+/// RP2350 (two Cortex-M33, each running `quantum` cycles in turn); stdio left to the caller.
+pub fn rp2350_command(elf: &Path, budget_cycles: u64, quantum: u32) -> Command {
+    let mut cmd = Command::new(cargo_program());
+    cmd.current_dir(workspace_root())
+        .args(["run", "--locked", "-p", "rp2350-runner", "--", "--cycles"])
+        .arg(budget_cycles.to_string())
+        .arg("--quantum")
+        .arg(quantum.to_string())
+        .arg(elf);
+    cmd
+}
+
+/// What an exit status of `rp2350-runner` means, for messages; `None` for success (the same
+/// statuses as `rp2040-runner`'s).
+pub fn explain_rp2350_exit(code: Option<i32>) -> Option<String> {
+    explain_rp2040_exit(code).map(|why| why.replace("RP2040", "RP2350"))
+}
+
 /// What an exit status of `rp2040-runner` means, for messages; `None` for success.
 pub fn explain_rp2040_exit(code: Option<i32>) -> Option<String> {
     match code {

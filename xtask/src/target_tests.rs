@@ -1,20 +1,21 @@
 //! `cargo xtask test-targets`: snapmap-core's target-side tests (`firmware-demo/tests/on_target`)
 //! on emulated ARM cores: the dual Cortex-M33 (real two-core races, hardware LDREX/STREX), the
-//! Cortex-M0 (ARMv6-M: the critical-section CAS path; reads must take none) and the RP2040's
-//! two Cortex-M0+ (the critical-section CAS racing between two cores).
+//! Cortex-M0 (ARMv6-M: the critical-section CAS path; reads must take none), the RP2040's
+//! two Cortex-M0+ (the critical-section CAS racing between two cores) and the RP2350's two
+//! Cortex-M33 (native CAS racing between two cores, at several interleaving quanta).
 
 use std::io::{self, BufRead, BufReader};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use crate::boards::{self, Board, AN521, MICROBIT, RP2040};
+use crate::boards::{self, Board, AN521, MICROBIT, RP2040, RP2350};
 use crate::emulator;
 use crate::firmware::{self, Artifact};
 use crate::host_tools;
 use crate::util::{display_command, Failure, Result};
 
 pub const HELP: &str = "\
-cargo xtask test-targets [--board mps2-an521|microbit|rp2040]...
+cargo xtask test-targets [--board mps2-an521|microbit|rp2040|rp2350]...
 
 Builds snapmap-core's target-side tests (firmware-demo/tests/on_target, a harness=false runner
 that prints each test and exits through semihosting: 0 pass, 1 on the first panic) and runs them
@@ -29,14 +30,24 @@ under qemu-system-arm (installed if missing), each run bounded by `timeout`:
               tests add pseudo-random delays): the M0 tests, plus the two-core ones with both
               cores' writers racing through the critical-section CAS; a pass is the run
               stopping at its closing BKPT, a failed assertion or a fault ends at a HardFault
+  rp2350      the emulated RP2350 (targets/rp2350/runner: two Cortex-M33, native LDREX/STREX;
+              the emulator runs each core a quantum of cycles in turn): the same tests, run
+              at quanta of 1 (the cores alternate instruction by instruction), 7 and 64
+              cycles, with the tests' own pseudo-random delays on top; a pass is the run
+              stopping at its closing BKPT
 
-Default: all three. Ends with `N passed, M failed`; exits 0 only if every test passed.
+Default: all four. Ends with `N passed, M failed`; exits 0 only if every test passed.
 ";
 
 /// How long one board's test run may take under QEMU (it takes about a second).
 const LIMIT: Duration = Duration::from_secs(120);
 /// How many cycles the emulated RP2040 may take: 4 s at 125 MHz.
 const RP2040_BUDGET_CYCLES: u64 = 4 * 125_000_000;
+
+/// How many cycles the emulated RP2350 may take per run: 4 s at 150 MHz (a run takes 0.5 s).
+const RP2350_BUDGET_CYCLES: u64 = 4 * 150_000_000;
+/// The emulated RP2350's quanta, one run each: how the two cores' instructions interleave.
+const RP2350_QUANTA: [u32; 3] = [1, 7, 64];
 
 /// The boards to test on.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,7 +57,7 @@ pub struct Options {
 
 /// Parses the arguments after `test-targets`.
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
-    let choices: &[&'static Board] = &[&AN521, &MICROBIT, &RP2040];
+    let choices: &[&'static Board] = &[&AN521, &MICROBIT, &RP2040, &RP2350];
     let mut selected: Vec<&'static Board> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -75,7 +86,8 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
 
 /// One board's result.
 struct BoardResult {
-    board: &'static Board,
+    /// The board's name, and the run's variant if it has several (`rp2350 q=7`).
+    label: String,
     passed: usize,
     failed: usize,
     /// Why the run failed beyond (or instead of) failed tests.
@@ -87,9 +99,9 @@ pub fn run(options: &Options) -> ExitCode {
     let mut results = Vec::new();
     for &board in &options.boards {
         match test_on(board) {
-            Ok(result) => results.push(result),
+            Ok(runs) => results.extend(runs),
             Err(e) => results.push(BoardResult {
-                board,
+                label: board.name.to_owned(),
                 passed: 0,
                 failed: 0,
                 problem: Some(e.to_string()),
@@ -101,7 +113,7 @@ pub fn run(options: &Options) -> ExitCode {
     for r in &results {
         println!(
             "    {:<12} {:>3} passed, {} failed{}",
-            r.board.name,
+            r.label,
             r.passed,
             r.failed,
             r.problem
@@ -121,20 +133,57 @@ pub fn run(options: &Options) -> ExitCode {
     }
 }
 
-fn test_on(board: &'static Board) -> Result<BoardResult> {
+/// Builds the tests for `board` and runs them: once, or on the RP2350 once per quantum.
+fn test_on(board: &'static Board) -> Result<Vec<BoardResult>> {
+    if board != &RP2350 {
+        return Ok(vec![test_once(board)?]);
+    }
+    let elf = firmware::build(board, Artifact::TargetTests)?;
+    let mut runs = Vec::new();
+    for quantum in RP2350_QUANTA {
+        println!(
+            "==> running them on the emulated RP2350 (rp2350-emu, 2 x Cortex-M33), quantum {quantum}"
+        );
+        let command = emulator::rp2350_command(&elf, RP2350_BUDGET_CYCLES, quantum);
+        let mut result = run_tests(command, emulator::explain_rp2350_exit)?;
+        result.label = format!("{} q={quantum}", board.name);
+        runs.push(result);
+    }
+    Ok(runs)
+}
+
+fn test_once(board: &'static Board) -> Result<BoardResult> {
     let emulated_rp2040 = board == &RP2040;
     if !emulated_rp2040 {
         host_tools::timeout()?;
         host_tools::qemu()?;
     }
     let elf = firmware::build(board, Artifact::TargetTests)?;
-    let mut command = if emulated_rp2040 {
+    let command = if emulated_rp2040 {
         println!("==> running them on the emulated RP2040 (rp2040-emu, 2 x Cortex-M0+)");
         emulator::rp2040_command(&elf, RP2040_BUDGET_CYCLES)
     } else {
         println!("==> running them on {}", board.description);
         emulator::qemu_command(board, &elf, LIMIT)?
     };
+    // The run's own end decides first: QEMU's semihosting exit status, or where the RP2040
+    // stopped (its closing BKPT, or a fault); the printed lines are only counted.
+    let explain: Box<dyn Fn(Option<i32>) -> Option<String>> = if emulated_rp2040 {
+        Box::new(emulator::explain_rp2040_exit)
+    } else {
+        Box::new(|code| emulator::explain_exit(code, LIMIT))
+    };
+    let mut result = run_tests(command, explain)?;
+    result.label = board.name.to_owned();
+    Ok(result)
+}
+
+/// Runs one test binary under `command`, echoing its lines, and counts what it printed;
+/// `explain` turns the command's exit status into a problem (or `None` for success).
+fn run_tests(
+    mut command: std::process::Command,
+    explain: impl Fn(Option<i32>) -> Option<String>,
+) -> Result<BoardResult> {
     println!("$ {}", display_command(&command));
     let mut child = command
         .stdout(Stdio::piped())
@@ -150,13 +199,7 @@ fn test_on(board: &'static Board) -> Result<BoardResult> {
     };
     let status = child.wait()?;
     let counted = Counts::from_output(&lines);
-    // The run's own end decides first: QEMU's semihosting exit status, or where the RP2040
-    // stopped (its closing BKPT, or a fault); the printed lines are only counted.
-    let mut problem = if emulated_rp2040 {
-        emulator::explain_rp2040_exit(status.code())
-    } else {
-        emulator::explain_exit(status.code(), LIMIT)
-    };
+    let mut problem = explain(status.code());
     match counted.closing {
         None if problem.is_none() => {
             problem = Some("the runner printed no closing `N passed, M failed` line".to_owned())
@@ -171,7 +214,7 @@ fn test_on(board: &'static Board) -> Result<BoardResult> {
     }
     let failed = counted.closing.map_or(0, |(_, failed)| failed);
     Ok(BoardResult {
-        board,
+        label: String::new(),
         passed: counted.ok_lines,
         failed,
         problem,
@@ -215,7 +258,11 @@ mod tests {
 
     #[test]
     fn options() {
-        assert_eq!(parse(&[]).unwrap().boards, [&AN521, &MICROBIT, &RP2040]);
+        assert_eq!(
+            parse(&[]).unwrap().boards,
+            [&AN521, &MICROBIT, &RP2040, &RP2350]
+        );
+        assert_eq!(parse(&args("--board pico2")).unwrap().boards, [&RP2350]);
         assert_eq!(parse(&args("--board m0")).unwrap().boards, [&MICROBIT]);
         assert_eq!(
             parse(&args("--board=an521 --board mps2-an521"))

@@ -1,12 +1,11 @@
-//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask asan`, `cargo xtask miri`, `cargo xtask ci`.
+//! `cargo xtask loom`, `cargo xtask tsan`, `cargo xtask asan`, `cargo xtask miri`.
 
 use std::env;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::build_targets::{self, build_targets};
 use crate::toolchain::{cargo_program, host_triple};
 use crate::util::{display_command, fail, format_duration, run, workspace_root, Failure, Result};
 
@@ -22,11 +21,14 @@ pub const DEFAULT_MIRI_STRESS_SCALE: &str = "0.0001";
 /// Scheduler seeds Miri runs the concurrent tests on (`-Zmiri-many-seeds=0..N`).
 pub const MIRI_SEEDS: u32 = 4;
 /// The stress tests Miri runs: batches racing two readers, transfers in a `static` map with
-/// CAS retries, and drop counting with injected clone panics (each under 10 s per seed).
-const MIRI_STRESS_TESTS: [&str; 3] = [
+/// CAS retries, drop counting with injected clone panics, and writers that run out of spare
+/// pages while readers hold them (each under 10 s per seed).
+const MIRI_STRESS_TESTS: [&str; 5] = [
     "batches_are_atomic_with_scarce_generations",
     "transfers_conserve_the_sum_in_a_static_map",
     "every_key_and_value_dropped_once_with_scarce_generations",
+    "page_exhaustion_with_one_spare_page",
+    "page_exhaustion_with_two_spare_pages",
 ];
 
 /// Protocol mutants (as for loom) that Miri must catch in those stress tests: each lets a writer
@@ -46,9 +48,10 @@ LOOM_MAX_PREEMPTIONS defaults to 3 (set it to explore more). ARGS go to one carg
 all instead (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
-(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\", \"page_after_base\" and, for waiting
-for a change, \"no_wait_rmw\", into target/loom-mutant) it runs the model that must catch it, which
-passes only if loom reports the race or the lost wake-up (`should_panic`).
+(--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\", \"birth_is_base\",
+\"cleared_life_lost\", \"page_after_base\" and, for waiting for a change, \"no_wait_rmw\", into
+target/loom-mutant) it runs the models that must catch it, which pass only if loom reports the
+race or the lost wake-up (`should_panic`).
 ";
 
 /// Where the loom models live: the map's, through its public API.
@@ -56,7 +59,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 4] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 6] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -66,7 +69,16 @@ const LOOM_MUTANTS: [(&str, &[&str]); 4] = [
         &[
             "reader_holds_pages_a_writer_retires",
             "writer_base_holds_pages_another_writer_retires",
+            "two_writers_change_different_pages",
         ],
+    ),
+    (
+        "birth_is_base",
+        &["a_pin_holds_a_page_born_before_the_base"],
+    ),
+    (
+        "cleared_life_lost",
+        &["a_pin_holds_a_page_a_clear_took_out"],
     ),
     (
         "page_after_base",
@@ -102,7 +114,8 @@ cargo xtask miri [ARGS]...
 
 Runs under Miri (nightly, components miri and rust-src; into target/miri):
   1. snapmap-core's unit tests: cargo +nightly miri test -p snapmap-core --lib
-  2. three small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting) at
+  2. five small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting,
+     page exhaustion with one and with two spare pages) at
      SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4);
   3. without ARGS, the same stress tests under each of the protocol mutants no_writer_fence and
      no_base_pin (--cfg snapmap_mutant, into target/miri-mutant): passes only if Miri reports
@@ -110,28 +123,6 @@ Runs under Miri (nightly, components miri and rust-src; into target/miri):
 Your MIRIFLAGS are appended to Miri's flags. ARGS go to the cargo commands of 1 and 2 (cargo
 options, before the test binary's `--`). Install Miri with:
   rustup component add --toolchain nightly miri rust-src
-";
-
-pub const CI_HELP: &str = "\
-cargo xtask ci [--allow-dirty] [--skip STEP]...
-
-Runs, in order, stopping at the first failure:
-  fmt             cargo fmt --all -- --check
-  fmt-firmware    cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check
-  clippy          cargo clippy --workspace --all-targets -- -D warnings
-  test            cargo test
-  loom            cargo xtask loom
-  build-targets   cargo xtask build-targets
-  tsan            cargo xtask tsan
-  asan            cargo xtask asan
-  miri            cargo xtask miri
-  package         cargo package -p snapmap-core
-and prints the time each step took.
-
-Options:
-  --allow-dirty   pass --allow-dirty to cargo package (for local runs with uncommitted changes;
-                  CI runs on a clean checkout and does not need it)
-  --skip STEP     do not run STEP (one of the names above; repeatable; for local runs)
 ";
 
 /// Appends `flags` to the caller's `RUSTFLAGS`, if any.
@@ -457,151 +448,4 @@ fn miri_stress(target_dir: &Path, extra: &[String]) -> Command {
     .args(["--", "--exact"])
     .args(MIRI_STRESS_TESTS);
     cmd
-}
-
-/// The CI steps' short names, in order (for `--skip`).
-pub const CI_STEPS: &[&str] = &[
-    "fmt",
-    "fmt-firmware",
-    "clippy",
-    "test",
-    "loom",
-    "build-targets",
-    "tsan",
-    "asan",
-    "miri",
-    "package",
-];
-
-/// Options of `cargo xtask ci`.
-#[derive(Debug, Default, PartialEq)]
-pub struct CiOptions {
-    pub allow_dirty: bool,
-    /// Short names from [`CI_STEPS`] not to run (local use; CI runs everything).
-    pub skip: Vec<String>,
-}
-
-/// What a step runs: a cargo command line, or one of our own tasks.
-enum Action {
-    Cargo(&'static [&'static str]),
-    Task(fn() -> Result),
-}
-
-pub fn ci(opts: &CiOptions) -> Result {
-    let package: &'static [&'static str] = if opts.allow_dirty {
-        &["package", "-p", "snapmap-core", "--allow-dirty"]
-    } else {
-        &["package", "-p", "snapmap-core"]
-    };
-    let steps: [(&str, String, Action); 10] = [
-        (
-            "fmt",
-            "cargo fmt --all -- --check".into(),
-            Action::Cargo(&["fmt", "--all", "--", "--check"]),
-        ),
-        (
-            // firmware-demo is a workspace of its own, which `--all` does not reach.
-            "fmt-firmware",
-            "cargo fmt --manifest-path firmware-demo/Cargo.toml -- --check".into(),
-            Action::Cargo(&[
-                "fmt",
-                "--manifest-path",
-                "firmware-demo/Cargo.toml",
-                "--",
-                "--check",
-            ]),
-        ),
-        (
-            "clippy",
-            "cargo clippy --workspace --all-targets -- -D warnings".into(),
-            Action::Cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]),
-        ),
-        ("test", "cargo test".into(), Action::Cargo(&["test"])),
-        (
-            "loom",
-            "cargo xtask loom".into(),
-            Action::Task(|| loom(&[])),
-        ),
-        (
-            "build-targets",
-            "cargo xtask build-targets".into(),
-            Action::Task(|| build_targets(&build_targets::Options::default())),
-        ),
-        (
-            "tsan",
-            "cargo xtask tsan".into(),
-            Action::Task(|| tsan(&[])),
-        ),
-        (
-            "asan",
-            "cargo xtask asan".into(),
-            Action::Task(|| asan(&[])),
-        ),
-        (
-            "miri",
-            "cargo xtask miri".into(),
-            Action::Task(|| miri(&[])),
-        ),
-        (
-            "package",
-            format!("cargo {}", package.join(" ")),
-            Action::Cargo(package),
-        ),
-    ];
-    debug_assert!(steps.iter().map(|s| s.0).eq(CI_STEPS.iter().copied()));
-
-    let total = Instant::now();
-    let mut done: Vec<(String, Option<Duration>, bool)> = Vec::new();
-    let count = steps.len();
-    for (i, (key, name, action)) in steps.iter().enumerate() {
-        let n = i + 1;
-        if opts.skip.iter().any(|s| s == key) {
-            println!("\n=== ci [{n}/{count}] {name}: skipped (--skip {key})");
-            done.push((name.clone(), None, true));
-            continue;
-        }
-        println!("\n=== ci [{n}/{count}] {name}");
-        let start = Instant::now();
-        let result = match action {
-            Action::Cargo(args) => run(cargo_in_root().args(*args)),
-            Action::Task(task) => task(),
-        };
-        let time = start.elapsed();
-        let took = format_duration(time);
-        done.push((name.clone(), Some(time), result.is_ok()));
-        if let Err(e) = result {
-            println!("=== ci [{n}/{count}] {name}: FAILED after {took}");
-            print_timings(&done, total.elapsed());
-            println!("ci: FAILED at step {n}/{count}; later steps not run");
-            return fail(format!("ci step `{name}` failed: {e}"));
-        }
-        println!("=== ci [{n}/{count}] {name}: ok in {took}");
-    }
-    print_timings(&done, total.elapsed());
-    let skipped = done.iter().filter(|d| d.1.is_none()).count();
-    if skipped == 0 {
-        println!("ci: all {count} steps passed");
-    } else {
-        println!("ci: {} steps passed, {skipped} skipped", count - skipped);
-    }
-    Ok(())
-}
-
-fn print_timings(done: &[(String, Option<Duration>, bool)], total: Duration) {
-    println!("\n=== ci timings");
-    for (name, time, ok) in done {
-        let (time, status) = match time {
-            None => (String::from("-"), "skipped"),
-            Some(t) => (format_duration(*t), if *ok { "ok" } else { "FAILED" }),
-        };
-        println!("    {time:>8}  {status:<7}  {name}");
-    }
-    println!("    {:>8}  total", format_duration(total));
 }

@@ -86,6 +86,40 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// The first line `program args` prints, or `?`.
+pub fn first_line(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().ok();
+    out.filter(|o| o.status.success())
+        .and_then(|o| {
+            Some(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The short commit, with `+dirty` if `paths` have uncommitted changes (pages a run rewrites do
+/// not count).
+pub fn commit(paths: &[&str]) -> String {
+    let root = workspace_root();
+    let root = root.to_string_lossy();
+    let hash = first_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let status = [&["-C", &root, "status", "--porcelain", "--"], paths].concat();
+    let out = Command::new("git").args(status).output();
+    match out {
+        Ok(o) if !o.stdout.is_empty() => format!("{hash}+dirty"),
+        _ => hash,
+    }
+}
+
+/// Now, as the pages date a run.
+pub fn now_utc() -> String {
+    first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,14 +18,20 @@
 #[cfg(not(any(
     feature = "board-an521",
     feature = "board-microbit",
-    feature = "board-rp2040"
+    feature = "board-rp2040",
+    feature = "board-rp2350"
 )))]
-compile_error!("select a board: --features board-an521, board-microbit or board-rp2040");
+compile_error!(
+    "select a board: --features board-an521, board-microbit, board-rp2040 or board-rp2350"
+);
 
 #[cfg(any(
     all(feature = "board-an521", feature = "board-microbit"),
     all(feature = "board-an521", feature = "board-rp2040"),
     all(feature = "board-microbit", feature = "board-rp2040"),
+    all(feature = "board-rp2350", feature = "board-an521"),
+    all(feature = "board-rp2350", feature = "board-microbit"),
+    all(feature = "board-rp2350", feature = "board-rp2040"),
 ))]
 compile_error!("select exactly one board feature");
 
@@ -43,3 +49,8 @@ pub use microbit::*;
 mod rp2040;
 #[cfg(feature = "board-rp2040")]
 pub use rp2040::*;
+
+#[cfg(feature = "board-rp2350")]
+mod rp2350;
+#[cfg(feature = "board-rp2350")]
+pub use rp2350::*;

@@ -7,7 +7,7 @@
 //! ([`taken_here`]) to show that reading a snapmap takes none.
 //!
 //! How the counter is put around the real implementation:
-//! - boards whose implementation lives in this crate (`mps2-an521`: [`spinlock`], `microbit`:
+//! - boards whose implementation lives in this crate (`mps2-an521` and the RP2350: [`spinlock`], `microbit`:
 //!   [`primask`]) install [`Counting<Real>`];
 //! - the RP2040 keeps rp2040-hal's `critical-section-impl` (hardware spinlock 31), and the
 //!   linker's `--wrap` (see `build.rs`) sends every call to it through `link_wrap`.
@@ -24,7 +24,7 @@ use critical_section::RawRestoreState;
 mod link_wrap;
 #[cfg(feature = "board-microbit")]
 pub mod primask;
-#[cfg(feature = "board-an521")]
+#[cfg(any(feature = "board-an521", feature = "board-rp2350"))]
 pub mod spinlock;
 
 /// Critical sections taken so far, by core id.

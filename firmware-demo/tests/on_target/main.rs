@@ -5,7 +5,9 @@
 //! - QEMU `microbit -cpu cortex-m0`: ARMv6-M, no compare-and-swap, so snapmap's writers take the
 //!   `critical-section` path, and readers must take none (counted, see `critical_sections.rs`);
 //! - the emulated RP2040 (`targets/rp2040/runner`): two Cortex-M0+, the critical-section CAS
-//!   racing between cores through rp2040-hal's spinlock critical section.
+//!   racing between cores through rp2040-hal's spinlock critical section;
+//! - the emulated RP2350 (`targets/rp2350/runner`): two Cortex-M33 with native LDREX/STREX,
+//!   interleaved a quantum of cycles at a time (xtask runs it at several quanta).
 //!
 //! `harness = false`: this file is its own runner. It prints `test NAME ... ok` per test (over
 //! semihosting on QEMU, defmt over RTT on the RP2040) and closes with `N passed, 0 failed`; a
@@ -17,7 +19,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// One line of output: semihosting on QEMU.
-#[cfg(not(feature = "board-rp2040"))]
+#[cfg(not(any(feature = "board-rp2040", feature = "board-rp2350")))]
 macro_rules! say {
     ($($arg:tt)*) => {
         cortex_m_semihosting::hprintln!($($arg)*)
@@ -26,7 +28,7 @@ macro_rules! say {
 
 /// One line of output: on the RP2040 a defmt frame over RTT, formatted on the target (there is
 /// no semihosting; the runner decodes the frames).
-#[cfg(feature = "board-rp2040")]
+#[cfg(any(feature = "board-rp2040", feature = "board-rp2350"))]
 macro_rules! say {
     ($($arg:tt)*) => {
         defmt::println!("{}", defmt::Display2Format(&format_args!($($arg)*)))
@@ -41,7 +43,7 @@ macro_rules! note {
     };
 }
 
-#[cfg(feature = "board-rp2040")]
+#[cfg(any(feature = "board-rp2040", feature = "board-rp2350"))]
 use defmt_rtt as _;
 
 mod critical_sections;

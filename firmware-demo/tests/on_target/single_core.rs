@@ -58,8 +58,8 @@ pub fn batch_is_one_generation() {
 
     // Move 5 from key 0 to key 1: one generation, sum conserved.
     MAP.update(|tx| {
-        *tx.get_mut(&0).ok_or(Error::Aborted)? -= 1;
-        *tx.get_mut(&1).ok_or(Error::Aborted)? += 1;
+        *tx.get_mut(&0)?.ok_or(Error::Aborted)? -= 1;
+        *tx.get_mut(&1)?.ok_or(Error::Aborted)? += 1;
         Ok(())
     })
     .unwrap();
@@ -72,7 +72,7 @@ pub fn batch_is_one_generation() {
     // Half-done then aborted: nothing of it is visible.
     let aborted = MAP.update(|tx| {
         tx.insert(2, 1000)?;
-        tx.remove(&3);
+        tx.remove(&3)?;
         Err::<(), _>(Error::Aborted)
     });
     assert_eq!(aborted, Err(Error::Aborted));

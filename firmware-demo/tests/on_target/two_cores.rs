@@ -160,7 +160,7 @@ pub fn batches_from_both_cores_stay_atomic() {
                 MAP.update(|tx| {
                     let moved = tx.get(&from).map_or(0, |(_, amount)| (*amount).min(7));
                     for key in 0..KEYS {
-                        let entry = tx.get_mut(&key).ok_or(Error::Aborted)?;
+                        let entry = tx.get_mut(&key)?.ok_or(Error::Aborted)?;
                         let mut amount = entry.1;
                         if key == from {
                             amount -= moved;
@@ -317,8 +317,10 @@ pub fn try_forms_under_contention_lose_nothing() {
             match MAP.try_update(increment) {
                 Ok(()) => SUCCEEDED.add(core, 1),
                 // No slot, or no page: the other core's writes and the one-off reads' pins hold
-                // the spare pages for a moment.
-                Err(Error::NoFreeGeneration | Error::NoFreePage) => REFUSED.add(core, 1),
+                // the spare pages for a moment; or the other core's write has the turn.
+                Err(Error::NoFreeGeneration | Error::NoFreePage | Error::Contended) => {
+                    REFUSED.add(core, 1)
+                }
                 Err(other) => panic!("unexpected error {other:?}"),
             }
             // One-off reads pin generations too (counted), and so compete with the writers.
@@ -329,7 +331,7 @@ pub fn try_forms_under_contention_lose_nothing() {
     let stats = MAP.stats();
     let done = |core| SUCCEEDED.get(core) + BLOCKING.get(core);
     note!(
-        "{} try_update succeeded, {} refused (no free slot or page), {} blocking updates; {} CAS retries, {} slot waits, {} page waits",
+        "{} try_update succeeded, {} refused (no free slot or page, or the other's turn), {} blocking updates; {} CAS retries, {} slot waits, {} page waits",
         SUCCEEDED.total(),
         REFUSED.total(),
         BLOCKING.total(),

@@ -22,7 +22,7 @@ use snapmap_core::{Reader, SnapMap};
 pub const ENTRIES: usize = 1024;
 /// Capacity of the fixed-capacity tables (snapmap's generations, heapless): 2 x ENTRIES, so that
 /// they run at <= 50% load. Both are open-addressing tables, and a full one probes long chains
-/// (a full heapless table: 29 ns per get against 4.7 ns at half load, issue 4).
+/// (a full heapless table: 29 ns per get against 4.7 ns at half load).
 pub const CAPACITY: usize = 2 * ENTRIES;
 /// snapmap's spare pages `P`: a 64-key batch over the 128 pages of the 2048-slot table changes
 /// about 56 of them, so the batch workloads need 64 (the default, 8, serves one-key writes; a
@@ -193,7 +193,7 @@ macro_rules! snap_writes {
             self.0
                 .update(|tx| {
                     for k in keys {
-                        tx.remove(k);
+                        tx.remove(k)?;
                     }
                     Ok(())
                 })

@@ -1,17 +1,15 @@
-//! `cargo xtask bench-m33` and `cargo xtask bench-rp2040`: snapmap's instruction or cycle counts
-//! on an emulated two-core board.
+//! `cargo xtask bench-m33`, `bench-rp2040` and `bench-rp2350`: snapmap's instruction or cycle
+//! counts on an emulated two-core board.
 //!
-//! One driver for both: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
-//! its emulator (the two outputs must be identical), parses the output ([`output`]), checks that
-//! the figures are plausible, and renders them: printed as tables, written to the board's page
-//! (`BENCHMARKS-m33.md`, `BENCHMARKS-rp2040.md`), and kept raw in `target/<command>/`, from where
-//! `cargo xtask bench` puts the same section into `BENCHMARKS.md` ([`refresh_for_bench`],
-//! [`page_section`]). What differs per board is a [`Bench`]: how the firmware runs, what a tick
-//! counts, and the page with the targets it judges ([`m33`], [`rp2040`]).
+//! One driver for all three: it builds `firmware-demo/src/bin/bench` for the board, runs it twice on
+//! its emulator (the two outputs must be identical), parses and checks the output ([`output`]),
+//! keeps it raw in `target/<command>/`, and fills the board's template
+//! (`benchmarks/<command>.template.md`) into its page with the figures and the targets of
+//! `benchmarks/targets.toml`. `cargo xtask bench` shows the same targets ([`targets_block`]).
 
-mod m33;
 mod output;
-mod rp2040;
+mod page;
+mod rp2350;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,11 +20,11 @@ use crate::boards::Board;
 use crate::emulator;
 use crate::firmware::{self, Artifact};
 use crate::host_tools;
-use crate::util::{display_command, fail, format_duration, workspace_root, Failure, Result};
+use crate::util::{commit, display_command, fail, first_line, format_duration, now_utc};
+use crate::util::{workspace_root, Failure, Result};
 
-pub use m33::{target_row, M33};
 pub use output::Measured;
-pub use rp2040::RP2040;
+pub use rp2350::RP2350;
 
 /// One emulated board's benchmark.
 pub struct Bench {
@@ -41,13 +39,83 @@ pub struct Bench {
     pub per_tick: f64,
     /// How many ticks an `OP` figure's repeats may differ by, if that is checked.
     pub repeat_spread: Option<u64>,
-    /// The page at the workspace root, its title, and its section title in `BENCHMARKS.md`.
+    /// The page at the workspace root.
     pub page: &'static str,
-    pub title: &'static str,
-    pub section: &'static str,
-    /// The tables and notes, with `##`-level headings at `level`.
-    pub render: fn(&Measured, usize) -> String,
 }
+
+pub static M33: Bench = Bench {
+    command: "bench-m33",
+    help: M33_HELP,
+    board: &crate::boards::AN521,
+    emulator: Emulator::QemuIcount,
+    unit: "instructions",
+    // Under `-icount shift=0` (1 ns an instruction) SysTick on the 20 MHz processor clock.
+    per_tick: 50.0,
+    // The repeats agree within the one tick of phase.
+    repeat_spread: Some(1),
+    page: "BENCHMARKS-m33.md",
+};
+
+pub static RP2040: Bench = Bench {
+    command: "bench-rp2040",
+    help: RP2040_HELP,
+    board: &crate::boards::RP2040,
+    // The run takes about 180 M cycles; give it ten times that.
+    emulator: Emulator::Rp2040Runner {
+        budget_cycles: 2_000_000_000,
+    },
+    unit: "cycles",
+    // SysTick counts clk_sys: one cycle a tick.
+    per_tick: 1.0,
+    // The repeats differ by tens of cycles with where the loop's code and data sit.
+    repeat_spread: None,
+    page: "BENCHMARKS-rp2040.md",
+};
+
+const M33_HELP: &str = "\
+cargo xtask bench-m33 [--no-page] [--report-only]
+
+Instructions per operation of snapmap and its peers on QEMU mps2-an521 (two Cortex-M33) under
+`-icount shift=0,sleep=off`, where SysTick counts exactly 50 instructions a tick and every run
+is the same:
+  - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
+    snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> and the
+    unsynchronized FnvIndexMap floor; u32 -> u32, 64 entries in 128 slots (50% load);
+  - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all):
+    percentiles and histograms, for snapmap and the mutex map;
+  - size_of the maps on the target.
+Builds firmware-demo's `bench` (the thumbv8m toolchain as for `cargo xtask demo`), runs it
+twice (the outputs must be identical), checks the calibration, and fills
+benchmarks/bench-m33.template.md into BENCHMARKS-m33.md with the targets of
+benchmarks/targets.toml; raw output in target/bench-m33/. Takes a few seconds after the build.
+`cargo xtask bench` runs it too.
+
+Options:
+  --no-page       print the targets, leave BENCHMARKS-m33.md alone
+  --report-only   do not measure: fill the page again from the last run's output (after an
+                  edit of the template or of the targets file)
+";
+
+const RP2040_HELP: &str = "\
+cargo xtask bench-rp2040 [--no-page] [--report-only]
+
+Cycles per operation of snapmap and its peers on the emulated RP2040 (rp2040-emu: two
+Cortex-M0+, every instruction's cycles counted; targets/rp2040/runner), the same figures as
+bench-m33 measures in instructions on the M33 pair:
+  - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
+    snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> on
+    rp2040-hal's spinlock critical section and the unsynchronized FnvIndexMap floor;
+  - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all).
+Builds firmware-demo's `bench` for thumbv6m, runs it twice (the outputs must be identical), and
+fills benchmarks/bench-rp2040.template.md into BENCHMARKS-rp2040.md with the targets of
+benchmarks/targets.toml; raw output in target/bench-rp2040/. About 10 s a run after the build.
+`cargo xtask bench` runs it too.
+
+Options:
+  --no-page       print the targets, leave BENCHMARKS-rp2040.md alone
+  --report-only   do not measure: fill the page again from the last run's output (after an
+                  edit of the template or of the targets file)
+";
 
 /// A bench is known by its command (for `Cli`'s derived traits).
 impl PartialEq for Bench {
@@ -62,12 +130,14 @@ impl std::fmt::Debug for Bench {
     }
 }
 
-/// How a board's benchmark firmware runs; both emulators give the same figures on every run.
+/// How a board's benchmark firmware runs; every emulator gives the same figures on every run.
 pub enum Emulator {
     /// QEMU (the board's `qemu-args`) under `-icount`, bounded by `timeout`.
     QemuIcount,
     /// `targets/rp2040/runner`, bounded by a budget of cycles.
     Rp2040Runner { budget_cycles: u64 },
+    /// `targets/rp2350/runner` at the emulator's default quantum, bounded by a budget of cycles.
+    Rp2350Runner { budget_cycles: u64 },
 }
 
 /// How long one QEMU run may take (it takes about a second).
@@ -79,6 +149,10 @@ const QEMU_LIMIT: Duration = Duration::from_secs(120);
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 /// The RP2040 runner's own last line, which carries the wall time: not part of the output.
 const RUNNER_PREFIX: &str = "rp2040-runner:";
+/// The same for the RP2350 runner.
+const RP2350_RUNNER_PREFIX: &str = "rp2350-runner:";
+/// The RP2350 benchmark's quantum: the emulator's default.
+const RP2350_QUANTUM: u32 = 64;
 
 impl Emulator {
     /// For `==> running it ...`.
@@ -86,6 +160,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => format!("on {} with {}", board.description, ICOUNT.join(" ")),
             Self::Rp2040Runner { .. } => "on the emulated RP2040 (rp2040-emu)".to_owned(),
+            Self::Rp2350Runner { .. } => "on the emulated RP2350 (rp2350-emu)".to_owned(),
         }
     }
 
@@ -97,6 +172,9 @@ impl Emulator {
                 qemu
             }
             Self::Rp2040Runner { budget_cycles } => emulator::rp2040_command(elf, *budget_cycles),
+            Self::Rp2350Runner { budget_cycles } => {
+                emulator::rp2350_command(elf, *budget_cycles, RP2350_QUANTUM)
+            }
         })
     }
 
@@ -104,6 +182,7 @@ impl Emulator {
         match self {
             Self::QemuIcount => emulator::explain_exit(code, QEMU_LIMIT),
             Self::Rp2040Runner { .. } => emulator::explain_rp2040_exit(code),
+            Self::Rp2350Runner { .. } => emulator::explain_rp2350_exit(code),
         }
     }
 
@@ -111,21 +190,26 @@ impl Emulator {
     fn facts(&self) -> [(&'static str, String); 2] {
         match self {
             Self::QemuIcount => [
-                ("emulator", command_line("qemu-system-arm", &["--version"])),
+                ("emulator", first_line("qemu-system-arm", &["--version"])),
                 ("runs", "2, byte-identical".to_owned()),
             ],
             Self::Rp2040Runner { .. } => [
                 ("emulator", rp2040_emu_version()),
                 ("runs", "2, identical".to_owned()),
             ],
+            Self::Rp2350Runner { .. } => [
+                ("emulator", rp2350::emu_version()),
+                ("runs", "2, identical".to_owned()),
+            ],
         }
     }
 }
 
-/// Parsed `cargo xtask bench-m33` / `bench-rp2040` options.
+/// Parsed `cargo xtask bench-m33` / `bench-rp2040` / `bench-rp2350` options.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
     pub no_page: bool,
+    pub report_only: bool,
 }
 
 pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
@@ -133,21 +217,26 @@ pub fn parse(args: &[String]) -> std::result::Result<Options, String> {
     for arg in args {
         match arg.as_str() {
             "--no-page" => options.no_page = true,
+            "--report-only" => options.report_only = true,
             other => return Err(format!("unexpected argument `{other}`")),
         }
     }
     Ok(options)
 }
 
-/// `cargo xtask bench-m33` / `bench-rp2040`.
+/// `cargo xtask bench-m33` / `bench-rp2040` / `bench-rp2350`.
 pub fn run(bench: &Bench, options: &Options) -> Result {
     let started = Instant::now();
-    let measured = bench.measure()?;
+    let measured = if options.report_only {
+        bench.load()?
+    } else {
+        bench.measure()?
+    };
     println!();
-    print!("{}", (bench.render)(&measured, 2));
+    print!("{}", bench.targets(&measured)?);
     if !options.no_page {
         let page = workspace_root().join(bench.page);
-        fs::write(&page, bench.render_page(&measured))?;
+        fs::write(&page, bench.render_page(&measured)?)?;
         println!("{}: wrote {}", bench.command, page.display());
     }
     println!(
@@ -156,19 +245,19 @@ pub fn run(bench: &Bench, options: &Options) -> Result {
         format_duration(started.elapsed()),
         bench.out_dir_name()
     );
-    Ok(())
+    crate::page::check_measured(bench.command, &bench.figures(&measured))
 }
 
 /// For `cargo xtask bench` (not with `--report-only`, which renders the last results kept in
 /// `target/<command>/`): measures again and, on a full run, rewrites the board's page. A failure
-/// (no QEMU, no thumb toolchain) is recorded for [`page_section`] to show; it does not stop the
+/// (no QEMU, no thumb toolchain) is recorded for [`targets_block`] to show; it does not stop the
 /// host benchmark.
 pub fn refresh_for_bench(bench: &Bench, quick: bool) {
     let outcome = bench.measure().and_then(|measured| {
         if !quick {
             fs::write(
                 workspace_root().join(bench.page),
-                bench.render_page(&measured),
+                bench.render_page(&measured)?,
             )?;
         }
         Ok(())
@@ -189,16 +278,21 @@ pub fn refresh_for_bench(bench: &Bench, quick: bool) {
     }
 }
 
-/// The board's section of `BENCHMARKS.md`, from the last run's raw output.
-pub fn page_section(bench: &Bench) -> String {
-    let (command, page, section) = (bench.command, bench.page, bench.section);
+/// For `cargo xtask bench --report-only`: the board's page again from its last run's output.
+pub fn rerender(bench: &Bench) -> Result {
+    let measured = bench.load()?;
+    fs::write(
+        workspace_root().join(bench.page),
+        bench.render_page(&measured)?,
+    )?;
+    Ok(())
+}
+
+/// The board's targets for `BENCHMARKS.md`, from the last run's raw output.
+pub fn targets_block(bench: &Bench) -> Result<String> {
     match bench.load() {
-        Ok(measured) => format!(
-            "## {section}\n\nGenerated by `cargo xtask {command}` (also run by `cargo xtask \
-             bench`); the same figures as [`{page}`]({page}).\n\n{}",
-            (bench.render)(&measured, 3)
-        ),
-        Err(e) => format!("## {section}\n\nNot measured: {e}\n\n"),
+        Ok(measured) => bench.targets(&measured),
+        Err(e) => Ok(format!("Not measured: {e}\n")),
     }
 }
 
@@ -240,8 +334,8 @@ impl Bench {
         let _ = fs::remove_file(dir.join("failure.txt"));
         let [emulator, runs] = self.emulator.facts();
         let facts = [
-            ("date", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
-            ("commit", commit()),
+            ("date", now_utc()),
+            ("commit", commit(&["snapmap-core", "firmware-demo"])),
             emulator,
             runs,
         ];
@@ -270,7 +364,7 @@ impl Bench {
         }
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| !l.starts_with(RUNNER_PREFIX))
+            .filter(|l| !l.starts_with(RUNNER_PREFIX) && !l.starts_with(RP2350_RUNNER_PREFIX))
             .collect();
         if lines.last() != Some(&"DONE") {
             return fail("the benchmark firmware stopped before `DONE`");
@@ -300,67 +394,6 @@ impl Bench {
             .collect();
         Ok(m)
     }
-
-    /// The standalone page.
-    fn render_page(&self, m: &Measured) -> String {
-        format!(
-            "# {}\n\nGenerated by `cargo xtask {}` (and by `cargo xtask bench`, which puts the \
-             same section into [BENCHMARKS.md](BENCHMARKS.md)); do not edit by hand. Raw output: \
-             `{}/output.txt`.\n\n{}",
-            self.title,
-            self.command,
-            self.out_dir_name(),
-            (self.render)(m, 2)
-        )
-    }
-}
-
-/// The first line `program args` prints, or `?`.
-fn command_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
-/// The short commit, with `+dirty` if the firmware or the core have uncommitted changes.
-fn commit() -> String {
-    let root = workspace_root();
-    let hash = command_line(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    );
-    let dirty = Command::new("git")
-        .current_dir(&root)
-        .args([
-            "status",
-            "--porcelain",
-            "--",
-            "snapmap-core",
-            "firmware-demo",
-        ])
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    if dirty {
-        format!("{hash}+dirty")
-    } else {
-        hash
-    }
 }
 
 /// `rp2040-emu <version>`, from Cargo.lock.
@@ -381,14 +414,49 @@ mod tests {
     #[test]
     fn options() {
         assert_eq!(parse(&[]), Ok(Options::default()));
-        assert_eq!(parse(&["--no-page".into()]), Ok(Options { no_page: true }));
+        let no_page = Options {
+            no_page: true,
+            report_only: false,
+        };
+        assert_eq!(parse(&["--no-page".into()]), Ok(no_page));
+        assert!(parse(&["--report-only".into()]).unwrap().report_only);
         assert!(parse(&["--quick".into()]).is_err());
     }
 
     #[test]
     fn each_board_has_its_own_page_and_folder() {
         assert_ne!(M33.page, RP2040.page);
+        assert_ne!(RP2350.page, RP2040.page);
         assert_eq!(M33.out_dir_name(), "target/bench-m33");
         assert_eq!(RP2040.out_dir_name(), "target/bench-rp2040");
+        assert_eq!(RP2350.out_dir_name(), "target/bench-rp2350");
+    }
+
+    /// Both boards' pages fill from a run's output with no placeholder left, and name no issue.
+    #[test]
+    fn the_pages_fill_from_the_output() {
+        for bench in [&M33, &RP2040, &RP2350] {
+            let mut m = Measured::parse(output::tests::SAMPLE, bench.per_tick).unwrap();
+            m.facts.insert("commit".into(), "abc1234".into());
+            let f = bench.figures(&m);
+            assert!(f.contains_key(&format!("{}:get/floor", bench.unit)));
+            assert_eq!(f["lat:mutex/flat-out/max"], 1762.0);
+            assert_eq!(
+                f["snapmap-bytes:u32->u32, N=128, G=4, R=2 (this benchmark)"],
+                6336.0
+            );
+            let text = bench.render_page(&m).unwrap();
+            assert!(text.contains("`abc1234`"), "{text}");
+            assert!(text
+                .contains("| u32->u32, N=128, G=4, R=2 (this benchmark) | 6336 | 2052 | 3.09× |"));
+            assert!(
+                text.contains("| end | map=snapmap publishes=6145"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("{{") && !text.to_lowercase().contains("issue"),
+                "{text}"
+            );
+        }
     }
 }

@@ -4,7 +4,10 @@
 //! [`Calibrated::time_once`] for one operation, [`burn`] for a writer's idle time.
 
 #[cfg_attr(feature = "board-an521", path = "clock_icount.rs")]
-#[cfg_attr(feature = "board-rp2040", path = "clock_cycles.rs")]
+#[cfg_attr(
+    any(feature = "board-rp2040", feature = "board-rp2350"),
+    path = "clock_cycles.rs"
+)]
 mod imp;
 
 pub use imp::{burn, now, start, ticks_between, UNIT, UNITS_PER_TICK};

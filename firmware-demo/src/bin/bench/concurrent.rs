@@ -137,7 +137,7 @@ impl Points {
     /// critical section, where a waiting core 1 must not be resumed (it would only spin).
     #[inline(always)]
     fn point(&mut self, lock_held: bool) {
-        if cfg!(feature = "board-rp2040") {
+        if cfg!(any(feature = "board-rp2040", feature = "board-rp2350")) {
             // The cores run at once: nothing to hand over.
             return;
         }

@@ -41,7 +41,7 @@ macro_rules! out {
 
 /// One line to the host: on the RP2040, formatted here and sent as a defmt string over RTT
 /// (the runner prints a `println!` frame as its text alone).
-#[cfg(feature = "board-rp2040")]
+#[cfg(any(feature = "board-rp2040", feature = "board-rp2350"))]
 macro_rules! out {
     ($($arg:tt)*) => {{
         let mut line: heapless::String<600> = heapless::String::new();
@@ -52,7 +52,7 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-#[cfg(feature = "board-rp2040")]
+#[cfg(any(feature = "board-rp2040", feature = "board-rp2350"))]
 use defmt_rtt as _;
 
 #[cortex_m_rt::entry]

@@ -60,3 +60,7 @@ mod runtime {
 /// RP2040: defmt frames over RTT and panic-probe, both read by `probe-rs run`.
 #[cfg(feature = "board-rp2040")]
 use {defmt_rtt as _, panic_probe as _};
+
+/// RP2350: defmt frames over RTT and panic-probe, as on the RP2040.
+#[cfg(feature = "board-rp2350")]
+use {defmt_rtt as _, panic_probe as _};

@@ -20,7 +20,7 @@ pub const TICK_HZ: u32 = 2_000;
 /// hundred under QEMU, where every device read takes the emulator's global lock, which core 0
 /// and the timers need too; a few on the RP2040, where a late start of a period is time its
 /// read no longer has (200 hints were up to 1,000 cycles late on the emulated RP2040).
-const POLL_SPACING: u32 = if cfg!(feature = "board-rp2040") {
+const POLL_SPACING: u32 = if cfg!(any(feature = "board-rp2040", feature = "board-rp2350")) {
     4
 } else {
     200

@@ -14,7 +14,7 @@ const MIN_ISR_READS: u32 = 100;
 /// at a fixed, known speed, every control-loop period starts on time and the interrupt fires
 /// at its rate. Under QEMU without `-icount` (the M33 pair) time is the host's, shared with
 /// whatever else it runs, so there the rates are reported, not judged.
-const RATES_BINDING: bool = cfg!(feature = "board-rp2040");
+const RATES_BINDING: bool = cfg!(any(feature = "board-rp2040", feature = "board-rp2350"));
 
 /// Everything the summary reports.
 #[derive(Default)]

@@ -146,7 +146,7 @@ fn recalibrate(epoch: u32, r: u32) -> Result<(), Error> {
     TABLE.update(|tx| {
         let moved = tx.get(&from).map_or(0, |entry| entry.gain.min(amount));
         for channel in 0..CHANNELS {
-            let entry = tx.get_mut(&channel).ok_or(Error::Aborted)?;
+            let entry = tx.get_mut(&channel)?.ok_or(Error::Aborted)?;
             let mut gain = entry.gain;
             if channel == from {
                 gain -= moved;
@@ -165,7 +165,7 @@ fn trim(r: u32) -> Result<(), Error> {
     let channel = r as u8 % CHANNELS;
     let offset = r >> 8;
     TABLE.update(|tx| {
-        let entry = tx.get_mut(&channel).ok_or(Error::Aborted)?;
+        let entry = tx.get_mut(&channel)?.ok_or(Error::Aborted)?;
         *entry = Entry::new(channel, entry.epoch, entry.gain, offset);
         Ok(())
     })

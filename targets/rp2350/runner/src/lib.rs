@@ -1,0 +1,720 @@
+//! Runs a Raspberry Pi Pico 2 (RP2350) firmware ELF on `rp2350-emu`'s two emulated Cortex-M33
+//! and reads its defmt log out of emulated RAM: the Pico 2 without a probe.
+//!
+//! The emulator ships no boot ROM (and Raspberry Pi's is not vendored here), so this runner
+//! does the three things the chip's ROM and decoder would, and the firmware stays the ELF a
+//! board runs:
+//!
+//! - **Boot.** [`Rp2350::new`] loads the ELF's `PT_LOAD` segments by physical address into
+//!   flash, loads a tiny ROM of this crate's own ([`SYNTHETIC_ROM`]: a `b .` loop, `udf`
+//!   elsewhere, so a call into a missing ROM function faults instead of running on), resets,
+//!   and starts core 0 from the vector table at `0x1000_0000` (VTOR, MSP and PC from it). The
+//!   `IMAGE_DEF` block a real ROM looks for is not checked.
+//! - **Core 1's launch.** Core 1 spins in the ROM's `b .` (so its cycle count keeps up with the
+//!   clock) while the runner plays the ROM's side of the SIO FIFO launch handshake that
+//!   rp235x-hal's `Multicore::spawn` sends (`0, 0, 1, vector table, stack pointer, entry`, each
+//!   word echoed back); after the sixth word it sets core 1's VTOR, MSP and PC, as the ROM
+//!   would. See [`Launch`].
+//! - **Acquire/release instructions**, which the emulator does not decode, are rewritten in the
+//!   loaded image to plain ones of the same size ([`patch`]; sound there, see that module).
+//!
+//! And one correction of the emulator's clock model: its TICKS block counts clk_sys where the
+//! chip counts clk_ref, so the 1 µs tick the firmware programs (`CYCLES` = clk_ref in MHz, 12)
+//! would run 12.5 times too fast; the runner scales `CYCLES` of TIMER0 and TIMER1 by
+//! clk_sys/clk_ref whenever the firmware writes it ([`Rp2350::run`] checks between quanta
+//! until core 1 is launched, then between chunks).
+//!
+//! How a run ends: `bkpt` halts a core as a debugger would (no HardFault, unlike on
+//! `rp2040-emu`): [`Halt::Breakpoint`], the firmware's success exit. A core in its HardFault
+//! handler (panic-probe's `udf`, a bad access) or locked up is [`Halt::Fault`].
+
+pub mod patch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use object::read::elf::{ElfFile32, FileHeader, ProgramHeader, SectionHeader};
+use object::{Endianness, Object, ObjectSection, ObjectSymbol, SectionFlags, SectionIndex};
+use rp2350_emu::{Config, Emulator, EmulatorBuilder};
+
+pub use patch::Rewrites;
+
+/// Where XIP flash starts; the vector table is there (no second-stage bootloader on RP2350).
+pub const FLASH_BASE: u32 = 0x1000_0000;
+/// The Pico 2's 4 MiB flash.
+pub const FLASH_SIZE: usize = 4 * 1024 * 1024;
+/// clk_sys after rp235x-hal's `init_clocks_and_plls` (what the firmware runs at).
+pub const CLOCK_HZ: u64 = 150_000_000;
+/// clk_ref: the Pico 2's 12 MHz crystal.
+pub const REF_HZ: u64 = 12_000_000;
+/// The emulator's default quantum: each core runs this many cycles in turn.
+pub const DEFAULT_QUANTUM: u32 = 64;
+
+/// SIO: the FIFO status and data registers (each core sees its own ends).
+const SIO_FIFO_ST: u32 = 0xD000_0050;
+const SIO_FIFO_WR: u32 = 0xD000_0054;
+const SIO_FIFO_RD: u32 = 0xD000_0058;
+const FIFO_ST_VLD: u32 = 1 << 0;
+/// TICKS: the TIMER0 and TIMER1 domains' `CYCLES` registers.
+const TICKS_TIMER_CYCLES: [u32; 2] = [0x4010_8000 + 0x18 + 4, 0x4010_8000 + 0x24 + 4];
+
+/// A ROM of this crate's own (never Raspberry Pi's): SP 0, reset at `0x10` (`b .`, where core
+/// 1 waits), and `udf #0` everywhere else, so a firmware that calls into the ROM (flash
+/// programming, reboot) faults at once. The ROM function table pointer at `0x14` reads
+/// `0xDE00`, outside the ROM: no function is found there.
+pub const SYNTHETIC_ROM: [u8; 256] = synthetic_rom();
+const ROM_SPIN: u32 = 0x10;
+
+const fn synthetic_rom() -> [u8; 256] {
+    let mut rom = [0u8; 256];
+    let mut at = 8;
+    while at < rom.len() {
+        // udf #0
+        rom[at] = 0x00;
+        rom[at + 1] = 0xDE;
+        at += 2;
+    }
+    // Word 0: the initial SP (unused: the runner sets each core's). Word 1: reset, Thumb.
+    let reset = (ROM_SPIN | 1).to_le_bytes();
+    rom[4] = reset[0];
+    rom[5] = reset[1];
+    rom[6] = reset[2];
+    rom[7] = reset[3];
+    // b . (0xE7FE)
+    rom[ROM_SPIN as usize] = 0xFE;
+    rom[ROM_SPIN as usize + 1] = 0xE7;
+    rom
+}
+
+/// The RTT control block symbol (defmt-rtt's).
+const RTT_SYMBOL: &str = "_SEGGER_RTT";
+/// Up-buffer 0's descriptor in the control block: name, buffer, size, write, read, flags.
+const RTT_UP0: u32 = 24;
+const RTT_ID: &[u8; 16] = b"SEGGER RTT\0\0\0\0\0\0";
+/// Block when the buffer is full, as `probe-rs run` sets it: nothing is dropped.
+const RTT_MODE_BLOCK_IF_FULL: u32 = 2;
+const RTT_MODE_MASK: u32 = 3;
+
+/// An error with a message for the user.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn err<T>(message: impl Into<String>) -> Result<T, Error> {
+    Err(Error(message.into()))
+}
+
+/// A firmware ELF, ready to load: its flash image (acquire/release rewritten) and its symbols.
+pub struct Firmware {
+    /// The ELF file as built (defmt's tables are read from it).
+    pub elf: Vec<u8>,
+    /// Flash contents from `FLASH_BASE` to the end of the last loaded byte.
+    pub flash: Vec<u8>,
+    /// The acquire/release instructions rewritten in `flash`.
+    pub rewrites: Rewrites,
+    symbols: HashMap<String, u32>,
+}
+
+impl Firmware {
+    /// Reads an ELF from disk (see [`Firmware::parse`]).
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let elf = std::fs::read(path)
+            .map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(elf)
+    }
+
+    /// Rewrites the code's acquire/release instructions in a copy of the file, then builds the
+    /// flash image from the `PT_LOAD` segments, each at its physical (load) address.
+    pub fn parse(elf: Vec<u8>) -> Result<Self, Error> {
+        let file = ElfFile32::<Endianness>::parse(&*elf)
+            .map_err(|e| Error(format!("not a 32-bit ELF file: {e}")))?;
+        let endian = file.endian();
+        let mut patched = elf.clone();
+        let mut rewrites = Rewrites::default();
+        for (start, end) in code_ranges(&file) {
+            patch::rewrite_code(&mut patched[start..end], &mut rewrites);
+        }
+
+        let mut flash = Vec::new();
+        for header in file
+            .elf_header()
+            .program_headers(endian, &*elf)
+            .unwrap_or(&[])
+        {
+            if header.p_type(endian) != object::elf::PT_LOAD || header.p_filesz(endian) == 0 {
+                continue;
+            }
+            let (offset, size) = header.file_range(endian);
+            let data = patched
+                .get(offset as usize..(offset + size) as usize)
+                .ok_or_else(|| Error("a load segment lies outside the file".to_owned()))?;
+            let paddr = header.p_paddr(endian);
+            let Some(at) = paddr
+                .checked_sub(FLASH_BASE)
+                .map(|o| o as usize)
+                .filter(|o| o + data.len() <= FLASH_SIZE)
+            else {
+                return err(format!(
+                    "a loadable segment at {paddr:#010x} ({} bytes) is not in flash \
+                     ({FLASH_BASE:#010x}, 4 MiB): is this an RP2350 ELF?",
+                    data.len()
+                ));
+            };
+            if flash.len() < at + data.len() {
+                flash.resize(at + data.len(), 0xFF);
+            }
+            flash[at..at + data.len()].copy_from_slice(data);
+        }
+        if flash.len() < 8 {
+            return err("the ELF has no vector table at 0x10000000: not an RP2350 image");
+        }
+        let symbols = file
+            .symbols()
+            .filter_map(|s| Some((s.name().ok()?.to_owned(), s.address() as u32)))
+            .filter(|(name, _)| !name.is_empty() && !name.starts_with('$'))
+            .collect();
+        Ok(Self {
+            elf,
+            flash,
+            rewrites,
+            symbols,
+        })
+    }
+
+    /// The address of symbol `name` (a static, a function), if the ELF has it.
+    pub fn symbol(&self, name: &str) -> Option<u32> {
+        self.symbols.get(name).copied()
+    }
+
+    fn word(&self, addr: u32) -> Option<u32> {
+        let at = addr.checked_sub(FLASH_BASE)? as usize;
+        let bytes = self.flash.get(at..at + 4)?;
+        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+}
+
+/// The file ranges holding Thumb instructions: each executable section, split by the ARM
+/// mapping symbols `$t` (code follows) and `$d` (data follows); a section with none is code.
+fn code_ranges(file: &ElfFile32<'_, Endianness>) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let endian = file.endian();
+    for section in file.sections() {
+        let SectionFlags::Elf { sh_flags } = section.flags() else {
+            continue;
+        };
+        let header = section.elf_section_header();
+        if sh_flags & u64::from(object::elf::SHF_EXECINSTR) == 0
+            || header.sh_type(endian) != object::elf::SHT_PROGBITS
+        {
+            continue;
+        }
+        let Some((offset, size)) = section.file_range() else {
+            continue;
+        };
+        let (base, index) = (section.address(), section.index());
+        let mut marks: Vec<(u64, bool)> = file
+            .symbols()
+            .filter(|s| s.section_index() == Some(index))
+            .filter_map(|s| {
+                let name = s.name().ok()?;
+                let kind = name.strip_prefix('$')?;
+                let code = match kind.split('.').next()? {
+                    "t" => true,
+                    "d" | "a" => false,
+                    _ => return None,
+                };
+                Some((s.address(), code))
+            })
+            .collect();
+        marks.sort_unstable();
+        if marks.first().map(|m| m.0) != Some(base) {
+            marks.insert(0, (base, marks.is_empty() || index == SectionIndex(0)));
+        }
+        for (i, &(addr, code)) in marks.iter().enumerate() {
+            let end = marks.get(i + 1).map_or(base + size, |m| m.0);
+            if code && end > addr {
+                let start = (offset + (addr - base)) as usize;
+                ranges.push((start, start + (end - addr) as usize));
+            }
+        }
+    }
+    ranges
+}
+
+/// Why a core stopped running the firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    /// It executed `bkpt` at `pc`: the firmware's own "done, passed" exit.
+    Breakpoint { core: usize, pc: u32 },
+    /// It is in its HardFault handler (panic-probe's `udf`, a bad access, ...), `pc` the
+    /// faulting instruction as stacked, or locked up.
+    Fault { core: usize, pc: u32 },
+}
+
+impl Halt {
+    /// Whether this is the firmware's success exit.
+    pub fn passed(&self) -> bool {
+        matches!(self, Halt::Breakpoint { .. })
+    }
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::Breakpoint { core, pc } => {
+                write!(f, "core {core} stopped at BKPT, pc={pc:#010x}")
+            }
+            Halt::Fault { core, pc } => write!(f, "core {core} HardFault, pc={pc:#010x}"),
+        }
+    }
+}
+
+/// The boot ROM's side of core 1's launch handshake, played by the host.
+///
+/// The sequence rp235x-hal (and the Pico SDK) send on the FIFO: `0, 0, 1`, then the vector
+/// table, the stack pointer and the entry point; the ROM echoes every word, and starts over
+/// when one of the first three is not what it expects.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    received: Vec<u32>,
+    /// `(vector table, stack pointer, entry)` once core 1 was started.
+    pub started: Option<(u32, u32, u32)>,
+}
+
+impl Launch {
+    /// Takes one word core 0 sent; returns the launch triple when it completes the sequence.
+    pub fn receive(&mut self, word: u32) -> Option<(u32, u32, u32)> {
+        const PREAMBLE: [u32; 3] = [0, 0, 1];
+        let seen = self.received.len();
+        if seen < PREAMBLE.len() && word != PREAMBLE[seen] {
+            self.received.clear();
+            return None;
+        }
+        self.received.push(word);
+        if let [_, _, _, vtor, sp, entry] = self.received[..] {
+            self.received.clear();
+            self.started = Some((vtor, sp, entry));
+            return self.started;
+        }
+        None
+    }
+}
+
+/// An emulated RP2350 running one firmware (serial model: one host thread; each quantum, core
+/// 0 runs its share of cycles, then core 1).
+pub struct Rp2350 {
+    emu: Emulator,
+    rtt: Option<u32>,
+    rtt_ready: bool,
+    launch: Launch,
+    /// The TICKS `CYCLES` values the runner last wrote (TIMER0, TIMER1).
+    scaled_ticks: [u32; 2],
+}
+
+impl Rp2350 {
+    /// Loads `firmware` and starts core 0 at its reset vector; core 1 waits for its launch.
+    /// `quantum`: cycles each core runs in turn (1 = the cores alternate instruction by
+    /// instruction; the emulator's default is [`DEFAULT_QUANTUM`]).
+    pub fn new(firmware: &Firmware, quantum: u32) -> Result<Self, Error> {
+        let mut emu = EmulatorBuilder::new(Config::default())
+            .step_quantum(quantum.max(1))
+            .build()
+            .map_err(|e| Error(format!("cannot build the emulator: {e}")))?;
+        emu.load_bootrom(&SYNTHETIC_ROM);
+        emu.load_flash(&firmware.flash);
+        emu.reset();
+        let (Some(sp), Some(reset)) = (firmware.word(FLASH_BASE), firmware.word(FLASH_BASE + 4))
+        else {
+            return err("no vector table at 0x10000000");
+        };
+        start_core(&mut emu, 0, FLASH_BASE, sp, reset);
+        let mut rp2350 = Self {
+            emu,
+            rtt: firmware.symbol(RTT_SYMBOL),
+            rtt_ready: false,
+            launch: Launch::default(),
+            scaled_ticks: [0; 2],
+        };
+        rp2350.scale_ticks();
+        Ok(rp2350)
+    }
+
+    /// Emulates at least `cycles` cycles of the shared clock (a quantum more at most); returns
+    /// the cycles run. Until core 1 is launched, it goes one quantum at a time, answering the
+    /// launch handshake between quanta.
+    pub fn run(&mut self, cycles: u64) -> Result<u64, Error> {
+        let start = self.emu.cycles();
+        let target = start + cycles;
+        while self.launch.started.is_none() && self.emu.cycles() < target {
+            self.emu
+                .step()
+                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
+            self.serve_launch();
+            self.scale_ticks();
+        }
+        if self.emu.cycles() < target {
+            self.emu
+                .run(target - self.emu.cycles())
+                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
+            self.scale_ticks();
+        }
+        Ok(self.emu.cycles() - start)
+    }
+
+    /// Reads what core 0 sent core 1 and answers as the ROM's wait loop would.
+    fn serve_launch(&mut self) {
+        while self.emu.bus.read32(SIO_FIFO_ST, 1) & FIFO_ST_VLD != 0 {
+            let word = self.emu.bus.read32(SIO_FIFO_RD, 1);
+            // Written as core 1: the bus raises core 0's event, which wakes its `wfe`.
+            self.emu.bus.write32(SIO_FIFO_WR, word, 1);
+            if let Some((vtor, sp, entry)) = self.launch.receive(word) {
+                start_core(&mut self.emu, 1, vtor, sp, entry);
+                break;
+            }
+        }
+    }
+
+    /// Scales the TIMER0/TIMER1 tick dividers the firmware wrote (clk_ref cycles per µs) to
+    /// the clk_sys cycles the emulator counts.
+    fn scale_ticks(&mut self) {
+        for (i, &register) in TICKS_TIMER_CYCLES.iter().enumerate() {
+            let written = self.emu.mmio_read32(register);
+            if written != 0 && written != self.scaled_ticks[i] {
+                let scaled = (u64::from(written) * CLOCK_HZ / REF_HZ) as u32;
+                self.emu.mmio_write32(register, scaled);
+                self.scaled_ticks[i] = scaled;
+            }
+        }
+    }
+
+    /// Core 1's launch, once it happened: `(vector table, stack pointer, entry)`.
+    pub fn core1_launch(&self) -> Option<(u32, u32, u32)> {
+        self.launch.started
+    }
+
+    /// Cycles of the shared clock since reset.
+    pub fn cycles(&self) -> u64 {
+        self.emu.cycles()
+    }
+
+    /// Cycles core `core` (0 or 1) has spent since reset (core 1: in the ROM loop too).
+    pub fn core_cycles(&self, core: usize) -> u64 {
+        self.emu.core_cycles(core as u8)
+    }
+
+    /// The 32-bit word at `addr` (aligned), read without bus timing.
+    pub fn peek(&self, addr: u32) -> u32 {
+        self.emu.peek(addr)
+    }
+
+    /// Writes the word at `addr`, without bus timing.
+    pub fn poke(&mut self, addr: u32, value: u32) {
+        self.emu.poke(addr, value)
+    }
+
+    /// `len` bytes from `addr`, read word by word.
+    pub fn read_bytes(&self, addr: u32, len: usize) -> Vec<u8> {
+        let start = addr & !3;
+        let mut out = Vec::with_capacity(len + 8);
+        let mut word = start;
+        while u64::from(word) < u64::from(addr) + len as u64 {
+            out.extend_from_slice(&self.peek(word).to_le_bytes());
+            word = word.wrapping_add(4);
+        }
+        let skip = (addr - start) as usize;
+        out[skip..skip + len].to_vec()
+    }
+
+    /// The program counter of core `core`.
+    pub fn pc(&self, core: usize) -> u32 {
+        self.emu.core(core).regs.r[15]
+    }
+
+    /// Whether a core has stopped, and why; `None` while both run (or sleep). A fault on either
+    /// core wins over a breakpoint on the other.
+    pub fn halt(&self) -> Option<Halt> {
+        let halts = [self.halt_of(0), self.halt_of(1)];
+        let fault = halts.iter().flatten().find(|h| !h.passed());
+        fault.or(halts.iter().flatten().next()).copied()
+    }
+
+    fn halt_of(&self, core: usize) -> Option<Halt> {
+        const IPSR_HARDFAULT: u32 = 3;
+        let cpu = self.emu.core(core);
+        let in_hardfault = cpu.regs.xpsr & 0x1FF == IPSR_HARDFAULT;
+        let pc = cpu.regs.r[15];
+        if in_hardfault {
+            let stacked = self.exception_frame(core).map(|f| self.peek(f + 24));
+            return Some(Halt::Fault {
+                core,
+                pc: stacked.unwrap_or(pc),
+            });
+        }
+        if core == 1 && self.launch.started.is_none() {
+            return (pc & !1 != ROM_SPIN).then_some(Halt::Fault { core, pc });
+        }
+        // `bkpt` halts the core with PC past it; `wfi` halts it too, with no bkpt before PC.
+        let before = pc.wrapping_sub(2);
+        let is_bkpt = self.read_bytes(before, 2)[1] == 0xBE;
+        (cpu.is_halted() && is_bkpt).then_some(Halt::Breakpoint { core, pc: before })
+    }
+
+    /// Where the HardFault entry of `core` stacked its frame (r0-r3, r12, lr, pc, xpsr): at SP,
+    /// or above what the handler pushed on top (found by the `EXC_RETURN` it pushed, within a
+    /// few words of SP). A candidate counts only if its stacked xPSR has the Thumb bit.
+    fn exception_frame(&self, core: usize) -> Option<u32> {
+        const SEARCH_WORDS: u32 = 16;
+        let regs = &self.emu.core(core).regs;
+        let sp = regs.r[13];
+        let valid = |frame: u32| self.peek(frame.wrapping_add(28)) & (1 << 24) != 0;
+        let pushed = (0..SEARCH_WORDS)
+            .map(|i| sp.wrapping_add(4 * i))
+            .filter_map(|at| {
+                let value = self.peek(at);
+                // EXC_RETURN: 0xFFxxxxxx with bit 2 saying which stack took the frame.
+                (value >> 24 == 0xFF).then(|| {
+                    if value & (1 << 2) != 0 {
+                        regs.psp
+                    } else {
+                        at.wrapping_add(4)
+                    }
+                })
+            });
+        pushed.chain([sp]).find(|&frame| valid(frame))
+    }
+
+    /// The bytes the firmware wrote to RTT up-buffer 0 since the last call (none before it set
+    /// the control block up, or without `_SEGGER_RTT`); marks them read.
+    pub fn take_rtt(&mut self) -> Vec<u8> {
+        let Some(block) = self.rtt else {
+            return Vec::new();
+        };
+        if !self.rtt_ready {
+            if self.read_bytes(block, RTT_ID.len()) != RTT_ID {
+                return Vec::new();
+            }
+            let flags = block + RTT_UP0 + 20;
+            let mode = self.peek(flags);
+            self.poke(flags, (mode & !RTT_MODE_MASK) | RTT_MODE_BLOCK_IF_FULL);
+            self.rtt_ready = true;
+        }
+        let desc = block + RTT_UP0;
+        let (buffer, size) = (self.peek(desc + 4), self.peek(desc + 8));
+        let (write, read) = (self.peek(desc + 12), self.peek(desc + 16));
+        if size == 0 || write >= size || read >= size || write == read {
+            return Vec::new();
+        }
+        let bytes = if write > read {
+            self.read_bytes(buffer + read, (write - read) as usize)
+        } else {
+            let mut wrapped = self.read_bytes(buffer + read, (size - read) as usize);
+            wrapped.extend(self.read_bytes(buffer, write as usize));
+            wrapped
+        };
+        self.poke(desc + 16, write);
+        bytes
+    }
+
+    /// The emulator itself, for anything this wrapper does not cover.
+    pub fn emulator(&mut self) -> &mut Emulator {
+        &mut self.emu
+    }
+}
+
+/// Points core `core` at an image as the ROM would: VTOR, MSP (and SP) and PC, Thumb state,
+/// thread mode on the main stack.
+fn start_core(emu: &mut Emulator, core: usize, vtor: u32, sp: u32, entry: u32) {
+    let cpu = emu.core_mut(core);
+    cpu.ppb.vtor = vtor & !0x7F;
+    cpu.regs.msp = sp;
+    cpu.regs.r[13] = sp;
+    cpu.regs.control = 0;
+    cpu.regs.xpsr = 1 << 24;
+    cpu.regs.set_pc(entry & !1);
+}
+
+/// Decodes a firmware's defmt frames into lines of text, as `defmt-print` shows them.
+pub struct Log {
+    decoder: Box<dyn defmt_decoder::StreamDecoder + Send + Sync>,
+}
+
+impl Log {
+    /// The decoder for `firmware`'s defmt table; `None` if the ELF has no defmt data.
+    pub fn new(firmware: &Firmware) -> Result<Option<Self>, Error> {
+        let Some(table) = defmt_decoder::Table::parse(&firmware.elf)
+            .map_err(|e| Error(format!("cannot read the ELF's defmt table: {e}")))?
+        else {
+            return Ok(None);
+        };
+        // The stream decoder borrows its table for as long as it lives; one table per loaded
+        // firmware, for the life of the process: leaking it is the simple way to own both.
+        let table: &'static defmt_decoder::Table = Box::leak(Box::new(table));
+        Ok(Some(Self {
+            decoder: table.new_stream_decoder(),
+        }))
+    }
+
+    /// Feeds `bytes` (from [`Rp2350::take_rtt`]) and returns the lines completed so far.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.decoder.received(bytes);
+        let mut lines = Vec::new();
+        loop {
+            match self.decoder.decode() {
+                Ok(frame) => lines.push(match frame.level() {
+                    Some(level) => format!(
+                        "{:<5} {}",
+                        level.as_str().to_uppercase(),
+                        frame.display_message()
+                    ),
+                    None => frame.display_message().to_string(),
+                }),
+                Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+                Err(defmt_decoder::DecodeError::Malformed) => {
+                    lines.push("ERROR (a malformed defmt frame)".to_owned());
+                }
+            }
+        }
+        lines
+    }
+}
+
+/// What [`run_to_end`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Why the run stopped; `None` if the cycle budget ran out first.
+    pub halt: Option<Halt>,
+    /// Cycles of the shared clock run.
+    pub cycles: u64,
+    /// Cycles each core spent.
+    pub core_cycles: [u64; 2],
+}
+
+/// Runs `rp2350` in chunks of `chunk` cycles until a core stops or `budget` cycles have run,
+/// handing each decoded log line to `line` as it arrives.
+pub fn run_to_end(
+    rp2350: &mut Rp2350,
+    mut log: Option<&mut Log>,
+    budget: u64,
+    chunk: u64,
+    mut line: impl FnMut(&str),
+) -> Result<Outcome, Error> {
+    let mut drain = |rp2350: &mut Rp2350, log: &mut Option<&mut Log>| {
+        let bytes = rp2350.take_rtt();
+        if let Some(log) = log.as_deref_mut() {
+            for text in log.push(&bytes) {
+                line(&text);
+            }
+        }
+    };
+    let mut halt = None;
+    while rp2350.cycles() < budget {
+        rp2350.run(chunk.min(budget - rp2350.cycles()))?;
+        drain(rp2350, &mut log);
+        halt = rp2350.halt();
+        if halt.is_some() {
+            break;
+        }
+    }
+    drain(rp2350, &mut log);
+    Ok(Outcome {
+        halt,
+        cycles: rp2350.cycles(),
+        core_cycles: [rp2350.core_cycles(0), rp2350.core_cycles(1)],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flash image: vector table at 0 (SP, reset, NMI, HardFault), `code` at 0x100 (the reset
+    /// handler), and a HardFault handler at 0x200 that pushes a frame pointer first, as
+    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`).
+    fn firmware(code: &[u16]) -> Firmware {
+        let mut flash = vec![0xFF; 0x300];
+        let words = [0x2000_1000u32, 0x1000_0101, 0x1000_0201, 0x1000_0201];
+        for (i, word) in words.iter().enumerate() {
+            flash[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        let put = |flash: &mut Vec<u8>, at: usize, halfwords: &[u16]| {
+            for (i, h) in halfwords.iter().enumerate() {
+                flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
+            }
+        };
+        put(&mut flash, 0x100, code);
+        put(&mut flash, 0x200, &[0xB580, 0xAF00, 0xE7FE]);
+        Firmware {
+            elf: Vec::new(),
+            flash,
+            rewrites: Rewrites::default(),
+            symbols: HashMap::new(),
+        }
+    }
+
+    fn run(code: &[u16]) -> Outcome {
+        let mut rp2350 = Rp2350::new(&firmware(code), DEFAULT_QUANTUM).unwrap();
+        run_to_end(&mut rp2350, None, 100_000, 1_000, |_| {}).unwrap()
+    }
+
+    #[test]
+    fn bkpt_is_the_success_exit() {
+        // movs r0, #1; nop; bkpt #0
+        let outcome = run(&[0x2001, 0xBF00, 0xBE00]);
+        assert_eq!(
+            outcome.halt,
+            Some(Halt::Breakpoint {
+                core: 0,
+                pc: 0x1000_0104
+            })
+        );
+    }
+
+    #[test]
+    fn udf_and_bad_accesses_are_failures() {
+        let udf = run(&[0xDE00]).halt.unwrap();
+        assert_eq!(
+            udf,
+            Halt::Fault {
+                core: 0,
+                pc: 0x1000_0100
+            }
+        );
+        // movs r0, #0; blx r0: a call into the ROM (address 0), which has no such function.
+        let rom_call = run(&[0x2000, 0x4780]).halt.unwrap();
+        assert!(!rom_call.passed(), "{rom_call}");
+    }
+
+    #[test]
+    fn a_loop_runs_out_of_budget_with_core_1_waiting_in_the_rom() {
+        let outcome = run(&[0xE7FE]); // b .
+        assert_eq!(outcome.halt, None);
+        assert!(outcome.cycles >= 100_000);
+        // Core 1 spins in the ROM loop, keeping up with the clock.
+        assert!(outcome.core_cycles[1] >= 90_000, "{outcome:?}");
+    }
+
+    #[test]
+    fn the_launch_handshake_restarts_on_a_wrong_preamble() {
+        let mut launch = Launch::default();
+        for word in [0, 0, 7, 0, 0, 1, 0x1000_0000, 0x2000_1000] {
+            assert_eq!(launch.receive(word), None);
+        }
+        assert_eq!(
+            launch.receive(0x1000_0201),
+            Some((0x1000_0000, 0x2000_1000, 0x1000_0201))
+        );
+    }
+
+    #[test]
+    fn what_is_not_an_rp2350_elf_is_an_error() {
+        assert!(Firmware::parse(b"not an ELF".to_vec()).is_err());
+    }
+}
