@@ -153,24 +153,23 @@ pub(crate) fn release_count(count: &AtomicUsize) {
     });
 }
 
+/// An atomic word outside the protocol (a statistic, the writers' turn): it orders nothing and
+/// protects no data, so every access is Relaxed, and under loom it is a plain core atomic:
+/// modelling it would only grow the models' state space.
+#[cfg(loom)]
+type OffModel = core::sync::atomic::AtomicUsize;
+#[cfg(not(loom))]
+type OffModel = AtomicUsize;
+
 /// A statistics counter: written by writers only, read by anyone, ordered by nothing.
-///
-/// Under loom it is a plain core atomic: statistics are not part of the protocol, and modelling
-/// them would only grow the state space.
 pub(crate) struct Counter {
-    #[cfg(loom)]
-    word: core::sync::atomic::AtomicUsize,
-    #[cfg(not(loom))]
-    word: AtomicUsize,
+    word: OffModel,
 }
 
 impl Counter {
     pub(crate) const fn new() -> Self {
         Self {
-            #[cfg(loom)]
-            word: core::sync::atomic::AtomicUsize::new(0),
-            #[cfg(not(loom))]
-            word: AtomicUsize::new(0),
+            word: OffModel::new(0),
         }
     }
 
@@ -194,23 +193,16 @@ impl Counter {
     }
 }
 
-/// The word of the writers' turn (see `write::Turn`): who has it, 0 if no one. It orders nothing
-/// and protects no data, only progress, so every access is Relaxed, and under loom it is a plain
-/// core atomic, as statistics are: modelling it would only grow the models' state space.
+/// The word of the writers' turn (see `write::Turn`): who has it, 0 if no one. It serves only
+/// progress (see [`OffModel`]).
 pub(crate) struct TurnWord {
-    #[cfg(loom)]
-    word: core::sync::atomic::AtomicUsize,
-    #[cfg(not(loom))]
-    word: AtomicUsize,
+    word: OffModel,
 }
 
 impl TurnWord {
     pub(crate) const fn new() -> Self {
         Self {
-            #[cfg(loom)]
-            word: core::sync::atomic::AtomicUsize::new(0),
-            #[cfg(not(loom))]
-            word: AtomicUsize::new(0),
+            word: OffModel::new(0),
         }
     }
 
