@@ -166,6 +166,32 @@ impl Firmware {
         }
     }
 
+    /// A tiny image for a runner's tests, at `base`: a vector table at offset `vector_table`
+    /// (SP `0x2000_1000`, reset, NMI, HardFault), `code` (the reset handler) 0x100 bytes after
+    /// it, and 0x200 bytes after it a HardFault handler that pushes a frame pointer first, as
+    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`); `0xFF` elsewhere.
+    pub fn test_image(base: u32, vector_table: usize, code: &[u16]) -> Self {
+        let (reset, fault) = (vector_table + 0x100, vector_table + 0x200);
+        let mut image = Self::from_flash(base, vec![0xFF; vector_table + 0x300]);
+        let thumb = |offset: usize| base + offset as u32 + 1;
+        for (i, word) in [0x2000_1000, thumb(reset), thumb(fault), thumb(fault)]
+            .into_iter()
+            .enumerate()
+        {
+            image.put(vector_table + 4 * i, &[word as u16, (word >> 16) as u16]);
+        }
+        image.put(reset, code);
+        image.put(fault, &[0xB580, 0xAF00, 0xE7FE]);
+        image
+    }
+
+    /// Writes `halfwords` into the flash image at offset `at` (for tests).
+    pub fn put(&mut self, at: usize, halfwords: &[u16]) {
+        for (i, h) in halfwords.iter().enumerate() {
+            self.flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
+        }
+    }
+
     /// The address of symbol `name` (a static, a function), if the ELF has it.
     pub fn symbol(&self, name: &str) -> Option<u32> {
         self.symbols.get(name).copied()
@@ -559,5 +585,14 @@ mod tests {
         assert_eq!(image.word(0x1000_0002), None);
         assert_eq!(image.word(0x0FFF_FFFC), None);
         assert_eq!(image.symbol(RTT_SYMBOL), None);
+        let image = Firmware::test_image(0x1000_0000, 0x100, &[0xBE00]);
+        assert_eq!(image.word(0x1000_0104), Some(0x1000_0201), "reset vector");
+        assert_eq!(
+            image.word(0x1000_010C),
+            Some(0x1000_0301),
+            "HardFault vector"
+        );
+        assert_eq!(image.word(0x1000_0200), Some(0xFFFF_BE00), "code");
+        assert_eq!(image.word(0x1000_0300), Some(0xAF00_B580), "handler");
     }
 }

@@ -201,23 +201,9 @@ impl Chip for Rp2040 {
 mod tests {
     use super::*;
 
-    /// A flash image: vector table at 0x100 (SP, reset, NMI, HardFault), `code` at 0x200 (the
-    /// reset handler), and a HardFault handler at 0x300 that pushes a frame pointer first, as
-    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`).
+    /// A flash image: vector table at 0x100, `code` after it, a HardFault handler after that.
     fn firmware(code: &[u16]) -> Firmware {
-        let mut flash = vec![0xFF; 0x400];
-        let words = [0x2000_1000u32, 0x1000_0201, 0x1000_0301, 0x1000_0301];
-        for (i, word) in words.iter().enumerate() {
-            flash[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&word.to_le_bytes());
-        }
-        let put = |flash: &mut Vec<u8>, at: usize, halfwords: &[u16]| {
-            for (i, h) in halfwords.iter().enumerate() {
-                flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
-            }
-        };
-        put(&mut flash, 0x200, code);
-        put(&mut flash, 0x300, &[0xB580, 0xAF00, 0xE7FE]);
-        Firmware::from_flash(FLASH_BASE, flash)
+        Firmware::test_image(FLASH_BASE, 0x100, code)
     }
 
     fn run(code: &[u16]) -> Outcome {
@@ -288,10 +274,8 @@ mod tests {
         // IRQ 0's vector (entry 16) -> a handler that clears the alarm's interrupt and returns:
         // r0 = TIMER, r1 = 1; str r1, [r0, #0x34] (INTR); bx lr.
         let vector = 0x100 + 4 * 16;
-        fw.flash[vector..vector + 4].copy_from_slice(&0x1000_0381u32.to_le_bytes());
-        for (i, h) in [0x6341u16, 0x4770].iter().enumerate() {
-            fw.flash[0x380 + 2 * i..0x382 + 2 * i].copy_from_slice(&h.to_le_bytes());
-        }
+        fw.put(vector, &[0x0381, 0x1000]); // 0x1000_0381
+        fw.put(0x380, &[0x6341, 0x4770]);
         let mut rp2040 = Rp2040::new(&fw).unwrap();
         // Every peripheral out of reset, as a HAL's start-up leaves them (RESETS.RESET = 0).
         rp2040.emu.mmio_write32(0x4000_C000, 0);

@@ -371,23 +371,9 @@ fn start_core(emu: &mut Emulator, core: usize, vtor: u32, sp: u32, entry: u32) {
 mod tests {
     use super::*;
 
-    /// A flash image: vector table at 0 (SP, reset, NMI, HardFault), `code` at 0x100 (the reset
-    /// handler), and a HardFault handler at 0x200 that pushes a frame pointer first, as
-    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`).
+    /// A flash image: vector table at 0, `code` after it, a HardFault handler after that.
     fn firmware(code: &[u16]) -> Firmware {
-        let mut flash = vec![0xFF; 0x300];
-        let words = [0x2000_1000u32, 0x1000_0101, 0x1000_0201, 0x1000_0201];
-        for (i, word) in words.iter().enumerate() {
-            flash[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
-        }
-        let put = |flash: &mut Vec<u8>, at: usize, halfwords: &[u16]| {
-            for (i, h) in halfwords.iter().enumerate() {
-                flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
-            }
-        };
-        put(&mut flash, 0x100, code);
-        put(&mut flash, 0x200, &[0xB580, 0xAF00, 0xE7FE]);
-        Firmware::from_flash(FLASH_BASE, flash)
+        Firmware::test_image(FLASH_BASE, 0, code)
     }
 
     fn run(code: &[u16]) -> Outcome {
