@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use object::{Object, ObjectSymbol, SymbolKind};
-use rp2040_runner::{Firmware, Rp2040};
+use rp2040_runner::{Chip, Rp2040};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let every: u64 = args.get(2).map_or(Ok(1_000), |a| a.parse())?;
     let from: u64 = args.get(3).map_or(Ok(0), |a| a.parse())?;
 
-    let firmware = Firmware::load(std::path::Path::new(elf))?;
+    let firmware = rp2040_runner::load(std::path::Path::new(elf))?;
     let file = object::File::parse(&*firmware.elf)?;
     let mut functions: Vec<(u32, u32, String)> = file
         .symbols()

@@ -5,7 +5,7 @@
 //! does the three things the chip's ROM and decoder would, and the firmware stays the ELF a
 //! board runs:
 //!
-//! - **Boot.** [`Rp2350::new`] loads the ELF's `PT_LOAD` segments by physical address into
+//! - **Boot.** [`load`] and [`Rp2350::new`] load the ELF's `PT_LOAD` segments by physical address into
 //!   flash, loads a tiny ROM of this crate's own ([`SYNTHETIC_ROM`]: a `b .` loop, `udf`
 //!   elsewhere, so a call into a missing ROM function faults instead of running on), resets,
 //!   and starts core 0 from the vector table at `0x1000_0000` (VTOR, MSP and PC from it). The
@@ -24,19 +24,23 @@
 //! clk_sys/clk_ref whenever the firmware writes it ([`Rp2350::run`] checks between quanta
 //! until core 1 is launched, then between chunks).
 //!
+//! What it shares with the RP2040's runner (ELF loading, the RTT reader, the log, the command
+//! line) is in `targets/pico-runner`.
+//!
 //! How a run ends: `bkpt` halts a core as a debugger would (no HardFault, unlike on
 //! `rp2040-emu`): [`Halt::Breakpoint`], the firmware's success exit. A core in its HardFault
 //! handler (panic-probe's `udf`, a bad access) or locked up is [`Halt::Fault`].
 
 pub mod patch;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
-use object::read::elf::{ElfFile32, FileHeader, ProgramHeader, SectionHeader};
+use object::read::elf::{ElfFile32, SectionHeader};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol, SectionFlags, SectionIndex};
 use rp2350_emu::{Config, Emulator, EmulatorBuilder};
+
+use pico_runner::{err, Rtt};
+pub use pico_runner::{run_to_end, Chip, Error, Firmware, Halt, Layout, Log, Outcome};
 
 pub use patch::Rewrites;
 
@@ -87,117 +91,37 @@ const fn synthetic_rom() -> [u8; 256] {
     rom
 }
 
-/// The RTT control block symbol (defmt-rtt's).
-const RTT_SYMBOL: &str = "_SEGGER_RTT";
-/// Up-buffer 0's descriptor in the control block: name, buffer, size, write, read, flags.
-const RTT_UP0: u32 = 24;
-const RTT_ID: &[u8; 16] = b"SEGGER RTT\0\0\0\0\0\0";
-/// Block when the buffer is full, as `probe-rs run` sets it: nothing is dropped.
-const RTT_MODE_BLOCK_IF_FULL: u32 = 2;
-const RTT_MODE_MASK: u32 = 3;
+/// The Pico 2's flash, for [`Firmware::parse`].
+pub const LAYOUT: Layout = Layout {
+    chip: "RP2350",
+    base: FLASH_BASE,
+    size: FLASH_SIZE,
+    vector_table: 0,
+};
 
-/// An error with a message for the user.
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Reads a Pico 2 firmware ELF: its flash image (acquire/release instructions rewritten, see
+/// [`patch`]) and symbols, and what was rewritten.
+pub fn load(path: &Path) -> Result<(Firmware, Rewrites), Error> {
+    let mut rewrites = Rewrites::default();
+    let firmware = Firmware::load(path, &LAYOUT, |file, image| {
+        rewrite(file, image, &mut rewrites)
+    })?;
+    Ok((firmware, rewrites))
 }
 
-impl std::error::Error for Error {}
-
-fn err<T>(message: impl Into<String>) -> Result<T, Error> {
-    Err(Error(message.into()))
+/// [`load`], from the ELF's bytes.
+pub fn parse(elf: Vec<u8>) -> Result<(Firmware, Rewrites), Error> {
+    let mut rewrites = Rewrites::default();
+    let firmware = Firmware::parse(elf, &LAYOUT, |file, image| {
+        rewrite(file, image, &mut rewrites)
+    })?;
+    Ok((firmware, rewrites))
 }
 
-/// A firmware ELF, ready to load: its flash image (acquire/release rewritten) and its symbols.
-pub struct Firmware {
-    /// The ELF file as built (defmt's tables are read from it).
-    pub elf: Vec<u8>,
-    /// Flash contents from `FLASH_BASE` to the end of the last loaded byte.
-    pub flash: Vec<u8>,
-    /// The acquire/release instructions rewritten in `flash`.
-    pub rewrites: Rewrites,
-    symbols: HashMap<String, u32>,
-}
-
-impl Firmware {
-    /// Reads an ELF from disk (see [`Firmware::parse`]).
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let elf = std::fs::read(path)
-            .map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(elf)
-    }
-
-    /// Rewrites the code's acquire/release instructions in a copy of the file, then builds the
-    /// flash image from the `PT_LOAD` segments, each at its physical (load) address.
-    pub fn parse(elf: Vec<u8>) -> Result<Self, Error> {
-        let file = ElfFile32::<Endianness>::parse(&*elf)
-            .map_err(|e| Error(format!("not a 32-bit ELF file: {e}")))?;
-        let endian = file.endian();
-        let mut patched = elf.clone();
-        let mut rewrites = Rewrites::default();
-        for (start, end) in code_ranges(&file) {
-            patch::rewrite_code(&mut patched[start..end], &mut rewrites);
-        }
-
-        let mut flash = Vec::new();
-        for header in file
-            .elf_header()
-            .program_headers(endian, &*elf)
-            .unwrap_or(&[])
-        {
-            if header.p_type(endian) != object::elf::PT_LOAD || header.p_filesz(endian) == 0 {
-                continue;
-            }
-            let (offset, size) = header.file_range(endian);
-            let data = patched
-                .get(offset as usize..(offset + size) as usize)
-                .ok_or_else(|| Error("a load segment lies outside the file".to_owned()))?;
-            let paddr = header.p_paddr(endian);
-            let Some(at) = paddr
-                .checked_sub(FLASH_BASE)
-                .map(|o| o as usize)
-                .filter(|o| o + data.len() <= FLASH_SIZE)
-            else {
-                return err(format!(
-                    "a loadable segment at {paddr:#010x} ({} bytes) is not in flash \
-                     ({FLASH_BASE:#010x}, 4 MiB): is this an RP2350 ELF?",
-                    data.len()
-                ));
-            };
-            if flash.len() < at + data.len() {
-                flash.resize(at + data.len(), 0xFF);
-            }
-            flash[at..at + data.len()].copy_from_slice(data);
-        }
-        if flash.len() < 8 {
-            return err("the ELF has no vector table at 0x10000000: not an RP2350 image");
-        }
-        let symbols = file
-            .symbols()
-            .filter_map(|s| Some((s.name().ok()?.to_owned(), s.address() as u32)))
-            .filter(|(name, _)| !name.is_empty() && !name.starts_with('$'))
-            .collect();
-        Ok(Self {
-            elf,
-            flash,
-            rewrites,
-            symbols,
-        })
-    }
-
-    /// The address of symbol `name` (a static, a function), if the ELF has it.
-    pub fn symbol(&self, name: &str) -> Option<u32> {
-        self.symbols.get(name).copied()
-    }
-
-    fn word(&self, addr: u32) -> Option<u32> {
-        let at = addr.checked_sub(FLASH_BASE)? as usize;
-        let bytes = self.flash.get(at..at + 4)?;
-        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+/// Rewrites the code's acquire/release instructions in `image`, a copy of `file`.
+fn rewrite(file: &ElfFile32<'_, Endianness>, image: &mut [u8], rewrites: &mut Rewrites) {
+    for (start, end) in code_ranges(file) {
+        patch::rewrite_code(&mut image[start..end], rewrites);
     }
 }
 
@@ -249,34 +173,6 @@ fn code_ranges(file: &ElfFile32<'_, Endianness>) -> Vec<(usize, usize)> {
     ranges
 }
 
-/// Why a core stopped running the firmware.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Halt {
-    /// It executed `bkpt` at `pc`: the firmware's own "done, passed" exit.
-    Breakpoint { core: usize, pc: u32 },
-    /// It is in its HardFault handler (panic-probe's `udf`, a bad access, ...), `pc` the
-    /// faulting instruction as stacked, or locked up.
-    Fault { core: usize, pc: u32 },
-}
-
-impl Halt {
-    /// Whether this is the firmware's success exit.
-    pub fn passed(&self) -> bool {
-        matches!(self, Halt::Breakpoint { .. })
-    }
-}
-
-impl fmt::Display for Halt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Halt::Breakpoint { core, pc } => {
-                write!(f, "core {core} stopped at BKPT, pc={pc:#010x}")
-            }
-            Halt::Fault { core, pc } => write!(f, "core {core} HardFault, pc={pc:#010x}"),
-        }
-    }
-}
-
 /// The boot ROM's side of core 1's launch handshake, played by the host.
 ///
 /// The sequence rp235x-hal (and the Pico SDK) send on the FIFO: `0, 0, 1`, then the vector
@@ -312,8 +208,7 @@ impl Launch {
 /// 0 runs its share of cycles, then core 1).
 pub struct Rp2350 {
     emu: Emulator,
-    rtt: Option<u32>,
-    rtt_ready: bool,
+    rtt: Rtt,
     launch: Launch,
     /// The TICKS `CYCLES` values the runner last wrote (TIMER0, TIMER1).
     scaled_ticks: [u32; 2],
@@ -338,35 +233,12 @@ impl Rp2350 {
         start_core(&mut emu, 0, FLASH_BASE, sp, reset);
         let mut rp2350 = Self {
             emu,
-            rtt: firmware.symbol(RTT_SYMBOL),
-            rtt_ready: false,
+            rtt: Rtt::new(firmware),
             launch: Launch::default(),
             scaled_ticks: [0; 2],
         };
         rp2350.scale_ticks();
         Ok(rp2350)
-    }
-
-    /// Emulates at least `cycles` cycles of the shared clock (a quantum more at most); returns
-    /// the cycles run. Until core 1 is launched, it goes one quantum at a time, answering the
-    /// launch handshake between quanta.
-    pub fn run(&mut self, cycles: u64) -> Result<u64, Error> {
-        let start = self.emu.cycles();
-        let target = start + cycles;
-        while self.launch.started.is_none() && self.emu.cycles() < target {
-            self.emu
-                .step()
-                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
-            self.serve_launch();
-            self.scale_ticks();
-        }
-        if self.emu.cycles() < target {
-            self.emu
-                .run(target - self.emu.cycles())
-                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
-            self.scale_ticks();
-        }
-        Ok(self.emu.cycles() - start)
     }
 
     /// Reads what core 0 sent core 1 and answers as the ROM's wait loop would.
@@ -400,50 +272,65 @@ impl Rp2350 {
         self.launch.started
     }
 
-    /// Cycles of the shared clock since reset.
-    pub fn cycles(&self) -> u64 {
+    /// Where the HardFault entry of `core` stacked its frame (see
+    /// [`pico_runner::exception_frame`]; an `EXC_RETURN` here is any `0xFFxx_xxxx`).
+    fn exception_frame(&self, core: usize) -> Option<u32> {
+        let regs = &self.emu.core(core).regs;
+        pico_runner::exception_frame(self, regs.r[13], regs.psp, |value| value >> 24 == 0xFF)
+    }
+
+    /// The emulator itself, for anything this wrapper does not cover.
+    pub fn emulator(&mut self) -> &mut Emulator {
+        &mut self.emu
+    }
+}
+
+impl Chip for Rp2350 {
+    /// Emulates at least `cycles` cycles of the shared clock (a quantum more at most); returns
+    /// the cycles run. Until core 1 is launched, it goes one quantum at a time, answering the
+    /// launch handshake between quanta.
+    fn run(&mut self, cycles: u64) -> Result<u64, Error> {
+        let start = self.emu.cycles();
+        let target = start + cycles;
+        while self.launch.started.is_none() && self.emu.cycles() < target {
+            self.emu
+                .step()
+                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
+            self.serve_launch();
+            self.scale_ticks();
+        }
+        if self.emu.cycles() < target {
+            self.emu
+                .run(target - self.emu.cycles())
+                .map_err(|e| Error(format!("the emulator stopped: {e}")))?;
+            self.scale_ticks();
+        }
+        Ok(self.emu.cycles() - start)
+    }
+
+    fn cycles(&self) -> u64 {
         self.emu.cycles()
     }
 
     /// Cycles core `core` (0 or 1) has spent since reset (core 1: in the ROM loop too).
-    pub fn core_cycles(&self, core: usize) -> u64 {
+    fn core_cycles(&self, core: usize) -> u64 {
         self.emu.core_cycles(core as u8)
     }
 
-    /// The 32-bit word at `addr` (aligned), read without bus timing.
-    pub fn peek(&self, addr: u32) -> u32 {
-        self.emu.peek(addr)
-    }
-
-    /// Writes the word at `addr`, without bus timing.
-    pub fn poke(&mut self, addr: u32, value: u32) {
-        self.emu.poke(addr, value)
-    }
-
-    /// `len` bytes from `addr`, read word by word.
-    pub fn read_bytes(&self, addr: u32, len: usize) -> Vec<u8> {
-        let start = addr & !3;
-        let mut out = Vec::with_capacity(len + 8);
-        let mut word = start;
-        while u64::from(word) < u64::from(addr) + len as u64 {
-            out.extend_from_slice(&self.peek(word).to_le_bytes());
-            word = word.wrapping_add(4);
-        }
-        let skip = (addr - start) as usize;
-        out[skip..skip + len].to_vec()
-    }
-
-    /// The program counter of core `core`.
-    pub fn pc(&self, core: usize) -> u32 {
+    fn pc(&self, core: usize) -> u32 {
         self.emu.core(core).regs.r[15]
     }
 
-    /// Whether a core has stopped, and why; `None` while both run (or sleep). A fault on either
-    /// core wins over a breakpoint on the other.
-    pub fn halt(&self) -> Option<Halt> {
-        let halts = [self.halt_of(0), self.halt_of(1)];
-        let fault = halts.iter().flatten().find(|h| !h.passed());
-        fault.or(halts.iter().flatten().next()).copied()
+    fn peek(&self, addr: u32) -> u32 {
+        self.emu.peek(addr)
+    }
+
+    fn poke(&mut self, addr: u32, value: u32) {
+        self.emu.poke(addr, value)
+    }
+
+    fn rtt(&mut self) -> &mut Rtt {
+        &mut self.rtt
     }
 
     fn halt_of(&self, core: usize) -> Option<Halt> {
@@ -466,67 +353,6 @@ impl Rp2350 {
         let is_bkpt = self.read_bytes(before, 2)[1] == 0xBE;
         (cpu.is_halted() && is_bkpt).then_some(Halt::Breakpoint { core, pc: before })
     }
-
-    /// Where the HardFault entry of `core` stacked its frame (r0-r3, r12, lr, pc, xpsr): at SP,
-    /// or above what the handler pushed on top (found by the `EXC_RETURN` it pushed, within a
-    /// few words of SP). A candidate counts only if its stacked xPSR has the Thumb bit.
-    fn exception_frame(&self, core: usize) -> Option<u32> {
-        const SEARCH_WORDS: u32 = 16;
-        let regs = &self.emu.core(core).regs;
-        let sp = regs.r[13];
-        let valid = |frame: u32| self.peek(frame.wrapping_add(28)) & (1 << 24) != 0;
-        let pushed = (0..SEARCH_WORDS)
-            .map(|i| sp.wrapping_add(4 * i))
-            .filter_map(|at| {
-                let value = self.peek(at);
-                // EXC_RETURN: 0xFFxxxxxx with bit 2 saying which stack took the frame.
-                (value >> 24 == 0xFF).then(|| {
-                    if value & (1 << 2) != 0 {
-                        regs.psp
-                    } else {
-                        at.wrapping_add(4)
-                    }
-                })
-            });
-        pushed.chain([sp]).find(|&frame| valid(frame))
-    }
-
-    /// The bytes the firmware wrote to RTT up-buffer 0 since the last call (none before it set
-    /// the control block up, or without `_SEGGER_RTT`); marks them read.
-    pub fn take_rtt(&mut self) -> Vec<u8> {
-        let Some(block) = self.rtt else {
-            return Vec::new();
-        };
-        if !self.rtt_ready {
-            if self.read_bytes(block, RTT_ID.len()) != RTT_ID {
-                return Vec::new();
-            }
-            let flags = block + RTT_UP0 + 20;
-            let mode = self.peek(flags);
-            self.poke(flags, (mode & !RTT_MODE_MASK) | RTT_MODE_BLOCK_IF_FULL);
-            self.rtt_ready = true;
-        }
-        let desc = block + RTT_UP0;
-        let (buffer, size) = (self.peek(desc + 4), self.peek(desc + 8));
-        let (write, read) = (self.peek(desc + 12), self.peek(desc + 16));
-        if size == 0 || write >= size || read >= size || write == read {
-            return Vec::new();
-        }
-        let bytes = if write > read {
-            self.read_bytes(buffer + read, (write - read) as usize)
-        } else {
-            let mut wrapped = self.read_bytes(buffer + read, (size - read) as usize);
-            wrapped.extend(self.read_bytes(buffer, write as usize));
-            wrapped
-        };
-        self.poke(desc + 16, write);
-        bytes
-    }
-
-    /// The emulator itself, for anything this wrapper does not cover.
-    pub fn emulator(&mut self) -> &mut Emulator {
-        &mut self.emu
-    }
 }
 
 /// Points core `core` at an image as the ROM would: VTOR, MSP (and SP) and PC, Thumb state,
@@ -541,122 +367,13 @@ fn start_core(emu: &mut Emulator, core: usize, vtor: u32, sp: u32, entry: u32) {
     cpu.regs.set_pc(entry & !1);
 }
 
-/// Decodes a firmware's defmt frames into lines of text, as `defmt-print` shows them.
-pub struct Log {
-    decoder: Box<dyn defmt_decoder::StreamDecoder + Send + Sync>,
-}
-
-impl Log {
-    /// The decoder for `firmware`'s defmt table; `None` if the ELF has no defmt data.
-    pub fn new(firmware: &Firmware) -> Result<Option<Self>, Error> {
-        let Some(table) = defmt_decoder::Table::parse(&firmware.elf)
-            .map_err(|e| Error(format!("cannot read the ELF's defmt table: {e}")))?
-        else {
-            return Ok(None);
-        };
-        // The stream decoder borrows its table for as long as it lives; one table per loaded
-        // firmware, for the life of the process: leaking it is the simple way to own both.
-        let table: &'static defmt_decoder::Table = Box::leak(Box::new(table));
-        Ok(Some(Self {
-            decoder: table.new_stream_decoder(),
-        }))
-    }
-
-    /// Feeds `bytes` (from [`Rp2350::take_rtt`]) and returns the lines completed so far.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.decoder.received(bytes);
-        let mut lines = Vec::new();
-        loop {
-            match self.decoder.decode() {
-                Ok(frame) => lines.push(match frame.level() {
-                    Some(level) => format!(
-                        "{:<5} {}",
-                        level.as_str().to_uppercase(),
-                        frame.display_message()
-                    ),
-                    None => frame.display_message().to_string(),
-                }),
-                Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
-                Err(defmt_decoder::DecodeError::Malformed) => {
-                    lines.push("ERROR (a malformed defmt frame)".to_owned());
-                }
-            }
-        }
-        lines
-    }
-}
-
-/// What [`run_to_end`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Why the run stopped; `None` if the cycle budget ran out first.
-    pub halt: Option<Halt>,
-    /// Cycles of the shared clock run.
-    pub cycles: u64,
-    /// Cycles each core spent.
-    pub core_cycles: [u64; 2],
-}
-
-/// Runs `rp2350` in chunks of `chunk` cycles until a core stops or `budget` cycles have run,
-/// handing each decoded log line to `line` as it arrives.
-pub fn run_to_end(
-    rp2350: &mut Rp2350,
-    mut log: Option<&mut Log>,
-    budget: u64,
-    chunk: u64,
-    mut line: impl FnMut(&str),
-) -> Result<Outcome, Error> {
-    let mut drain = |rp2350: &mut Rp2350, log: &mut Option<&mut Log>| {
-        let bytes = rp2350.take_rtt();
-        if let Some(log) = log.as_deref_mut() {
-            for text in log.push(&bytes) {
-                line(&text);
-            }
-        }
-    };
-    let mut halt = None;
-    while rp2350.cycles() < budget {
-        rp2350.run(chunk.min(budget - rp2350.cycles()))?;
-        drain(rp2350, &mut log);
-        halt = rp2350.halt();
-        if halt.is_some() {
-            break;
-        }
-    }
-    drain(rp2350, &mut log);
-    Ok(Outcome {
-        halt,
-        cycles: rp2350.cycles(),
-        core_cycles: [rp2350.core_cycles(0), rp2350.core_cycles(1)],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A flash image: vector table at 0 (SP, reset, NMI, HardFault), `code` at 0x100 (the reset
-    /// handler), and a HardFault handler at 0x200 that pushes a frame pointer first, as
-    /// cortex-m-rt's does (`push {r7, lr}; add r7, sp, #0; b .`).
+    /// A flash image: vector table at 0, `code` after it, a HardFault handler after that.
     fn firmware(code: &[u16]) -> Firmware {
-        let mut flash = vec![0xFF; 0x300];
-        let words = [0x2000_1000u32, 0x1000_0101, 0x1000_0201, 0x1000_0201];
-        for (i, word) in words.iter().enumerate() {
-            flash[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
-        }
-        let put = |flash: &mut Vec<u8>, at: usize, halfwords: &[u16]| {
-            for (i, h) in halfwords.iter().enumerate() {
-                flash[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
-            }
-        };
-        put(&mut flash, 0x100, code);
-        put(&mut flash, 0x200, &[0xB580, 0xAF00, 0xE7FE]);
-        Firmware {
-            elf: Vec::new(),
-            flash,
-            rewrites: Rewrites::default(),
-            symbols: HashMap::new(),
-        }
+        Firmware::test_image(FLASH_BASE, 0, code)
     }
 
     fn run(code: &[u16]) -> Outcome {
@@ -715,6 +432,6 @@ mod tests {
 
     #[test]
     fn what_is_not_an_rp2350_elf_is_an_error() {
-        assert!(Firmware::parse(b"not an ELF".to_vec()).is_err());
+        assert!(parse(b"not an ELF".to_vec()).is_err());
     }
 }
