@@ -261,10 +261,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         V: Clone,
         S: BuildHasher,
     {
-        let mut version = 0;
-        let result =
-            self.publish_reporting(crate::write::Wait::Spin, change, |_| {}, &mut version)?;
-        Ok((result, (version != 0).then_some(version)))
+        self.versioned(crate::write::Wait::Spin, change)
     }
 
     /// [`try_update`](Self::try_update), also returning the version it published (as
@@ -281,9 +278,22 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         V: Clone,
         S: BuildHasher,
     {
+        self.versioned(crate::write::Wait::No, change)
+    }
+
+    /// A write of `change` and the version it published, if it published one.
+    fn versioned<T>(
+        &self,
+        wait: crate::write::Wait,
+        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+    ) -> Result<(T, Option<u64>), Error>
+    where
+        K: core::hash::Hash + Eq + Clone,
+        V: Clone,
+        S: BuildHasher,
+    {
         let mut version = 0;
-        let result =
-            self.publish_reporting(crate::write::Wait::No, change, |_| {}, &mut version)?;
+        let result = self.publish_reporting(wait, change, |_| {}, &mut version)?;
         Ok((result, (version != 0).then_some(version)))
     }
 }
