@@ -215,25 +215,13 @@ fn rp2040(options: &Options) -> Result<Verdict> {
         .args(board.runner_args()?)
         .arg(&elf_path);
     println!("$ {}", display_command(&cmd));
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Failure(format!("could not start probe-rs: {e}")))?;
     // probe-rs prints the decoded log on one stream and its own messages on the other.
-    let stderr = child
-        .stderr
-        .take()
-        .map(|err| thread::spawn(move || echo_lines(BufReader::new(err))));
-    let mut log = child
-        .stdout
-        .take()
-        .map(|out| echo_lines(BufReader::new(out)))
-        .unwrap_or_default();
-    if let Some(Ok(more)) = stderr.map(thread::JoinHandle::join) {
-        log.extend(more);
-    }
-    let status = child.wait()?;
+    let (log, status) = echo_both(child)?;
     let mut summary = Summary::for_app(&log, &RP2040, options.app);
     if !status.success() {
         summary
