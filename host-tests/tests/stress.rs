@@ -194,6 +194,8 @@ struct StampRun {
     /// batch (4 pages) waits once the two before it used the 8 spare pages while a reader still
     /// holds a snapshot older than them.
     reader_yield_every: u64,
+    /// The one writer writes through the map's sole `Writer` (no pin, no CAS).
+    sole: bool,
 }
 
 /// Batch writers and readers on a map with `G` generation slots and `R` reader slots: the first
@@ -207,11 +209,17 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
         reads_per_reader,
         writes_per_writer,
         reader_yield_every,
+        sole,
     } = run;
-    assert!(readers + writers <= 4 && writers <= 2);
+    assert!(readers + writers <= 4 && writers <= 2 && (!sole || writers == 1));
     let _watchdog = Watchdog::new(test, HANG_LIMIT);
     let started = Instant::now();
-    let ample = G as u64 > readers + 2 * writers;
+    // The sole writer needs no base pin and no claim: the current slot and one to write into.
+    let ample = if sole {
+        G as u64 > readers + 1
+    } else {
+        G as u64 > readers + 2 * writers
+    };
     let map: SnapMap<u16, u64, 64, G, R> = SnapMap::new();
     let quota = Quota::new((readers + writers) as usize);
     let (map, quota) = (&map, &quota);
@@ -246,6 +254,7 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                     let mut v = Violations::new();
                     let mut share = quota.share(writes_per_writer);
                     let mut rng = Rng::new(100 + w);
+                    let mut sole = sole.then(|| map.writer().expect("the only writer"));
                     // [NoFreeGeneration, NoFreePage] from `try_update`.
                     let (mut seq, mut changed, mut try_failures) = (0u64, 0u64, [0u64; 2]);
                     while share.keep_going() {
@@ -279,10 +288,11 @@ fn stamp_stress<const G: usize, const R: usize>(test: &'static str, run: StampRu
                                 }
                             }
                         };
-                        let result = if roll.is_multiple_of(2) {
-                            map.update(&mut batch)
-                        } else {
-                            map.try_update(&mut batch)
+                        let result = match (sole.as_mut(), roll.is_multiple_of(2)) {
+                            (Some(writer), true) => writer.update(&mut batch),
+                            (Some(writer), false) => writer.try_update(&mut batch),
+                            (None, true) => map.update(&mut batch),
+                            (None, false) => map.try_update(&mut batch),
                         };
                         v.check(torn_txn == 0, "torn batch seen by a writer's Txn", || {
                             format!("writer {w}")
@@ -384,6 +394,7 @@ fn batches_are_atomic_with_ample_generations() {
             reads_per_reader: scaled(2_000_000),
             writes_per_writer: scaled(250_000),
             reader_yield_every: READER_YIELD_EVERY,
+            sole: false,
         },
     );
 }
@@ -400,6 +411,7 @@ fn batches_are_atomic_with_scarce_generations() {
             reads_per_reader: scaled(1_500_000),
             writes_per_writer: scaled(100_000),
             reader_yield_every: READER_YIELD_EVERY,
+            sole: false,
         },
     );
 }
@@ -416,6 +428,47 @@ fn batches_are_atomic_with_two_generations() {
             reads_per_reader: scaled(500_000),
             writes_per_writer: scaled(20_000),
             reader_yield_every: READER_YIELD_OFTEN,
+            sole: false,
+        },
+    );
+}
+
+/// One sole `Writer` (no base pin, no CAS, publication by a store) against two readers, one
+/// registered and one one-off, with ample generations (`G = 4 >= 2 + 1 + 1`: it never waits
+/// for a slot) and then with scarce ones (`G = 3`: it waits for pinned generations).
+#[test]
+fn batches_by_the_sole_writer_are_atomic() {
+    let run = |reads, writes| StampRun {
+        readers: 2,
+        writers: 1,
+        reads_per_reader: scaled(reads),
+        writes_per_writer: scaled(writes),
+        reader_yield_every: READER_YIELD_EVERY,
+        sole: true,
+    };
+    stamp_stress::<4, 1>(
+        "batches_by_the_sole_writer_are_atomic (G = 4)",
+        run(1_500_000, 200_000),
+    );
+    stamp_stress::<3, 1>(
+        "batches_by_the_sole_writer_are_atomic (G = 3)",
+        run(1_000_000, 100_000),
+    );
+}
+
+/// `G = 2`: the sole writer waits, every write, until no one-off reader pins the generation
+/// before the current one.
+#[test]
+fn batches_by_the_sole_writer_are_atomic_with_two_generations() {
+    stamp_stress::<2, 0>(
+        "batches_by_the_sole_writer_are_atomic_with_two_generations",
+        StampRun {
+            readers: 2,
+            writers: 1,
+            reads_per_reader: scaled(500_000),
+            writes_per_writer: scaled(20_000),
+            reader_yield_every: READER_YIELD_OFTEN,
+            sole: true,
         },
     );
 }

@@ -22,7 +22,7 @@
 //! so that a new map is all zeros (every record EMPTY) and readers never touch them; only the
 //! state byte is contended, and it orders the others (only its holder writes them).
 
-use crate::sync::{compare_exchange_u8, AtomicU8, Ordering};
+use crate::sync::{AtomicU8, Ordering, Writers};
 
 /// Record states.
 const EMPTY: u8 = 0;
@@ -56,15 +56,15 @@ impl Cleared {
 
     /// Claims position `position`'s empty record, to clear the position. Acquire on success:
     /// the previous holder's accesses happen-before ours.
-    pub(crate) fn claim_empty(&self, position: usize) -> bool {
-        compare_exchange_u8(self.state(position), EMPTY, TAKEN).is_ok()
+    pub(crate) fn claim_empty(&self, writers: Writers, position: usize) -> bool {
+        writers.claim_u8(self.state(position), EMPTY, TAKEN).is_ok()
     }
 
     /// Claims position `position`'s record holding a page, to give the position a page again.
     /// Acquire on success: the page and its death, written by the clear that put them there,
     /// happen-before our reads of them.
-    pub(crate) fn claim_held(&self, position: usize) -> bool {
-        compare_exchange_u8(self.state(position), HELD, TAKEN).is_ok()
+    pub(crate) fn claim_held(&self, writers: Writers, position: usize) -> bool {
+        writers.claim_u8(self.state(position), HELD, TAKEN).is_ok()
     }
 
     /// Gives back a record the caller claimed and did not use: EMPTY if it was claimed to clear

@@ -36,6 +36,11 @@ pub enum Error {
     /// the `std` feature (it needs a thread-local): without it such a write livelocks, so never
     /// write to a map from code that one of its own writes runs.
     Reentrant,
+    /// The map has a sole writer: a [`Writer`](crate::Writer) holds the right to write, so writes
+    /// through the map itself ([`SnapMap::insert`](crate::SnapMap::insert) and the others) are
+    /// refused until it drops, as is a second [`SnapMap::writer`](crate::SnapMap::writer).
+    /// Write through the `Writer`.
+    WriterHeld,
 }
 
 impl fmt::Display for Error {
@@ -51,6 +56,7 @@ impl fmt::Display for Error {
             Error::NoReaderSlot => "no free reader slot",
             Error::Aborted => "transaction aborted",
             Error::Reentrant => "write to a snapmap from inside a write to the same map",
+            Error::WriterHeld => "a Writer holds this snapmap's right to write: write through it",
         })
     }
 }

@@ -281,6 +281,7 @@ mod table;
 mod txn;
 mod types;
 mod write;
+mod writer;
 
 pub use error::Error;
 pub use hash::{FxBuildHasher, FxHasher, SipBuildHasher};
@@ -291,4 +292,5 @@ pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use table::Iter;
 pub use txn::Txn;
-pub use types::{MapTypes, ReaderOf, SnapshotOf, TxnOf};
+pub use types::{MapTypes, ReaderOf, SnapshotOf, TxnOf, WriterOf};
+pub use writer::Writer;

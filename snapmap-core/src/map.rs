@@ -89,6 +89,8 @@ pub struct SnapMap<
     pub(crate) cleared: Cleared<[AtomicU8; N]>,
     /// The write that has the turn, or 0 (see `write::Turn`).
     pub(crate) turn: TurnWord,
+    /// 1 while a [`Writer`](crate::Writer) holds the right to write, else 0 (see `writer`).
+    pub(crate) sole: AtomicUsize,
     /// Per generation slot, the counted pins on it (one-off reads and writers' bases): changed
     /// only by read-modify-writes (see `pin_counted`), loaded by writers scanning for pins.
     pub(crate) pins: [Line; G],
@@ -191,6 +193,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             births: Births::new(),
             cleared: Cleared::new(),
             turn: TurnWord::new(),
+            sole: AtomicUsize::new(0),
             pins: [const { Line::new() }; G],
             readers: [const { ReaderSlot::new() }; R],
             stats: Counters::new(),
@@ -212,6 +215,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             births: Births::new(),
             cleared: Cleared::new(),
             turn: TurnWord::new(),
+            sole: AtomicUsize::new(0),
             pins: core::array::from_fn(|_| Line::new()),
             readers: core::array::from_fn(|_| ReaderSlot::new()),
             stats: Counters::new(),

@@ -14,33 +14,35 @@
 //!
 //! # Why no wake-up is lost
 //!
-//! A waiting reader arms (stores `armed`, adds one to `waiting`), then performs a
-//! read-modify-write of `current` that changes nothing (a compare-and-swap of the value it holds
-//! to itself), then checks for a newer version once more before it returns `Pending`. A writer
-//! publishes with a compare-and-swap of `current` and then loads `waiting`. Both sides write
-//! `current` with read-modify-writes, so the two are ordered in `current`'s modification order:
+//! A waiting reader arms (stores `armed`, adds one to `waiting`), then fences (SeqCst), then
+//! checks for a newer version once more before it returns `Pending`. A writer publishes (a
+//! compare-and-swap of `current`, or the sole writer's store), and then loads `waiting`, with
+//! its publication ordered before that load in the single total order of SeqCst operations
+//! (`sync::load_after_publication`: a SeqCst read-modify-write and a SeqCst load, or a fence).
+//! In that order, either
 //!
-//! - the writer's CAS first: the reader's RMW reads it or a later value (an RMW always reads the
-//!   last value in the modification order), so the reader's check that follows sees the writer's
-//!   generation or a newer one, and completes;
-//! - the reader's RMW first: the writer's CAS reads the value it wrote, or a later one written by
-//!   another RMW of `current` (its release sequence), and synchronizes with it (the reader's is
-//!   Release, the writer's Acquire). So the reader's arming happens-before the writer's load of
-//!   `waiting`, which therefore sees it, and the writer wakes the reader.
+//! - the writer's publication (or fence) comes before the reader's fence: the reader's check
+//!   after its fence sees the writer's generation or a newer one, and completes; or
+//! - the reader's fence comes first: the writer's load, after it in that order, sees the arming
+//!   made before the fence, and the writer wakes the reader.
 //!
-//! The writer side so needs no fence: its CAS is already there, and its load can be Relaxed (the
-//! happens-before edge above is what makes the armed count visible to it, whatever ordering the
-//! load has). The loom model `a_waiter_never_misses_a_publication` checks this; built with
-//! `--cfg snapmap_mutant="no_wait_rmw"` (the reader loads `current` instead of its RMW: the
-//! classic store-buffer race) it must fail, and `cargo xtask loom` checks that it does.
+//! The writer pays nothing for this beyond its publication: a SeqCst load is a plain load on x86
+//! and AArch64, and a fence on Cortex-M0+ (no critical section; the reader does not write
+//! `current` either, so the sole writer can publish with a plain store). The loom model
+//! `a_waiter_never_misses_a_publication` checks this; built with
+//! `--cfg snapmap_mutant="no_publish_order"` (the writer's load of `waiting` not ordered after
+//! its publication: the classic store-buffer race) it must fail, and `cargo xtask loom` checks
+//! that it does. (The reader's own fence is not the mutant's: on some targets, and under loom,
+//! the pin inside its check fences too, but the handshake should not rest on how a pin
+//! announces.)
 //!
 //! # Critical sections on Cortex-M0/M0+
 //!
 //! The snapshot `changed()` returns is pinned as every [`Reader::snapshot`] is: loads and stores,
-//! no critical section. *Arming and disarming* are read-modify-writes (the waker handshake,
-//! the `waiting` count, the RMW of `current`), and a target without compare-and-swap does each
-//! in a critical section: about five per `changed()` that has to wait, none for one that finds
-//! a newer version at once. A writer takes critical sections for waking only while somebody
+//! no critical section. *Arming and disarming* are read-modify-writes (the waker handshake
+//! and the `waiting` count), and a target without compare-and-swap does each in a critical
+//! section: four per `changed()` that has to wait (two more for each further poll), none for one
+//! that finds a newer version at once. A writer takes critical sections for waking only while somebody
 //! waits (one per armed waker).
 
 use core::future::Future;
@@ -50,7 +52,9 @@ use core::task::{Context, Poll, Waker};
 
 use crate::reader::Line;
 use crate::snapshot::Release;
-use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{
+    compare_exchange, fence, load_after_publication, AtomicUsize, Ordering, UnsafeCell, Writers,
+};
 use crate::{Error, Reader, SnapMap, Snapshot, Txn};
 
 /// Nobody is registering or waking.
@@ -191,10 +195,8 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     #[inline(always)]
     pub(crate) fn published(&self, version: u64, out: &mut u64) {
         *out = version;
-        // Relaxed: see the module docs, "Why no wake-up is lost": a reader armed before our
-        // publishing CAS is visible here through the synchronization of that CAS with the
-        // reader's RMW of `current`, whatever this load's ordering.
-        if self.notify.waiting.word.load(Ordering::Relaxed) != 0 {
+        // Ordered after our publication (see the module docs, "Why no wake-up is lost").
+        if load_after_publication(&self.notify.waiting.word) != 0 {
             self.wake_waiters();
         }
     }
@@ -211,21 +213,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         }
     }
 
-    /// The reader's half of the handshake: a read-modify-write of `current` that leaves it as it
-    /// is, so that it is ordered with every publishing CAS (see the module docs).
+    /// The reader's half of the handshake: a fence between its arming and its check of
+    /// `current` (see the module docs).
     fn order_with_publishers(&self) {
-        // Relaxed: a guess for the CAS, which retries only if a writer published in between.
-        #[cfg(not(snapmap_mutant = "no_wait_rmw"))]
-        {
-            let mut seen = self.current.load(Ordering::Relaxed);
-            while let Err(now) = compare_exchange(&self.current, seen, seen) {
-                seen = now;
-            }
-        }
-        // The mutant: a load instead of the RMW, which a publishing CAS need not synchronize
-        // with (a store-buffer race: each side can miss the other's write).
-        #[cfg(snapmap_mutant = "no_wait_rmw")]
-        let _ = self.current.load(Ordering::Acquire);
+        fence(Ordering::SeqCst);
     }
 
     /// [`update`](Self::update), also returning the version it published: `Some(v)` when the
@@ -261,7 +252,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         V: Clone,
         S: BuildHasher,
     {
-        self.versioned(crate::write::Wait::Spin, change)
+        self.versioned(Writers::Many, crate::write::Wait::Spin, change)
     }
 
     /// [`try_update`](Self::try_update), also returning the version it published (as
@@ -278,12 +269,13 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         V: Clone,
         S: BuildHasher,
     {
-        self.versioned(crate::write::Wait::No, change)
+        self.versioned(Writers::Many, crate::write::Wait::No, change)
     }
 
     /// A write of `change` and the version it published, if it published one.
-    fn versioned<T>(
+    pub(crate) fn versioned<T>(
         &self,
+        writers: Writers,
         wait: crate::write::Wait,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<(T, Option<u64>), Error>
@@ -293,7 +285,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         S: BuildHasher,
     {
         let mut version = 0;
-        let result = self.publish_reporting(wait, change, |_| {}, &mut version)?;
+        let result = self.publish_reporting(writers, wait, change, |_| {}, &mut version)?;
         Ok((result, (version != 0).then_some(version)))
     }
 }
@@ -311,7 +303,7 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S
     /// Every publishing write wakes every waiting reader, on any core or thread; the writer pays
     /// one load while nobody waits. The snapshot is pinned as [`snapshot`](Self::snapshot) pins
     /// (no critical section on any target); waiting itself does read-modify-writes, which on
-    /// Cortex-M0/M0+ take critical sections (see the module docs of `notify`: about five per
+    /// Cortex-M0/M0+ take critical sections (see the module docs of `notify`: four per
     /// wait that does not complete at once). Dropping the future stops waiting.
     ///
     /// ```

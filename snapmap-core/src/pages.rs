@@ -85,7 +85,7 @@
 
 use crate::cleared::Cleared;
 use crate::generation::GenSlot;
-use crate::sync::{compare_exchange, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell, Writers};
 use crate::table::{Shape, SlotCell, PAGE};
 
 /// Entry states. An entry moves FREE -> TAKEN when a writer claims it, stays TAKEN while that
@@ -114,6 +114,8 @@ pub(crate) struct Pins<'a> {
     pub(crate) base: u64,
     pub(crate) pinned: u32,
     pub(crate) generations: &'a [GenSlot],
+    /// How the writer claims entries and records.
+    pub(crate) writers: Writers,
 }
 
 impl Pins<'_> {
@@ -198,7 +200,7 @@ impl Pool {
         // entry, so the last writer's accesses to its page, the readers' reads that the caller's
         // scan ordered before it, and the retirer's page and life all happen-before what we do
         // next.
-        if compare_exchange(&entry.state, seen, TAKEN).is_err() {
+        if pins.writers.claim(&entry.state, seen, TAKEN).is_err() {
             return false;
         }
         if seen == FREE {
@@ -318,7 +320,7 @@ impl<'a> Claims<'a> {
     /// Claims the record of `position`, which the base gives a page of its own, to clear it.
     /// `false` if another writer holds it, or the base is stale (see `cleared`).
     pub(crate) fn claim_to_clear(&mut self, position: usize) -> bool {
-        let claimed = self.cleared.claim_empty(position);
+        let claimed = self.cleared.claim_empty(self.pins.writers, position);
         self.records |= claimed;
         claimed
     }
@@ -326,7 +328,7 @@ impl<'a> Claims<'a> {
     /// Claims the record of `position`, which the base clears, to give it a page again. `false`
     /// if another writer holds it, or the base is stale.
     pub(crate) fn claim_to_refill(&mut self, position: usize) -> bool {
-        let claimed = self.cleared.claim_held(position);
+        let claimed = self.cleared.claim_held(self.pins.writers, position);
         self.records |= claimed;
         claimed
     }
@@ -656,6 +658,7 @@ mod tests {
             base,
             pinned,
             generations: &generations,
+            writers: Writers::Many,
         })
     }
 
@@ -715,6 +718,7 @@ mod tests {
             base: 0,
             pinned: 0,
             generations: &generations,
+            writers: Writers::Many,
         };
         // SAFETY: single-threaded; the indices outlive the claims.
         let mut claims = unsafe { Claims::new(pool, &cleared, &none, &mut held, indices) };

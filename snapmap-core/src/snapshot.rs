@@ -14,6 +14,9 @@ pub(crate) enum Release<'a> {
     Count(&'a AtomicUsize),
     /// A registered reader's hazard (which the snapshot borrows): store IDLE in it.
     Hazard(&'a AtomicUsize),
+    /// The sole writer's view of its own current generation: nothing to end (the snapshot
+    /// borrows the [`Writer`](crate::Writer), which alone could replace it).
+    Writer,
 }
 
 /// A consistent view of the map: one published generation, pinned until the snapshot is dropped.
@@ -157,6 +160,7 @@ impl<K, V, const N: usize, S> Drop for Snapshot<'_, K, V, N, S> {
             // Release: every read made under the pin happens-before a writer's reuse of the
             // generation and its pages, since that writer's scan loads this word with Acquire.
             Release::Hazard(hazard) => hazard.store(crate::reader::IDLE, Ordering::Release),
+            Release::Writer => {}
         }
     }
 }

@@ -65,6 +65,45 @@ macro_rules! compare_exchange_fn {
 compare_exchange_fn!(compare_exchange, AtomicUsize, usize);
 compare_exchange_fn!(compare_exchange_u8, AtomicU8, u8);
 
+/// Who changes the words that only writers change: the states of generation slots, of the pool's
+/// entries and of cleared records (readers never touch them). `Many` writers claim them by
+/// compare-and-swap. The map's `Sole` writer (a [`Writer`](crate::Writer)) claims them with a
+/// load and a store, no critical section on any target: while it lives no other writer claims
+/// a pool entry or a record, and it does not touch generation states at all (see `writer`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writers {
+    Many,
+    Sole,
+}
+
+macro_rules! claim_fn {
+    ($name:ident, $cas:ident, $atomic:ty, $int:ty) => {
+        /// [`compare_exchange`], or for the sole writer a load and a store with the same
+        /// orderings: the previous holder may be a writer of the shared path, from before the
+        /// sole writer took over, and the next one a writer after it gave the map back.
+        #[inline]
+        pub(crate) fn $name(self, word: &$atomic, current: $int, new: $int) -> Result<$int, $int> {
+            match self {
+                Writers::Many => $cas(word, current, new),
+                Writers::Sole => {
+                    let seen = word.load(Ordering::Acquire);
+                    if seen == current {
+                        word.store(new, Ordering::Release);
+                        Ok(seen)
+                    } else {
+                        Err(seen)
+                    }
+                }
+            }
+        }
+    };
+}
+
+impl Writers {
+    claim_fn!(claim, compare_exchange, AtomicUsize, usize);
+    claim_fn!(claim_u8, compare_exchange_u8, AtomicU8, u8);
+}
+
 /// The reader half of the Dekker handshake (see `SnapMap::pin`): stores `value` to the caller's
 /// hazard word with Release semantics, ordered before the caller's next `SeqCst` load in the
 /// single total order of SeqCst operations.
@@ -242,9 +281,14 @@ pub(crate) fn publish_exchange(
     new: usize,
     base_pin: Option<&AtomicUsize>,
 ) -> Result<usize, usize> {
+    #[cfg(loom)]
+    let result = compare_exchange(word, current, new);
+    // SeqCst on success (the same instructions as AcqRel on x86, AArch64 and ARMv8-M), so that
+    // the load of `waiting` after it is ordered after it (see `load_after_publication`).
+    #[cfg(all(not(loom), target_has_atomic = "ptr"))]
+    let result = word.compare_exchange(current, new, Ordering::SeqCst, Ordering::Acquire);
     #[cfg(any(loom, target_has_atomic = "ptr"))]
     {
-        let result = compare_exchange(word, current, new);
         if let (Ok(_), Some(count)) = (result, base_pin) {
             release_count(count);
         }
@@ -267,6 +311,25 @@ pub(crate) fn publish_exchange(
                 Err(seen)
             }
         })
+    }
+}
+
+/// A writer's load of `word` after its publication (a [`publish_exchange`], or the sole writer's
+/// [`announce`] of `current`), ordered after it in the single total order of SeqCst operations:
+/// the writer half of the handshake with a reader that arms a wait, then fences, then loads
+/// `current` (see `notify`). A SeqCst load where the publication was a SeqCst read-modify-write
+/// (a plain load on x86); under loom and on thumbv6m, a SeqCst fence and a Relaxed load.
+#[inline]
+pub(crate) fn load_after_publication(word: &AtomicUsize) -> usize {
+    #[cfg(all(not(loom), target_has_atomic = "ptr"))]
+    return word.load(Ordering::SeqCst);
+    #[cfg(any(loom, not(target_has_atomic = "ptr")))]
+    {
+        // The `no_publish_order` mutant (loom runs only) leaves the fence out, to show that the
+        // loom model of waiting catches the store-buffer race that follows.
+        #[cfg(not(snapmap_mutant = "no_publish_order"))]
+        fence(Ordering::SeqCst);
+        word.load(Ordering::Relaxed)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Naming a map's type once: [`ReaderOf`], [`SnapshotOf`] and [`TxnOf`] derive the types of a
-//! map's reader, snapshot and transaction from the map's own type, so that its parameters are
+//! Naming a map's type once: [`ReaderOf`], [`SnapshotOf`], [`TxnOf`] and [`WriterOf`] derive the
+//! types of a map's reader, snapshot, transaction and writer from the map's own type, so that its parameters are
 //! written in one place.
 //!
 //! ```
@@ -30,7 +30,7 @@
 //! Writing `Reader<'static, u32, u32, 64>` instead would fill in the default `G`, `R` and `P`
 //! (4, 2 and 8), and fail to match a map with others with an error about a mismatched number.
 
-use crate::{Reader, SnapMap, Snapshot, Txn};
+use crate::{Reader, SnapMap, Snapshot, Txn, Writer};
 
 /// The types that belong to a map type: implemented for every [`SnapMap`]; use it through
 /// [`ReaderOf`], [`SnapshotOf`] and [`TxnOf`].
@@ -47,6 +47,10 @@ pub trait MapTypes {
     type Txn<'t>
     where
         Self: 't;
+    /// The map's sole writer, [`Writer`].
+    type Writer<'m>
+    where
+        Self: 'm;
 }
 
 impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> MapTypes
@@ -64,6 +68,10 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Ma
         = Txn<'t, K, V, N, S>
     where
         Self: 't;
+    type Writer<'m>
+        = Writer<'m, K, V, N, G, R, P, S>
+    where
+        Self: 'm;
 }
 
 /// The [`Reader`] type of map type `M`, borrowing the map for `'m`.
@@ -72,3 +80,5 @@ pub type ReaderOf<'m, M> = <M as MapTypes>::Reader<'m>;
 pub type SnapshotOf<'m, M> = <M as MapTypes>::Snapshot<'m>;
 /// The [`Txn`] type of map type `M` (the argument of an `update` closure).
 pub type TxnOf<'t, M> = <M as MapTypes>::Txn<'t>;
+/// The [`Writer`] type of map type `M`, borrowing the map for `'m`.
+pub type WriterOf<'m, M> = <M as MapTypes>::Writer<'m>;

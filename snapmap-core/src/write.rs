@@ -7,8 +7,8 @@ use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{
-    announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
-    spin_wait, AtomicUsize, Ordering, TurnWord,
+    announce, announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
+    spin_wait, AtomicUsize, Ordering, TurnWord, Writers,
 };
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
@@ -196,7 +196,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         let mut spins = 0;
         loop {
             let base = pin.base;
-            if let Some((index, pinned)) = self.try_claim(base) {
+            if let Some((index, pinned)) = self.try_claim(base)? {
                 return Ok((
                     base,
                     Claim {
@@ -232,27 +232,60 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
     /// retired in that same order, so the first candidate is the least recently
     /// retired, the one least likely to still be pinned. Never `base` itself: it is current or
     /// pinned by us.
-    fn try_claim(&self, base: usize) -> Option<(usize, u32)> {
-        (1..G)
-            .map(|step| (base + step) % G)
-            .find_map(|index| Some((index, self.try_claim_slot(index)?)))
+    fn try_claim(&self, base: usize) -> Result<Option<(usize, u32)>, Error> {
+        for step in 1..G {
+            let index = (base + step) % G;
+            if let Some(pinned) = self.try_claim_slot(index)? {
+                return Ok(Some((index, pinned)));
+            }
+        }
+        Ok(None)
     }
 
     /// Claims generation slot `index` if it is claimable (see `generation::UNUSED`) and no
     /// hazard stands on it; returns the slots the scan found pinned, one bit each.
-    fn try_claim_slot(&self, index: usize) -> Option<u32> {
+    ///
+    /// # Errors
+    /// [`Error::WriterHeld`] if a [`Writer`](crate::Writer) holds the map (the claim is given
+    /// back).
+    fn try_claim_slot(&self, index: usize) -> Result<Option<u32>, Error> {
         let state = &self.generations[index].state;
         // Relaxed pre-check: skip busy slots without an RMW.
         let seen = state.load(Ordering::Relaxed);
         if !(seen == FREE || seen == UNUSED && index != 0) {
-            return None;
+            return Ok(None);
         }
         // Acquire on success: synchronizes with the Release store that freed the slot, so every
         // access by its last writer and by the writer that retired it happens-before our
         // overwrite.
         if compare_exchange(state, seen, IN_USE).is_err() {
-            return None;
+            return Ok(None);
         }
+        let pinned = self.scan_pins();
+        // The shared writers' half of the handshake with `SnapMap::writer` (see `writer`): our
+        // claim, then the fence in `scan_pins`, then this load; its takeover stores the flag,
+        // fences, then waits for every claimed slot to be given back. Whichever fence comes
+        // first in the single total order, either it sees our claim or we see its flag.
+        // Relaxed: after the fence, and nothing is read on the strength of it.
+        let held = self.sole.load(Ordering::Relaxed) != 0;
+        if held || pinned & 1 << index != 0 {
+            // Release: hands the Acquire we took from the retiring writer on to the next
+            // claimer (a plain store does not extend a release sequence).
+            state.store(FREE, Ordering::Release);
+            return if held {
+                Err(Error::WriterHeld)
+            } else {
+                Ok(None)
+            };
+        }
+        Ok(Some(pinned))
+    }
+
+    /// The generation slots on which someone stands, one bit each, after the writer's fence:
+    /// what a writer scans once it has taken the slot it will write (a claim, or for the sole
+    /// writer the store of `current` that moved off it), to know whether that slot is still
+    /// pinned and which pages it may reuse (see `pages`).
+    pub(crate) fn scan_pins(&self) -> u32 {
         // The writer half of the Dekker pair with a reader's announcement and validation in
         // `pin_from` (a hazard) or `pin_counted` (an increment of the count). In the single total
         // order of SeqCst operations, either the announcement precedes this fence, and the scan
@@ -260,15 +293,16 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // reads along) or a count that includes the increment (every later change of the count
         // is a read-modify-write, so the value read is at least that reader's share until it
         // decrements, with Release); or this fence comes first, and since `current` had moved
-        // off `index` before it (the retiring CAS happens-before the FREE store we just
-        // acquired), the reader's validating load sees that and it never reads the slot. A pin
-        // that validates on `index` later is on a re-published copy, written before its
-        // publishing CAS: harmless. The same fence, after our base pin's validation, orders the
-        // scan's pins for the page rule (see `pages`). Our base pin's own fence does not
-        // stand in for this one: it precedes the validating load that synchronizes with the
-        // publication that moved `current` on, so it does not order that publication before a
-        // reader's fence. (Loom's SeqCst fences are stronger than C++20's and cannot show this;
-        // the mutant `no_writer_fence` removes the fence for Miri's runs.)
+        // off the slot the writer took before it (the retiring CAS happens-before the FREE store
+        // a claim acquires; the sole writer made that move itself), the reader's validating load
+        // sees that and it never reads the slot. A pin that validates on the slot later is on a
+        // re-published copy, written before its publication: harmless. The same fence, after the
+        // writer's base pin's validation, orders the scan's pins for the page rule (see
+        // `pages`). The base pin's own fence does not stand in for this one: it precedes the
+        // validating load that synchronizes with the publication that moved `current` on, so it
+        // does not order that publication before a reader's fence. (Loom's SeqCst fences are
+        // stronger than C++20's and cannot show this; the mutant `no_writer_fence` removes the
+        // fence for Miri's runs.)
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         let mut pinned = 0u32;
@@ -285,13 +319,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
                 pinned |= 1 << (hazard - pinning(0));
             }
         }
-        if pinned & 1 << index != 0 {
-            // Release: hands the Acquire we took from the retiring writer on to the next
-            // claimer (a plain store does not extend a release sequence).
-            state.store(FREE, Ordering::Release);
-            return None;
-        }
-        Some(pinned)
+        pinned
     }
 }
 
@@ -305,54 +333,55 @@ impl<
         S: BuildHasher,
     > SnapMap<K, V, N, G, R, P, S>
 {
-    /// The whole write protocol: copy the current generation's index into a claimed slot, let
-    /// `change` edit the copy, and publish it by CAS, starting over on a fresh copy after each
-    /// lost race.
-    fn publish<T>(
+    /// The whole write protocol: copy the current generation's index into a generation slot, let
+    /// `change` edit the copy, and publish it (by CAS, starting over on a fresh copy after each
+    /// lost race; or, for the sole writer, by a store).
+    pub(crate) fn publish<T>(
         &self,
+        writers: Writers,
         wait: Wait,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.publish_or_take_back(wait, change, |_| {})
+        self.publish_reporting(writers, wait, change, |_| {}, &mut 0)
     }
 
     /// [`publish`](Self::publish), with `lost` called on the discarded copy after each lost race
-    /// (or an attempt out of pages): a write can take back there what `change` moved into the
-    /// copy (see `insert`).
-    fn publish_or_take_back<T>(
-        &self,
-        wait: Wait,
-        change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
-        lost: impl FnMut(&mut TableMut<'_, K, V, N>),
-    ) -> Result<T, Error> {
-        self.publish_reporting(wait, change, lost, &mut 0)
-    }
-
-    /// [`publish_or_take_back`](Self::publish_or_take_back), storing the version it published
-    /// in `published` (left as it is when it publishes nothing).
+    /// (or an attempt out of pages), where a write can take back what `change` moved into the
+    /// copy (see `insert`); storing the version it published in `published` (left as it is when
+    /// it publishes nothing).
     pub(crate) fn publish_reporting<T>(
         &self,
+        writers: Writers,
         wait: Wait,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: impl FnMut(&mut TableMut<'_, K, V, N>),
         published: &mut u64,
     ) -> Result<T, Error> {
+        if writers == Writers::Sole {
+            // Nothing to detect: the `Writer` is borrowed mutably for the write, and a write
+            // through the map from inside it gets `WriterHeld`.
+            return self.publish_sole(wait, change, lost, published);
+        }
+        // Relaxed: a shortcut only; the handshake in `try_claim_slot` is what decides.
+        if self.sole.load(Ordering::Relaxed) != 0 {
+            return Err(Error::WriterHeld);
+        }
         let me = (self as *const Self).cast::<()>();
         if reentry::writing(me) {
             return Err(Error::Reentrant);
         }
-        reentry::nest(me, || self.publish_once(wait, change, lost, published))
+        reentry::nest(me, || self.publish_shared(wait, change, lost, published))
     }
 
-    /// [`publish_or_take_back`](Self::publish_or_take_back), for a write that is not inside
-    /// another write to this map.
+    /// [`publish_reporting`](Self::publish_reporting) among many writers, for a write that is
+    /// not inside another write to this map.
     ///
     /// Progress: each attempt lost to another writer (a lost race, or pages that died after our
     /// scan) is progress elsewhere, so the write as a whole is lock-free. After [`PATIENCE`]
     /// losses in a row it takes the map's *turn* (see [`Turn`]): other writers then start no new
     /// attempt until it has landed, so it loses at most one more race to each writer already
     /// in flight.
-    fn publish_once<T>(
+    fn publish_shared<T>(
         &self,
         wait: Wait,
         mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
@@ -385,6 +414,69 @@ impl<
         }
     }
 
+    /// The copy a write changes: generation slot `target`'s index, copied from `base`'s, as a
+    /// transaction that claims pages with `pins`.
+    ///
+    /// # Safety
+    /// `base` is pinned by the caller (or current, and the caller the sole writer); `target` is
+    /// the caller's: no pin can reach it and no other writer writes it (see `try_claim_slot`
+    /// and `writer`), until the caller publishes it.
+    unsafe fn copy_of<'t>(
+        &'t self,
+        base: usize,
+        target: usize,
+        pins: &'t Pins<'t>,
+        held: &'t mut [(u16, u16)],
+    ) -> Txn<'t, K, V, N, S> {
+        // SAFETY: pinned or ours, by the caller's contract.
+        let body = unsafe { self.body(base) };
+        let pages = Shape::<N>::PAGES;
+        let (home, base_index) = self.view_parts(base);
+        let (_, index) = self.view_parts(target);
+        // SAFETY: so we alone access ours; the base's is immutable; both are `pages` entries
+        // of the index block, in different slots.
+        unsafe { copy_cells(base_index, index, pages) };
+        // SAFETY: as above: `base` immutable, `index` ours, all of this map.
+        let claims = unsafe {
+            Claims::new(
+                &self.pool,
+                &self.cleared,
+                pins,
+                held,
+                (base_index, index, pages),
+            )
+        };
+        // SAFETY: as above; `claims` claims this map's pages.
+        let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
+        Txn::new(table, &self.hasher)
+    }
+
+    /// Makes the changed copy in generation slot `target` (built from a base whose body is
+    /// `base`) ready to publish: its body, its version (returned) and its pages' births.
+    ///
+    /// # Safety
+    /// As for [`copy_of`](Self::copy_of): `target` is the caller's, unpublished.
+    unsafe fn seal(&self, target: usize, base: Body, table: &TableMut<'_, K, V, N>) -> u64 {
+        let version = base.version + 1;
+        let slot = &self.generations[target];
+        // SAFETY: the caller's and unpublished.
+        slot.body.with_mut(|mine| unsafe {
+            *mine = Body {
+                version,
+                len: table.len(),
+                page_copies: base.page_copies + table.claims().len() as u64,
+            }
+        });
+        // Release, after our scan, before we publish: see `pages`, "Which version a pin
+        // names".
+        slot.version.store(version);
+        for (_, page) in table.claims().pages() {
+            // SAFETY: a page we claimed, in no published generation.
+            unsafe { self.births.set(page, version) };
+        }
+        version
+    }
+
     /// One attempt at the write: pin a base and claim a generation slot, then apply `change` to
     /// a copy of the base and publish it, again on each new base after a lost race (keeping the
     /// slot) while no other write has the turn.
@@ -412,33 +504,17 @@ impl<
             base: unsafe { self.body(base) }.version,
             pinned: claim.pinned,
             generations: &self.generations,
+            writers: Writers::Many,
         };
         let mut rebased = false;
-        let pages = Shape::<N>::PAGES;
         loop {
             // SAFETY: `base` is pinned by our base pin.
             let body = unsafe { self.body(base) };
-            let (home, base_index) = self.view_parts(base);
-            let (_, index) = self.view_parts(claim.index);
             // The target slot's index is ours: we claimed the slot FREE -> IN_USE, it is not
             // `current`, and no pin was on it after our fence, so no reader can validate a pin
             // on it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
-            // SAFETY: so we alone access ours; the base's is pinned and immutable; both are
-            // `pages` entries of the index block, in different slots.
-            unsafe { copy_cells(base_index, index, pages) };
-            // SAFETY: as above: `base` pinned, `index` ours, all of this map.
-            let claims = unsafe {
-                Claims::new(
-                    &self.pool,
-                    &self.cleared,
-                    &pins,
-                    held,
-                    (base_index, index, pages),
-                )
-            };
-            // SAFETY: as above; `claims` claims this map's pages.
-            let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
-            let mut txn = Txn::new(table, &self.hasher);
+            // SAFETY: so, with `base` pinned, `copy_of`'s contract holds.
+            let mut txn = unsafe { self.copy_of(base, claim.index, &pins, held) };
             let result = change(&mut txn);
             let table = &mut txn.table;
             if table.out_of_pages() {
@@ -465,23 +541,8 @@ impl<
                 Ok(result) if table.changed() => result,
                 result => return Attempt::Done(result),
             };
-            let version = body.version + 1;
-            let target = &self.generations[claim.index];
             // SAFETY: still ours and unpublished, as above.
-            target.body.with_mut(|mine| unsafe {
-                *mine = Body {
-                    version,
-                    len: table.len(),
-                    page_copies: body.page_copies + table.claims().len() as u64,
-                }
-            });
-            // Release, after our scan, before we publish: see `pages`, "Which version a pin
-            // names".
-            target.version.store(version);
-            for (_, page) in txn.table.claims().pages() {
-                // SAFETY: a page we claimed, in no published generation.
-                unsafe { self.births.set(page, version) };
-            }
+            let version = unsafe { self.seal(claim.index, body, table) };
             // A write that cleared positions or gave them pages again walks its own index after
             // publishing it (see `Claims::retire_all`): it pins its own generation first, so
             // that no writer reuses the slot before the walk ends. (Counted before the
@@ -544,6 +605,87 @@ impl<
         }
     }
 
+    /// [`publish_reporting`](Self::publish_reporting) by the map's sole writer (see `writer`):
+    /// no base pin (only we publish, so the current generation stays current and ours to read),
+    /// no claim of a generation slot (only we write them: any slot but the current one that no
+    /// pin stands on is free), pool entries and records claimed by load and store, and the
+    /// publication a store. On Cortex-M0+, no critical section at all.
+    fn publish_sole<T>(
+        &self,
+        wait: Wait,
+        mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
+        mut lost: impl FnMut(&mut TableMut<'_, K, V, N>),
+        published: &mut u64,
+    ) -> Result<T, Error> {
+        let mut held = [(0u16, 0u16); P];
+        let mut spins = 0;
+        // Relaxed: `current` changes only by our own stores (or it was acquired at takeover).
+        let base = self.current.load(Ordering::Relaxed);
+        // SAFETY: current, and only we publish: it is not retired while we read it.
+        let body = unsafe { self.body(base) };
+        loop {
+            // Every slot but `base` is retired: our store of `current` moved off it, before the
+            // fence in `scan_pins` (the reader's half is the same as for a claim).
+            let pinned = self.scan_pins();
+            // Taken in order after `base`, as in `try_claim`: the least recently retired first.
+            let Some(target) = (1..G)
+                .map(|step| (base + step) % G)
+                .find(|&slot| pinned & 1 << slot == 0)
+            else {
+                if wait == Wait::No {
+                    return Err(Error::NoFreeGeneration);
+                }
+                if spins == 0 {
+                    self.stats.slot_waits.bump();
+                }
+                spin_wait(&mut spins);
+                continue;
+            };
+            let pins = Pins {
+                base: body.version,
+                pinned,
+                generations: &self.generations,
+                writers: Writers::Sole,
+            };
+            // SAFETY: `base` is current and only we retire it; `target` is retired, and no pin
+            // stood on it after the fence: no reader can validate one (`current` moved off it
+            // before the fence), and no other writer writes while we hold the map.
+            let mut txn = unsafe { self.copy_of(base, target, &pins, &mut held) };
+            let result = change(&mut txn);
+            let table = &mut txn.table;
+            if table.out_of_pages() {
+                lost(table);
+                if wait == Wait::No || table.claims().hold_all() {
+                    return Err(Error::NoFreePage);
+                }
+                drop(txn);
+                if spins == 0 {
+                    self.stats.page_waits.bump();
+                }
+                spin_wait(&mut spins);
+                continue;
+            }
+            let result = match result {
+                Ok(result) if table.changed() => result,
+                result => return result,
+            };
+            // SAFETY: still ours and unpublished.
+            let version = unsafe { self.seal(target, body, table) };
+            // Release (inside `announce`): publishes the copy and its version to every Acquire
+            // load of `current`; and ordered before the load of `waiting` in `published` (see
+            // `notify`). On thumbv6m a store and a fence: no critical section.
+            announce(&self.current, target);
+            // As in `attempt`; no pin on our own generation is needed for the walk of its index:
+            // only we could reuse it.
+            txn.table.into_claims().retire_all(version, |page| {
+                // SAFETY: our publication replaced `page` (see `Births`).
+                unsafe { self.births.get(page, body.version) }
+            });
+            self.published(version, published);
+            return Ok(result);
+        }
+    }
+
     /// Applies a transaction: `change` edits a private copy of the map, and all its changes are
     /// published together as one generation (or none, if it returns `Err` or panics). Waits while
     /// no slot is free.
@@ -586,7 +728,7 @@ impl<
         &self,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.publish(Wait::Spin, change)
+        self.publish(Writers::Many, Wait::Spin, change)
     }
 
     /// [`update`](Self::update), without waiting.
@@ -599,7 +741,7 @@ impl<
         &self,
         change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.publish(Wait::No, change)
+        self.publish(Writers::Many, Wait::No, change)
     }
 
     /// Inserts or replaces `key`, returning the value it replaced (Go's `Store` / `Swap`). A key
@@ -617,12 +759,18 @@ impl<
     /// [`Error::Full`] if `key` is new and the map holds `N` entries, or (`N > 64`) its run of
     /// occupied slots would grow past 48 (see [`SnapMap`]'s `N`); [`Error::Reentrant`].
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.insert_with(Wait::Spin, key, value)
+        self.insert_with(Writers::Many, Wait::Spin, key, value)
     }
 
     /// Moves `key` and `value` into the copy; after a lost race, takes them back out of the
     /// discarded copy for the next attempt, so that they are never cloned.
-    fn insert_with(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+    pub(crate) fn insert_with(
+        &self,
+        writers: Writers,
+        wait: Wait,
+        key: K,
+        value: V,
+    ) -> Result<Option<V>, Error> {
         // What the next attempt inserts: given back after every lost race, taken by an attempt
         // that then publishes, fails (dropping them) or unwinds.
         let pending = Cell::new(Some((key, value)));
@@ -631,7 +779,8 @@ impl<
         // finds the key gone.
         let landed = Cell::new(None);
         let kept_key = Cell::new(None);
-        let result = self.publish_or_take_back(
+        let result = self.publish_reporting(
+            writers,
             wait,
             |tx| {
                 let (key, value) = pending.take().expect("insert's entry taken twice");
@@ -671,6 +820,7 @@ impl<
                     pending.set(Some((key, value)));
                 }
             },
+            &mut 0,
         );
         // The caller's key, if the published copy kept its own (dropped while `result` is a
         // local: a panicking drop unwinds through it too).
@@ -685,7 +835,7 @@ impl<
     /// [`Error::Contended`] where `insert` would wait for a generation slot, spare pages or another
     /// writer's turn.
     pub fn try_insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.insert_with(Wait::No, key, value)
+        self.insert_with(Writers::Many, Wait::No, key, value)
     }
 
     /// Removes `key`, returning its value (Go's `LoadAndDelete` / `Delete`). Publishes nothing
@@ -699,7 +849,7 @@ impl<
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.publish(Wait::Spin, |tx| tx.remove(key))
+        self.publish(Writers::Many, Wait::Spin, |tx| tx.remove(key))
     }
 
     /// [`remove`](Self::remove), without waiting.
@@ -712,7 +862,7 @@ impl<
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.publish(Wait::No, |tx| tx.remove(key))
+        self.publish(Writers::Many, Wait::No, |tx| tx.remove(key))
     }
 
     /// Returns the value of `key` and `true` if the key was present (loaded), or inserts `value`
@@ -730,9 +880,21 @@ impl<
     /// [`Error::Full`] if `key` is absent and there is no room for it (as for `insert`);
     /// [`Error::Reentrant`].
     pub fn get_or_insert(&self, key: K, value: V) -> Result<(V, bool), Error> {
-        let result = match self.get(&key) {
+        let found = self.get(&key);
+        self.get_or_insert_after(Writers::Many, found, key, value)
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert), once a read found `found` for `key`.
+    pub(crate) fn get_or_insert_after(
+        &self,
+        writers: Writers,
+        found: Option<V>,
+        key: K,
+        value: V,
+    ) -> Result<(V, bool), Error> {
+        let result = match found {
             Some(existing) => Ok((existing, true)),
-            None => self.publish(Wait::Spin, |tx| match tx.get(&key) {
+            None => self.publish(writers, Wait::Spin, |tx| match tx.get(&key) {
                 Some(existing) => Ok((existing.clone(), true)),
                 None => tx
                     .insert(key.clone(), value.clone())
@@ -766,7 +928,23 @@ impl<
         Q: Hash + Eq + ?Sized,
         V: PartialEq,
     {
-        self.publish(Wait::Spin, |tx| match tx.get(key) {
+        self.compare_exchange_by(Writers::Many, key, current, new)
+    }
+
+    /// [`compare_exchange`](Self::compare_exchange) by `writers`.
+    pub(crate) fn compare_exchange_by<Q>(
+        &self,
+        writers: Writers,
+        key: &Q,
+        current: &V,
+        new: V,
+    ) -> Result<bool, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        self.publish(writers, Wait::Spin, |tx| match tx.get(key) {
             Some(value) if value == current => {
                 if let Some(value) = tx.get_mut(key)? {
                     *value = new.clone();
@@ -786,13 +964,27 @@ impl<
     pub fn remove_if<Q>(
         &self,
         key: &Q,
+        predicate: impl FnMut(&V) -> bool,
+    ) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_if_by(Writers::Many, key, predicate)
+    }
+
+    /// [`remove_if`](Self::remove_if) by `writers`.
+    pub(crate) fn remove_if_by<Q>(
+        &self,
+        writers: Writers,
+        key: &Q,
         mut predicate: impl FnMut(&V) -> bool,
     ) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.publish(Wait::Spin, |tx| match tx.get(key) {
+        self.publish(writers, Wait::Spin, |tx| match tx.get(key) {
             Some(value) if predicate(value) => tx.remove(key),
             _ => Ok(None),
         })
@@ -807,6 +999,6 @@ impl<
     /// Only [`Error::Reentrant`] (under `std`), for a write from inside a write to this map: see
     /// the [crate docs](crate#writing).
     pub fn clear(&self) -> Result<(), Error> {
-        self.publish(Wait::Spin, |tx| tx.clear())
+        self.publish(Writers::Many, Wait::Spin, |tx| tx.clear())
     }
 }
