@@ -14,9 +14,9 @@
 //! `"early_page_reuse"` (a writer reuses any retired page), that model and
 //! `reader_holds_pages_a_writer_retires` must fail; built with `"page_after_base"` (a writer
 //! may reuse a page that died after its base), `a_stale_base_does_not_reuse_pages_that_died_after_it`
-//! must fail; built with `"no_wait_rmw"` (a reader waiting for a change loads `current` where
-//! it must read-modify-write it), `a_waiter_never_misses_a_publication` must fail with a lost
-//! wake-up. Each is marked `should_panic` there, and
+//! must fail; built with `"no_publish_order"` (a writer's look at waiting readers not ordered
+//! after its publication), `a_waiter_never_misses_a_publication` and its sole-writer twin must
+//! fail with a lost wake-up. Each is marked `should_panic` there, and
 //! `cargo xtask loom` runs every mutant after the real protocol.
 //!
 //! The mutant `no_writer_fence` (the writer's fence after its slot claim removed) is no longer
@@ -32,6 +32,11 @@
 //! `a_pin_holds_a_page_born_before_the_base` must fail; with `"cleared_life_lost"` (a page that a
 //! clear took out moved into the pool without its life), `a_pin_holds_a_page_a_clear_took_out`;
 //! and `two_writers_change_different_pages` fails with `"early_page_reuse"` too.
+//!
+//! The sole writer's models come last: built with `"sole_ignores_pins"` (it writes the next slot
+//! whatever its scan found) both `a_sole_writer_reuses_nothing_*` models must fail, the first
+//! with `"early_page_reuse"` too; with `"takeover_skips_wait"` (taking the map over without
+//! waiting for shared writes in flight), `a_takeover_waits_for_a_shared_write_in_flight`.
 //!
 //! Most maps are `N = 4` (one page), with one spare page (`P = 1`) where a model is about page
 //! reuse and two otherwise (each entry of the pool is atomics the model explores). The models at
@@ -397,13 +402,16 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// A reader awaits `changed()` while a writer publishes: whatever the interleaving of its arming
 /// with the writer's publishing CAS and its load of the waiting count, the reader completes with
 /// the new version (a lost wake-up leaves `block_on` parked forever, which loom reports as a
-/// deadlock). With the mutant `no_wait_rmw` (the reader loads `current` instead of its
-/// read-modify-write, so nothing orders its arming with the writer's load) loom finds that
-/// schedule. The map is freed only at the end, and the reader and its future never dropped: after
+/// deadlock). With the mutant `no_publish_order` (the writer's load of the waiting count not
+/// ordered after its publication, so nothing orders it with the reader's arming) loom finds
+/// that schedule. The map is freed only at the end, and the reader and its future never dropped: after
 /// loom's deadlock panic their destructors would call into a finished execution, and a panic
 /// while unwinding aborts the process instead of failing the test.
 #[test]
-#[cfg_attr(snapmap_mutant = "no_wait_rmw", should_panic(expected = "deadlock"))]
+#[cfg_attr(
+    snapmap_mutant = "no_publish_order",
+    should_panic(expected = "deadlock")
+)]
 fn a_waiter_never_misses_a_publication() {
     use std::mem::ManuallyDrop;
     use std::pin::Pin;
@@ -566,5 +574,154 @@ fn a_pin_holds_a_page_a_clear_took_out() {
         writer.join().unwrap();
         let snap = map.snapshot();
         assert!(snap.len() <= 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sole writer (`SnapMap::writer`): no base pin, no claims, publication by a store.
+// ---------------------------------------------------------------------------------------------
+
+/// `stamp_both` by the sole writer, without waiting.
+fn sole_stamp_both<const G: usize, const R: usize, const P: usize>(
+    writer: &mut snapmap_core::Writer<'_, u32, u64, 4, G, R, P>,
+) {
+    let result = writer.try_update(|tx| {
+        let stamp = tx.get(&0).copied().unwrap_or(0) + 1;
+        tx.insert(0, stamp)?;
+        tx.insert(1, stamp)?;
+        Ok(())
+    });
+    match result {
+        Ok(()) | Err(Error::NoFreeGeneration | Error::NoFreePage) => {}
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+/// A registered reader holds a snapshot while the sole writer publishes three times through
+/// three slots: the third write comes back to the slot the reader may hold (and the pages it
+/// has), which the writer's scan must see, or the reader's validation must fail. With the mutant
+/// `sole_ignores_pins` (the sole writer takes the next slot whatever its scan found) it writes
+/// under the reader; with `early_page_reuse`, it reuses the reader's page.
+#[test]
+#[cfg_attr(
+    any(
+        snapmap_mutant = "sole_ignores_pins",
+        snapmap_mutant = "early_page_reuse"
+    ),
+    should_panic
+)]
+fn a_sole_writer_reuses_nothing_a_reader_holds() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 1, 2>::new());
+        stamp_both(&map, true).unwrap();
+        let mut reader = map.reader().unwrap();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut writer = map.writer().unwrap();
+                for _ in 0..3 {
+                    sole_stamp_both(&mut writer);
+                }
+            })
+        };
+        hold_snapshot(&mut reader);
+        writer.join().unwrap();
+        let last = check_stamps(&map);
+        assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// The same with a one-off reader, whose pin is counted on the generation: `G = 2`, so the
+/// second write comes back to the slot the reader may hold.
+#[test]
+#[cfg_attr(snapmap_mutant = "sole_ignores_pins", should_panic)]
+fn a_sole_writer_reuses_nothing_a_one_off_read_holds() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 4, 2, 0, 2>::new());
+        stamp_both(&map, true).unwrap();
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut writer = map.writer().unwrap();
+                for _ in 0..2 {
+                    sole_stamp_both(&mut writer);
+                }
+            })
+        };
+        let snap = map.snapshot();
+        let seen = check_view(&snap);
+        thread::yield_now();
+        assert_eq!(check_view(&snap), seen, "the pinned generation changed");
+        drop(snap);
+        writer.join().unwrap();
+        let last = check_stamps(&map);
+        assert_eq!(last, map.stats().publishes as u64);
+    });
+}
+
+/// A shared write is in flight while another thread takes the map over as its sole writer and
+/// writes: the takeover must wait for the shared write to land or give up, or the sole writer's
+/// store of `current` could undo its publication. After the sole writer drops, a shared write
+/// must work again. With the mutant `takeover_skips_wait` (the takeover does not wait), an
+/// update is lost or a slot written twice.
+#[test]
+#[cfg_attr(snapmap_mutant = "takeover_skips_wait", should_panic)]
+fn a_takeover_waits_for_a_shared_write_in_flight() {
+    model(|| {
+        let map = Arc::new(SnapMap::<u32, u64, 4, 3, 0, 2>::new());
+        let shared = {
+            let map = map.clone();
+            thread::spawn(move || map.insert(1, 10))
+        };
+        let mut writer = map.writer().unwrap();
+        assert_eq!(writer.insert(2, 20), Ok(None));
+        drop(writer);
+        let landed = match shared.join().unwrap() {
+            Ok(None) => true,
+            Err(Error::WriterHeld) => false,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(map.insert(3, 30), Ok(None), "the map was not given back");
+        let snap = map.snapshot();
+        let expected = if landed { Some(&10) } else { None };
+        assert_eq!(snap.get(&1), expected, "a shared write was lost");
+        assert_eq!((snap.get(&2), snap.get(&3)), (Some(&20), Some(&30)));
+        assert_eq!(snap.version(), 2 + u64::from(landed));
+    });
+}
+
+/// [`a_waiter_never_misses_a_publication`], with the sole writer publishing by a store.
+#[test]
+#[cfg_attr(
+    snapmap_mutant = "no_publish_order",
+    should_panic(expected = "deadlock")
+)]
+fn a_waiter_never_misses_a_sole_publication() {
+    use std::mem::ManuallyDrop;
+    use std::pin::Pin;
+    model(|| {
+        let map: &'static SnapMap<u32, u64, 4, 3, 1, 2> = Box::leak(Box::new(SnapMap::new()));
+        stamp_both(map, true).unwrap();
+        let mut reader = ManuallyDrop::new(map.reader().unwrap());
+        assert_eq!(block_on(reader.changed()).version(), 1);
+        let writer = thread::spawn(move || {
+            let mut writer = map.writer().unwrap();
+            let ((), version) = writer
+                .update_versioned(|tx| tx.insert(0, 2).map(drop))
+                .unwrap();
+            assert_eq!(version, Some(2));
+        });
+        let mut waiting = ManuallyDrop::new(reader.changed());
+        // SAFETY: `waiting` is never moved (and never dropped: see the model above).
+        let snapshot = block_on(unsafe { Pin::new_unchecked(&mut *waiting) });
+        assert_eq!(
+            (snapshot.version(), snapshot.get(&0).copied()),
+            (2, Some(2))
+        );
+        drop(snapshot);
+        writer.join().unwrap();
+        let map: *const SnapMap<u32, u64, 4, 3, 1, 2> = map;
+        // SAFETY: as in the model above.
+        drop(unsafe { Box::from_raw(map.cast_mut()) });
     });
 }

@@ -314,8 +314,21 @@ pub(crate) fn publish_exchange(
     }
 }
 
+/// The sole writer's publication: stores `value` in `current` with Release semantics (it
+/// publishes the generation to every Acquire load of `current`), as a SeqCst store where the
+/// target has read-modify-writes, so that [`load_after_publication`] is ordered after it (on
+/// x86 one `xchg`, on AArch64 one `stlr`). Under loom and on thumbv6m, a Release store (`dmb` and
+/// `str`: no critical section), which the fence of `load_after_publication` orders.
+#[inline]
+pub(crate) fn publish_store(word: &AtomicUsize, value: usize) {
+    #[cfg(all(not(loom), target_has_atomic = "ptr"))]
+    word.store(value, Ordering::SeqCst);
+    #[cfg(any(loom, not(target_has_atomic = "ptr")))]
+    word.store(value, Ordering::Release);
+}
+
 /// A writer's load of `word` after its publication (a [`publish_exchange`], or the sole writer's
-/// [`announce`] of `current`), ordered after it in the single total order of SeqCst operations:
+/// [`publish_store`]), ordered after it in the single total order of SeqCst operations:
 /// the writer half of the handshake with a reader that arms a wait, then fences, then loads
 /// `current` (see `notify`). A SeqCst load where the publication was a SeqCst read-modify-write
 /// (a plain load on x86); under loom and on thumbv6m, a SeqCst fence and a Relaxed load.

@@ -7,8 +7,8 @@ use crate::pages::{Claims, Pins};
 use crate::reader::{pinning, IDLE, UNCLAIMED};
 use crate::reentry;
 use crate::sync::{
-    announce, announce_count, compare_exchange, copy_cells, fence, publish_exchange, release_count,
-    spin_wait, AtomicUsize, Ordering, TurnWord, Writers,
+    announce_count, compare_exchange, copy_cells, fence, publish_exchange, publish_store,
+    release_count, spin_wait, AtomicUsize, Ordering, TurnWord, Writers,
 };
 use crate::table::{Shape, TableMut};
 use crate::{Error, SnapMap, Txn};
@@ -628,9 +628,13 @@ impl<
             // fence in `scan_pins` (the reader's half is the same as for a claim).
             let pinned = self.scan_pins();
             // Taken in order after `base`, as in `try_claim`: the least recently retired first.
+            // The `sole_ignores_pins` mutant (loom runs only) takes the next slot whatever the
+            // scan found, to show that the models catch a slot reused under a reader.
+            let usable =
+                |slot: usize| cfg!(snapmap_mutant = "sole_ignores_pins") || pinned & 1 << slot == 0;
             let Some(target) = (1..G)
                 .map(|step| (base + step) % G)
-                .find(|&slot| pinned & 1 << slot == 0)
+                .find(|&slot| usable(slot))
             else {
                 if wait == Wait::No {
                     return Err(Error::NoFreeGeneration);
@@ -671,10 +675,10 @@ impl<
             };
             // SAFETY: still ours and unpublished.
             let version = unsafe { self.seal(target, body, table) };
-            // Release (inside `announce`): publishes the copy and its version to every Acquire
-            // load of `current`; and ordered before the load of `waiting` in `published` (see
-            // `notify`). On thumbv6m a store and a fence: no critical section.
-            announce(&self.current, target);
+            // Release (inside `publish_store`): publishes the copy and its version to every
+            // Acquire load of `current`; ordered before the load of `waiting` in `published`
+            // (see `notify`). On thumbv6m a store: no critical section.
+            publish_store(&self.current, target);
             // As in `attempt`; no pin on our own generation is needed for the walk of its index:
             // only we could reuse it.
             txn.table.into_claims().retire_all(version, |page| {

@@ -130,6 +130,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             let claimed = (0..G).any(|slot| {
                 slot != current && self.generations[slot].state.load(Ordering::Acquire) == IN_USE
             });
+            // The `takeover_skips_wait` mutant (loom runs only) does not wait, to show that the
+            // models catch the shared write it then overwrites.
+            if cfg!(snapmap_mutant = "takeover_skips_wait") {
+                break current;
+            }
             // Relaxed: only compared: a publication in between is one more writer to wait for.
             if !claimed && self.current.load(Ordering::Relaxed) == current {
                 break current;

@@ -49,9 +49,10 @@ all instead (e.g. `-- model_name --nocapture`).
 
 Without ARGS it then proves the models have teeth: for each mutant of the protocol
 (--cfg snapmap_mutant=\"no_base_pin\", \"early_page_reuse\", \"birth_is_base\",
-\"cleared_life_lost\", \"page_after_base\" and, for waiting for a change, \"no_wait_rmw\", into
-target/loom-mutant) it runs the models that must catch it, which pass only if loom reports the
-race or the lost wake-up (`should_panic`).
+\"cleared_life_lost\", \"page_after_base\", for waiting for a change \"no_publish_order\", and
+for the sole writer \"sole_ignores_pins\" and \"takeover_skips_wait\", into target/loom-mutant)
+it runs the models that must catch it, which pass only if loom reports the race or the lost
+wake-up (`should_panic`).
 ";
 
 /// Where the loom models live: the map's, through its public API.
@@ -59,7 +60,7 @@ const MAP_MODELS: [&str; 4] = ["-p", "host-tests", "--test", "loom"];
 
 /// Protocol mutants (`cfg(snapmap_mutant)` in snapmap-core) and the models that must fail under
 /// each.
-const LOOM_MUTANTS: [(&str, &[&str]); 6] = [
+const LOOM_MUTANTS: [(&str, &[&str]); 8] = [
     (
         "no_base_pin",
         &["writer_base_holds_pages_another_writer_retires"],
@@ -70,6 +71,7 @@ const LOOM_MUTANTS: [(&str, &[&str]); 6] = [
             "reader_holds_pages_a_writer_retires",
             "writer_base_holds_pages_another_writer_retires",
             "two_writers_change_different_pages",
+            "a_sole_writer_reuses_nothing_a_reader_holds",
         ],
     ),
     (
@@ -84,7 +86,24 @@ const LOOM_MUTANTS: [(&str, &[&str]); 6] = [
         "page_after_base",
         &["a_stale_base_does_not_reuse_pages_that_died_after_it"],
     ),
-    ("no_wait_rmw", &["a_waiter_never_misses_a_publication"]),
+    (
+        "no_publish_order",
+        &[
+            "a_waiter_never_misses_a_publication",
+            "a_waiter_never_misses_a_sole_publication",
+        ],
+    ),
+    (
+        "sole_ignores_pins",
+        &[
+            "a_sole_writer_reuses_nothing_a_reader_holds",
+            "a_sole_writer_reuses_nothing_a_one_off_read_holds",
+        ],
+    ),
+    (
+        "takeover_skips_wait",
+        &["a_takeover_waits_for_a_shared_write_in_flight"],
+    ),
 ];
 
 pub const TSAN_HELP: &str = "\
