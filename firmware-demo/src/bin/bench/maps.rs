@@ -11,7 +11,7 @@
 use core::cell::RefCell;
 use critical_section::Mutex;
 use heapless::index_map::FnvIndexMap;
-use snapmap_core::{Error, SnapMap};
+use snapmap_core::{Error, SnapMap, WriterOf};
 
 /// Entries in every map.
 pub const ENTRIES: usize = 64;
@@ -91,6 +91,23 @@ pub fn fill(floor: &mut Floor, floor_full: &mut FloorFull) {
 #[inline(always)]
 pub fn snap_batch(i: usize, value: u32, mut before_insert: impl FnMut()) -> Result<(), Error> {
     SNAP.update(|tx| {
+        for j in 0..BATCH {
+            before_insert();
+            tx.insert(write_key(i, j), value)?;
+        }
+        Ok(())
+    })
+}
+
+/// snapmap's sole writer: one batch of [`BATCH`] inserts, as [`snap_batch`].
+#[inline(always)]
+pub fn sole_batch(
+    writer: &mut WriterOf<'static, Snap>,
+    i: usize,
+    value: u32,
+    mut before_insert: impl FnMut(),
+) -> Result<(), Error> {
+    writer.update(|tx| {
         for j in 0..BATCH {
             before_insert();
             tx.insert(write_key(i, j), value)?;

@@ -151,6 +151,21 @@ pub fn run() {
         }
     }, op: maps::snap_batch(i, i as u32, || {}));
 
+    // The same through the map's sole writer: no base pin, no compare-and-swap, no critical
+    // section.
+    {
+        let mut writer = SNAP.writer().expect("no other writer");
+        measure!("insert/snapmap-sole", |i| empty: write_key(i, 0),
+            op: writer.insert(black_box(write_key(i, 0)), i as u32));
+        measure!("update-noop/snapmap-sole", |i| empty: write_key(i, 0),
+            op: writer.update(|_| Ok(black_box(i))));
+        measure!("batch8/snapmap-sole", |i| empty: {
+            for j in 0..BATCH {
+                black_box(write_key(i, j));
+            }
+        }, op: maps::sole_batch(&mut writer, i, i as u32, || {}));
+    }
+
     let stats = SNAP.stats();
     out!(
         "STATS at=one-core map=snapmap publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
