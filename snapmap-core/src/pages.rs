@@ -87,6 +87,7 @@ use crate::cleared::Cleared;
 use crate::generation::GenSlot;
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell, Writers};
 use crate::table::{Shape, SlotCell, PAGE};
+use core::mem::MaybeUninit;
 
 /// Entry states. An entry moves FREE -> TAKEN when a writer claims it, stays TAKEN while that
 /// writer fills its page, and becomes RETIRED (holding the page the publication replaced) when
@@ -130,9 +131,10 @@ impl Pins<'_> {
         // The `page_after_base` mutant drops the first condition.
         let replaced_by_base = cfg!(snapmap_mutant = "page_after_base") || died <= self.base;
         replaced_by_base
-            && (0..self.generations.len())
-                .filter(|slot| self.pinned & 1 << slot != 0)
-                .all(|slot| !(born..died).contains(&self.generations[slot].version.load()))
+            && (self.pinned == 0
+                || (0..self.generations.len())
+                    .filter(|slot| self.pinned & 1 << slot != 0)
+                    .all(|slot| !(born..died).contains(&self.generations[slot].version.load())))
     }
 }
 
@@ -258,8 +260,9 @@ pub(crate) struct Claims<'a> {
     cleared: &'a Cleared,
     /// What the writer's scan found (see the module docs).
     pins: &'a Pins<'a>,
-    /// `(position, entry)` for each page claimed, in `held[..len]`; room for every entry.
-    held: &'a mut [(u16, u16)],
+    /// `(position, entry)` for each page claimed, in `held[..len]` (written; the rest is not,
+    /// which spares each write zeroing it); room for every entry.
+    held: &'a mut [MaybeUninit<(u16, u16)>],
     len: usize,
     /// The base's index and the writer's, `positions` entries each. A position whose page is
     /// the zero page in exactly one of them is one whose record the writer holds.
@@ -279,7 +282,7 @@ impl<'a> Claims<'a> {
         pool: &'a Pool,
         cleared: &'a Cleared,
         pins: &'a Pins<'a>,
-        held: &'a mut [(u16, u16)],
+        held: &'a mut [MaybeUninit<(u16, u16)>],
         (base, mine, positions): (*const UnsafeCell<u16>, *const UnsafeCell<u16>, usize),
     ) -> Self {
         debug_assert_eq!(held.len(), pool.entries.len());
@@ -312,7 +315,7 @@ impl<'a> Claims<'a> {
             return None;
         }
         let id = self.pool.try_claim(self.pins)?;
-        self.held[self.len] = (position as u16, id as u16);
+        self.held[self.len].write((position as u16, id as u16));
         self.len += 1;
         Some(self.pool.page(id))
     }
@@ -350,12 +353,19 @@ impl<'a> Claims<'a> {
         self.len
     }
 
+    /// `(position, entry)` for each page claimed.
+    fn claimed(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        // SAFETY: the first `len` are written (by `claim`).
+        self.held[..self.len]
+            .iter()
+            .map(|held| unsafe { held.assume_init() })
+    }
+
     /// `(position, page)` for each page claimed.
     #[inline]
     pub(crate) fn pages(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.held[..self.len]
-            .iter()
-            .map(|&(position, id)| (usize::from(position), self.pool.page(usize::from(id))))
+        self.claimed()
+            .map(|(position, id)| (usize::from(position), self.pool.page(usize::from(id))))
     }
 
     /// Whether a record was claimed: then [`retire_all`](Self::retire_all) reads the writer's
@@ -391,9 +401,10 @@ impl<'a> Claims<'a> {
     /// With [`records`](Self::records), the caller pins its own generation across this call: the
     /// walk reads its index, which a writer could otherwise reuse as soon as a successor has
     /// retired it.
-    pub(crate) fn retire_all(mut self, version: u64, born: impl Fn(usize) -> u64) {
+    pub(crate) fn retire_all(&mut self, version: u64, born: impl Fn(usize) -> u64) {
         for i in 0..self.len {
-            let (position, id) = self.held[i];
+            // SAFETY: the first `len` are written (by `claim`).
+            let (position, id) = unsafe { self.held[i].assume_init() };
             let position = usize::from(position);
             let (entry, base_zero) = self.base_entry(position);
             let (page, died) = if base_zero {
@@ -430,7 +441,7 @@ impl<'a> Claims<'a> {
 
 impl Drop for Claims<'_> {
     fn drop(&mut self) {
-        for &(_, id) in &self.held[..self.len] {
+        for (_, id) in self.claimed() {
             self.pool.give_back(usize::from(id));
         }
         if self.records {
@@ -535,6 +546,9 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
 /// `N` (`[u64; N / 16]` cannot be written), zero when the map is new, as the home pages' birth is.
 /// A table of one page needs none: every write copies that page, so the one its base has was born
 /// with the base.
+// `repr(C, align(8))`: the home births follow `8 * P` bytes of spare births, so each home
+// page's 8 bytes are aligned for one `u64` access (`u64` is 4-aligned on some targets).
+#[repr(C, align(8))]
 pub(crate) struct Births<const N: usize, const P: usize> {
     spare: [UnsafeCell<u64>; P],
     home: [UnsafeCell<u8>; N],
@@ -560,6 +574,7 @@ impl<const N: usize, const P: usize> Births<N, P> {
     /// The 8 cells of home page `page`'s birth (`P <= page`).
     #[inline]
     fn home_cells(&self, page: usize) -> &[UnsafeCell<u8>] {
+        const { assert!(core::mem::offset_of!(Self, home) % 8 == 0) };
         let first = (page - P) * 8;
         &self.home[first..first + 8]
     }
@@ -579,16 +594,14 @@ impl<const N: usize, const P: usize> Births<N, P> {
             return;
         }
         let cells = self.home_cells(page);
-        // One unaligned store, but under loom, whose cells are not plain memory.
+        // One aligned store (see the type's `repr`), but under loom, whose cells are not plain
+        // memory.
         #[cfg(not(loom))]
-        // SAFETY: as above; the 8 cells are consecutive bytes (`UnsafeCell` is transparent), and
-        // the pointer comes from the slice of them, through which writes are allowed.
+        // SAFETY: as above; the 8 cells are consecutive bytes (`UnsafeCell` is transparent),
+        // 8-aligned, and the pointer comes from the slice of them, through which writes are
+        // allowed.
         unsafe {
-            cells
-                .as_ptr()
-                .cast::<u64>()
-                .cast_mut()
-                .write_unaligned(version)
+            cells.as_ptr().cast::<u64>().cast_mut().write(version)
         };
         #[cfg(loom)]
         for (cell, byte) in cells.iter().zip(version.to_ne_bytes()) {
@@ -617,7 +630,7 @@ impl<const N: usize, const P: usize> Births<N, P> {
         let cells = self.home_cells(page);
         #[cfg(not(loom))]
         // SAFETY: as above, and as in `set`.
-        return unsafe { cells.as_ptr().cast::<u64>().read_unaligned() };
+        return unsafe { cells.as_ptr().cast::<u64>().read() };
         #[cfg(loom)]
         {
             let mut bytes = [0; 8];
@@ -712,7 +725,7 @@ mod tests {
         let base: [UnsafeCell<u16>; 8] = core::array::from_fn(|_| UnsafeCell::new(0));
         let mine: [UnsafeCell<u16>; 8] = core::array::from_fn(|_| UnsafeCell::new(0));
         let indices = (base.as_ptr(), mine.as_ptr(), 8);
-        let mut held = [(0, 0); 3];
+        let mut held = [MaybeUninit::uninit(); 3];
         let (generations, _) = slots(&[]);
         let none = Pins {
             base: 0,
@@ -726,7 +739,7 @@ mod tests {
         assert!(!claims.hold_all());
         assert!(claims.pages().eq([(4, 0), (5, 1)]));
         drop(claims);
-        let mut held = [(0, 0); 3];
+        let mut held = [MaybeUninit::uninit(); 3];
         let base_2 = Pins { base: 2, ..none };
         // SAFETY: as above.
         let mut claims = unsafe { Claims::new(pool, &cleared, &base_2, &mut held, indices) };

@@ -359,8 +359,8 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     }
 
     /// The pages claimed, for their publication.
-    pub(crate) fn into_claims(self) -> Claims<'a> {
-        self.claims
+    pub(crate) fn claims_mut(&mut self) -> &mut Claims<'a> {
+        &mut self.claims
     }
 
     /// Index entries of position `position`: ours and the base's.
@@ -384,7 +384,8 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     }
 
     fn slot_mut(&mut self, i: usize) -> &mut Slot<K, V> {
-        assert!(self.private(i / PAGE), "write to a shared page");
+        // Every caller made the position private first (`own`); checked in tests.
+        debug_assert!(self.private(i / PAGE), "write to a shared page");
         let (mine, _) = self.entries(i / PAGE);
         self.changed = true;
         // SAFETY: a private page is ours alone, and `&mut self` makes this the only reference

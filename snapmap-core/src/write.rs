@@ -15,6 +15,7 @@ use crate::{Error, SnapMap, Txn};
 use core::borrow::Borrow;
 use core::cell::Cell;
 use core::hash::{BuildHasher, Hash};
+use core::mem::MaybeUninit;
 
 /// Whether a writer that finds no free slot or page returns an error or waits for one.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -306,19 +307,21 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         let mut pinned = 0u32;
-        // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
-        // made under those pins before our writes to the slot and to reused pages.
         for (slot, count) in self.pins.iter().enumerate() {
-            if count.word.load(Ordering::Acquire) != 0 {
+            if count.word.load(Ordering::Relaxed) != 0 {
                 pinned |= 1 << slot;
             }
         }
         for reader in &self.readers {
-            let hazard = reader.hazard().load(Ordering::Acquire);
+            let hazard = reader.hazard().load(Ordering::Relaxed);
             if hazard != IDLE && hazard != UNCLAIMED {
                 pinned |= 1 << (hazard - pinning(0));
             }
         }
+        // Acquire, for every load above (one barrier instead of one per load): a count seen at
+        // zero, or a hazard seen cleared (or moved), orders the reads made under those pins
+        // before our writes to the slot and to reused pages.
+        fence(Ordering::Acquire);
         pinned
     }
 }
@@ -389,7 +392,7 @@ impl<
         published: &mut u64,
     ) -> Result<T, Error> {
         // The pages this write claims, `(position, entry)`: room for every entry of the pool.
-        let mut held = [(0u16, 0u16); P];
+        let mut held = [const { MaybeUninit::uninit() }; P];
         let mut turn = Turn::new(&self.turn, &held);
         let mut spins = 0;
         loop {
@@ -414,8 +417,8 @@ impl<
         }
     }
 
-    /// The copy a write changes: generation slot `target`'s index, copied from `base`'s, as a
-    /// transaction that claims pages with `pins`.
+    /// The copy a write changes: generation slot `target`'s index, copied from `base`'s (whose
+    /// body is `body`), as a transaction that claims pages with `pins`.
     ///
     /// # Safety
     /// `base` is pinned by the caller (or current, and the caller the sole writer); `target` is
@@ -423,13 +426,11 @@ impl<
     /// and `writer`), until the caller publishes it.
     unsafe fn copy_of<'t>(
         &'t self,
-        base: usize,
+        (base, body): (usize, Body),
         target: usize,
         pins: &'t Pins<'t>,
-        held: &'t mut [(u16, u16)],
+        held: &'t mut [MaybeUninit<(u16, u16)>],
     ) -> Txn<'t, K, V, N, S> {
-        // SAFETY: pinned or ours, by the caller's contract.
-        let body = unsafe { self.body(base) };
         let pages = Shape::<N>::PAGES;
         let (home, base_index) = self.view_parts(base);
         let (_, index) = self.view_parts(target);
@@ -485,7 +486,7 @@ impl<
         wait: Wait,
         change: &mut impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         lost: &mut impl FnMut(&mut TableMut<'_, K, V, N>),
-        held: &mut [(u16, u16)],
+        held: &mut [MaybeUninit<(u16, u16)>],
         turn: &mut Turn<'_>,
         published: &mut u64,
     ) -> Attempt<T> {
@@ -514,7 +515,7 @@ impl<
             // `current`, and no pin was on it after our fence, so no reader can validate a pin
             // on it, and no writer use it as a base, until we publish it (see `try_claim_slot`).
             // SAFETY: so, with `base` pinned, `copy_of`'s contract holds.
-            let mut txn = unsafe { self.copy_of(base, claim.index, &pins, held) };
+            let mut txn = unsafe { self.copy_of((base, body), claim.index, &pins, held) };
             let result = change(&mut txn);
             let table = &mut txn.table;
             if table.out_of_pages() {
@@ -585,7 +586,7 @@ impl<
             // Every page we claimed replaced the base's page at its position (or the page a
             // clear left in that position's record): the entries that held ours now hold those,
             // with their lives, which our version ends.
-            txn.table.into_claims().retire_all(version, |page| {
+            txn.table.claims_mut().retire_all(version, |page| {
                 // SAFETY: our publication replaced `page` (see `Births`).
                 unsafe { self.births.get(page, body.version) }
             });
@@ -610,14 +611,14 @@ impl<
     /// no claim of a generation slot (only we write them: any slot but the current one that no
     /// pin stands on is free), pool entries and records claimed by load and store, and the
     /// publication a store. On Cortex-M0+, no critical section at all.
-    fn publish_sole<T>(
+    pub(crate) fn publish_sole<T>(
         &self,
         wait: Wait,
         mut change: impl FnMut(&mut Txn<'_, K, V, N, S>) -> Result<T, Error>,
         mut lost: impl FnMut(&mut TableMut<'_, K, V, N>),
         published: &mut u64,
     ) -> Result<T, Error> {
-        let mut held = [(0u16, 0u16); P];
+        let mut held = [const { MaybeUninit::uninit() }; P];
         let mut spins = 0;
         // Relaxed: `current` changes only by our own stores (or it was acquired at takeover).
         let base = self.current.load(Ordering::Relaxed);
@@ -654,7 +655,7 @@ impl<
             // SAFETY: `base` is current and only we retire it; `target` is retired, and no pin
             // stood on it after the fence: no reader can validate one (`current` moved off it
             // before the fence), and no other writer writes while we hold the map.
-            let mut txn = unsafe { self.copy_of(base, target, &pins, &mut held) };
+            let mut txn = unsafe { self.copy_of((base, body), target, &pins, &mut held) };
             let result = change(&mut txn);
             let table = &mut txn.table;
             if table.out_of_pages() {
@@ -681,7 +682,7 @@ impl<
             publish_store(&self.current, target);
             // As in `attempt`; no pin on our own generation is needed for the walk of its index:
             // only we could reuse it.
-            txn.table.into_claims().retire_all(version, |page| {
+            txn.table.claims_mut().retire_all(version, |page| {
                 // SAFETY: our publication replaced `page` (see `Births`).
                 unsafe { self.births.get(page, body.version) }
             });
@@ -829,6 +830,40 @@ impl<
         // The caller's key, if the published copy kept its own (dropped while `result` is a
         // local: a panicking drop unwinds through it too).
         drop(kept_key);
+        result
+    }
+
+    /// [`insert_with`](Self::insert_with) by the sole writer, which loses no race: its change
+    /// runs again only after a wait for pages, and then `insert_at` has given the entry back
+    /// unplaced, so there is nothing to take back out of a discarded copy.
+    pub(crate) fn insert_sole(&self, wait: Wait, key: K, value: V) -> Result<Option<V>, Error> {
+        let mut pending = Some((key, value));
+        // The caller's key, when the map kept its own (dropped after the write, as in
+        // `insert_with`).
+        let mut callers_key = None;
+        let result = self.publish_sole(
+            wait,
+            |tx| {
+                let (key, value) = pending.take().expect("insert's entry taken twice");
+                match tx.table.insert_at(&self.hasher, key, value) {
+                    Ok(placed) => Ok(placed.replaced.map(|(old, key)| {
+                        callers_key = Some(key);
+                        old
+                    })),
+                    Err((Error::NoFreePage, key, value)) => {
+                        pending = Some((key, value));
+                        Err(Error::NoFreePage)
+                    }
+                    Err((error, key, value)) => {
+                        drop((key, value));
+                        Err(error)
+                    }
+                }
+            },
+            |_| {},
+            &mut 0,
+        );
+        drop((callers_key, pending));
         result
     }
 

@@ -230,7 +230,7 @@ impl<
     /// # Errors
     /// [`Error::Full`], as `SnapMap::insert`.
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.map.insert_with(Writers::Sole, Wait::Spin, key, value)
+        self.map.insert_sole(Wait::Spin, key, value)
     }
 
     /// [`insert`](Self::insert), without waiting.
@@ -239,7 +239,7 @@ impl<
     /// As `insert`, plus [`Error::NoFreeGeneration`] or [`Error::NoFreePage`] where `insert`
     /// would wait for snapshots to release a generation slot or pages.
     pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<V>, Error> {
-        self.map.insert_with(Writers::Sole, Wait::No, key, value)
+        self.map.insert_sole(Wait::No, key, value)
     }
 
     /// [`SnapMap::remove`] by the sole writer.
