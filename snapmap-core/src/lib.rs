@@ -51,6 +51,16 @@
 //! what makes this plain CAS safe from ABA: a pinned generation cannot be retired *and* reused
 //! underneath it.
 //!
+//! **The sole writer.** Most maps have one writing context: core 0 owns the table, core 1 and
+//! interrupt handlers read it. For them every read-modify-write above serves a race that cannot
+//! happen, so [`SnapMap::writer`] hands out the map's sole [`Writer`]: while it lives, it alone
+//! writes, and its writes pin no base (only it could retire the current generation), claim no
+//! slot, page or record by compare-and-swap (only it claims them), and publish with a store.
+//! On Cortex-M0/M0+ that is a write without a critical section: the writing core never masks
+//! interrupts. Readers read exactly as before. Taking the writer waits for writes through the
+//! map in flight to land; while it lives, writes through the map return [`Error::WriterHeld`],
+//! and dropping it gives the map back (see [`Writer`]).
+//!
 //! **Reclamation.** The writer whose CAS replaced a generation retires it (marks its slot free)
 //! and retires the pages its change replaced, each with its life: the versions from the one that
 //! wrote it to the one before the one that replaced it. A writer claiming a free slot then reads
@@ -177,6 +187,7 @@
 //! | `Range` (not consistent)      | [`Snapshot::iter`] (consistent, with a version)          |
 //! | `Clear`                       | [`SnapMap::clear`]                                       |
 //! | —                             | [`SnapMap::update`]: many changes, one publication       |
+//! | —                             | [`SnapMap::writer`]: the sole writer, cheaper writes     |
 //!
 //! `try_` forms ([`SnapMap::try_insert`], [`SnapMap::try_remove`], [`SnapMap::try_update`]) never
 //! wait for a generation slot or a page. Every error and every panic in a user closure or in `K`/`V`'s
@@ -193,6 +204,12 @@
 //! it cannot be detected (there are no thread-locals): never write to a map from inside its own
 //! write. The `try_` forms add [`Error::NoFreeGeneration`], [`Error::NoFreePage`] and
 //! [`Error::Contended`] where a blocking form would wait.
+//!
+//! **One writing context?** Take the map's [`Writer`] once ([`SnapMap::writer`]) and write
+//! through it: the same methods and results, taking `&mut self`, at a fraction of the cost (no
+//! compare-and-swap, no critical section on Cortex-M0/M0+), and reads of its own through
+//! [`Writer::get`] and [`Writer::snapshot`] that need no pin. Writes through the map then return
+//! [`Error::WriterHeld`] until the `Writer` drops.
 //!
 //! A write runs its change again on a fresh copy after each race it loses. `insert` moves its key
 //! and value into the copy and, after a lost race, takes them back out of the discarded copy,
