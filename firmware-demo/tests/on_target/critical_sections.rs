@@ -104,3 +104,39 @@ pub fn one_off_reads_and_writes() {
         );
     }
 }
+
+/// The sole writer's writes take no critical section on any target, ARMv6-M included: no base
+/// pin, no compare-and-swap, a store to publish. (Taking the writer and giving the map back are
+/// compare-and-swaps: critical sections on ARMv6-M, once each.)
+pub fn sole_writes_take_none() {
+    static MAP: SnapMap<u8, u32, 32, 4, 2, 4> = SnapMap::new();
+    let (writer, taking) = counted(|| MAP.writer());
+    let mut writer = writer.unwrap();
+    let (_, writing) = counted(|| {
+        for k in 0..20 {
+            writer.insert(k, u32::from(k)).unwrap();
+        }
+        writer
+            .update(|tx| {
+                for k in 0..10 {
+                    tx.insert(k, 100)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(writer.remove(&19).unwrap(), Some(19));
+        assert_eq!(writer.get(&3), Some(100));
+        writer.clear().unwrap();
+        writer.insert(7, 7).unwrap();
+    });
+    let (_, giving_back) = counted(|| drop(writer));
+    note!(
+        "take the writer: {}, 20 inserts + a batch + remove + get + clear + insert: {}, give the map back: {}",
+        taking,
+        writing,
+        giving_back
+    );
+    assert_eq!(writing, 0, "the sole writer's writes took critical sections");
+    assert_eq!(MAP.snapshot().len(), 1);
+    assert_eq!(MAP.insert(8, 8), Ok(None), "the map was not given back");
+}

@@ -76,6 +76,7 @@ const TESTS: &[Test] = tests![
     single_core::pinned_snapshot_is_stable,
     critical_sections::reads_take_none,
     critical_sections::one_off_reads_and_writes,
+    critical_sections::sole_writes_take_none,
     interrupt::reader_in_interrupt_during_writes,
     #[cfg(feature = "dual-core")]
     two_cores::increments_from_both_cores_are_never_lost,
@@ -85,6 +86,10 @@ const TESTS: &[Test] = tests![
     two_cores::reader_on_one_core_writer_on_the_other,
     #[cfg(feature = "dual-core")]
     two_cores::try_forms_under_contention_lose_nothing,
+    #[cfg(feature = "dual-core")]
+    two_cores::sole_writer_on_one_core_reader_on_the_other,
+    #[cfg(feature = "dual-core")]
+    two_cores::the_sole_writer_and_shared_writers_take_turns,
 ];
 
 /// Tests passed so far (for the closing line of a failed run).

@@ -347,3 +347,126 @@ pub fn try_forms_under_contention_lose_nothing() {
     assert_eq!((MAP.get(&1), MAP.get(&2)), (Some(done(0)), Some(done(1))));
     assert_eq!(stats.publishes as u32, done(0) + done(1));
 }
+
+/// Core 0 publishes batches through the map's sole writer while core 1 reads: every snapshot
+/// whole, versions never back, and *neither* core takes a critical section (the writer's
+/// publication is a store).
+pub fn sole_writer_on_one_core_reader_on_the_other() {
+    const KEYS: u8 = 32;
+    const WRITES: u32 = 5_000;
+    static MAP: SnapMap<u8, u32, { KEYS as usize }, 4, 2> = SnapMap::new();
+    static WRITING: AtomicBool = AtomicBool::new(true);
+    static READS: SoloCounter = SoloCounter::new();
+    static VIOLATIONS: SoloCounter = SoloCounter::new();
+    static CS_WHILE_READING: SoloCounter = SoloCounter::new();
+    static CS_WHILE_WRITING: SoloCounter = SoloCounter::new();
+    WRITING.store(true, Ordering::Relaxed);
+
+    fn job(core: usize) {
+        let mut jitter = Jitter::new(core);
+        if core == 0 {
+            let mut writer = MAP.writer().unwrap();
+            let before = cs::taken_here();
+            for stamp in 1..=WRITES {
+                jitter.pause();
+                writer
+                    .update(|tx| {
+                        for key in 0..KEYS {
+                            tx.insert(key, stamp)?;
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            CS_WHILE_WRITING.add(cs::taken_here().wrapping_sub(before));
+            drop(writer);
+            WRITING.store(false, Ordering::Relaxed);
+            return;
+        }
+        let mut reader = MAP.reader().unwrap();
+        let mut last_version = 0;
+        while WRITING.load(Ordering::Relaxed) {
+            jitter.pause();
+            let before = cs::taken_here();
+            let (ok, version) = {
+                let snapshot = reader.snapshot();
+                let stamp = snapshot.get(&0).copied();
+                let ok = snapshot.is_empty()
+                    || snapshot.len() == usize::from(KEYS)
+                        && snapshot.iter().all(|(_, s)| Some(*s) == stamp)
+                        && stamp.map(u64::from) == Some(snapshot.version());
+                (ok, snapshot.version())
+            };
+            CS_WHILE_READING.add(cs::taken_here().wrapping_sub(before));
+            READS.add(1);
+            if !ok || version < last_version {
+                VIOLATIONS.add(1);
+            }
+            last_version = version;
+        }
+    }
+    on_both_cores(job);
+    note!(
+        "{} batches by the sole writer on core 0 ({} critical sections); {} snapshots on core 1, {} violations, {} critical sections while reading",
+        WRITES,
+        CS_WHILE_WRITING.get(),
+        READS.get(),
+        VIOLATIONS.get(),
+        CS_WHILE_READING.get()
+    );
+    assert_eq!(VIOLATIONS.get(), 0, "core 1 saw a torn batch or a version going back");
+    assert_eq!(CS_WHILE_READING.get(), 0);
+    assert_eq!(CS_WHILE_WRITING.get(), 0, "the sole writer took critical sections");
+    assert!(READS.get() > 0, "core 1 never read");
+    assert_eq!(MAP.snapshot().version(), u64::from(WRITES));
+}
+
+/// Both cores increment a counter; core 0 alternates between taking the map's sole writer for a
+/// few increments and writing through the map, core 1 writes through the map, retrying while
+/// core 0 holds the writer (`WriterHeld`). The takeover waits for core 1's write in flight, and
+/// the handback leaves the map to it: no increment is lost.
+pub fn the_sole_writer_and_shared_writers_take_turns() {
+    const ROUNDS: u32 = 1_000;
+    static MAP: SnapMap<u8, u32, 8, 5, 2> = SnapMap::new();
+    static DONE: PerCore = PerCore::new();
+    static HELD: PerCore = PerCore::new();
+    fn increment(tx: &mut snapmap_core::Txn<'_, u8, u32, 8>) -> Result<(), Error> {
+        let count = tx.get(&0).copied().unwrap_or(0);
+        tx.insert(0, count + 1).map(drop)
+    }
+    fn job(core: usize) {
+        let mut jitter = Jitter::new(core);
+        for round in 0..ROUNDS {
+            jitter.pause();
+            if core == 0 && round % 2 == 0 {
+                let mut writer = MAP.writer().unwrap();
+                for _ in 0..3 {
+                    writer.update(increment).unwrap();
+                }
+                DONE.add(core, 3);
+                continue;
+            }
+            loop {
+                match MAP.update(increment) {
+                    Ok(()) => break,
+                    Err(Error::WriterHeld) => {
+                        HELD.add(core, 1);
+                        jitter.pause();
+                    }
+                    Err(other) => panic!("unexpected error {other:?}"),
+                }
+            }
+            DONE.add(core, 1);
+        }
+    }
+    on_both_cores(job);
+    note!(
+        "{} increments ({} by core 0, {} through its sole writer); core 1 found the writer held {} times",
+        DONE.total(),
+        DONE.get(0),
+        3 * ROUNDS / 2,
+        HELD.get(1)
+    );
+    assert_eq!(MAP.get(&0), Some(DONE.total()), "an increment was lost or doubled");
+    assert_eq!(MAP.snapshot().version(), u64::from(DONE.total()));
+}
