@@ -5,7 +5,10 @@ use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 /// Slot states. A slot moves FREE -> IN_USE when one writer claims it (compare-and-swap), stays
 /// IN_USE while that writer fills it and once it is published, and returns to FREE when the writer
 /// that replaced it as `current` retires it, or when its claimer gives it up unpublished.
-/// Only the slot's owner stores to its state; every other writer only CASes it to IN_USE.
+/// Only the slot's owner stores to its state; every other writer only CASes it to IN_USE. While a
+/// sole [`Writer`](crate::Writer) holds the map the states stand still (it does not use them),
+/// but for shared writers' brief claims, which they give back at once; it brings them up to date
+/// when it gives the map back.
 ///
 /// Every slot starts UNUSED, so a new map is all zero bytes and a `static` one lands in `.bss`,
 /// costing no flash. An UNUSED slot is claimable like a FREE one, except slot 0: it holds the

@@ -24,9 +24,11 @@
 //!
 //! **Reuse.** A writer may claim a retired page only if (a) it died no later than the writer's
 //! base (`died <= b`), and (b) no version `u` in its life is pinned: the writer's scan (the one
-//! it makes to claim a generation slot, `write::try_claim_slot`: after the SeqCst fence that
+//! it makes to claim a generation slot, `write::scan_pins`: after the SeqCst fence that
 //! follows its base pin's validation, every pin count and hazard word) finds no pin on a slot
-//! whose version is in `[born, died)`. A pinned generation therefore holds
+//! whose version is in `[born, died)`. (The sole writer has no base pin: its base is the
+//! generation it published itself, so the argument below holds with "its base pin acquired it"
+//! read as "it made it".) A pinned generation therefore holds
 //! only the pages it has that `current` does not, at most one table, however many writes follow
 //! it. No reference counts, nothing on the read path: readers still only load and store their own
 //! hazard word.

@@ -1,6 +1,8 @@
 //! The write path: pin a base, claim a generation slot (its scan also tells which spare pages
 //! may be reused), copy the base's index, change the copy (copying each page it changes), publish
-//! it by compare-and-swap, retire its base and the pages it replaced.
+//! it by compare-and-swap, retire its base and the pages it replaced. The sole writer (see
+//! `writer`) takes the same path without the pin, the claims' compare-and-swaps and the race:
+//! `publish_sole`.
 
 use crate::generation::{Body, FREE, IN_USE, UNUSED};
 use crate::pages::{Claims, Pins};
