@@ -1,8 +1,9 @@
 //! snapmap with embassy on both cores of the RP2040.
 //!
-//! - Core 0 runs embassy's executor with the writer task: every 200 µs (embassy-time) it
-//!   publishes a one-key write or, one time in four, a batch that stamps every batch key with
-//!   one epoch; now and then eight writes back to back, which readers see coalesced. Each write
+//! - Core 0 runs embassy's executor with the writer task, which holds the map's sole `Writer`
+//!   (no compare-and-swap in its writes): every 200 µs (embassy-time) it publishes a one-key
+//!   write or, one time in four, a batch that stamps every batch key with one epoch; now and
+//!   then eight writes back to back, which readers see coalesced. Each write
 //!   reports the version it published (`update_versioned`) and carries a stamp of the shared
 //!   cycle clock (below), taken inside its transaction just before it publishes.
 //! - Core 1 runs a second executor with two reader tasks, each with a registered `Reader` of
@@ -312,16 +313,20 @@ async fn awaiter(id: usize, mut reader: MapReader) {
 
 #[embassy_executor::task]
 async fn writer(_spawner: Spawner) {
+    // The map's only writer from here on: it keeps the `Writer` across its awaits.
+    let Ok(mut sole) = MAP.writer() else {
+        defmt::panic!("the map's writer is taken")
+    };
     let start = Instant::now();
     let mut epoch = 0u32;
     let mut i = 0u32;
     let mut last = 0u64;
-    let publish = |i: u32, epoch: &mut u32| -> u64 {
+    let mut publish = |i: u32, epoch: &mut u32| -> u64 {
         let mut stamp = 0;
         let result = if i % 4 == 3 {
             *epoch += 1;
             let e = *epoch;
-            MAP.update_versioned(|tx| {
+            sole.update_versioned(|tx| {
                 for k in 0..BATCH_KEYS {
                     tx.insert(k, e)?;
                 }
@@ -331,7 +336,7 @@ async fn writer(_spawner: Spawner) {
             })
         } else {
             let key = SINGLE_KEYS.start + i % (SINGLE_KEYS.end - SINGLE_KEYS.start);
-            MAP.update_versioned(|tx| {
+            sole.update_versioned(|tx| {
                 tx.insert(key, i)?;
                 stamp = clock();
                 tx.insert(STAMP, stamp)?;

@@ -2,7 +2,8 @@
 //! Pico through a debug probe or on the emulated RP2040; or built and run on QEMU `mps2-an521`.
 //!
 //! The firmware logs with defmt and ends with a line `SUMMARY PASS|FAIL key=value...`. This
-//! command checks that line itself (the run completed, `violations=0`, `reader_cs=0`) and
+//! command checks that line itself (the run completed, `violations=0`, `reader_cs=0` and, for the
+//! demo, `writer_cs=0`) and
 //! prints `PASS` or `FAIL` and the counts as its last line; it exits 0 only on `PASS`.
 
 use std::fs;
@@ -28,8 +29,9 @@ cargo xtask demo [--board mps2-an521|rp2040|rp2350] [--app demo|embassy] [--buil
                  [--elf ELF]
 
 Builds snapmap's dual-core demo (firmware-demo/): core 0 owns a 64-entry table and publishes
-single-key writes and atomic batches; core 1 reads it from a fixed-rate loop and from its timer
-interrupt, checks every snapshot, and counts the critical sections it takes while reading.
+single-key writes and atomic batches through the map's sole Writer; core 1 reads it from a
+fixed-rate loop and from its timer interrupt, checks every snapshot, and counts the critical
+sections it takes while reading; core 0 counts those it takes while writing.
 
   --board rp2040      (default; also `pico`) The Raspberry Pi Pico: writes the ELF and a UF2,
                       checks that boot2 sits at 0x10000000, reports sizes, and runs that ELF
@@ -57,11 +59,13 @@ interrupt, checks every snapshot, and counts the critical sections it takes whil
 
 Every run ends with the summary line:
   PASS|FAIL reads=.. snapshots=.. isr_reads=.. writes=.. batches=.. cas_retries=..
-  violations=.. reader_cs=.. ... read_cycles_median=.. read_cycles_worst=.. ...
-(a control-loop read's time; on mps2-an521 `read_timer_ticks_*`: QEMU's 20 MHz timer runs in
-host time there, its ticks are not cycles).
+  violations=.. reader_cs=.. writer_cs=.. writes_per_s=.. ... read_cycles_median=..
+  read_cycles_worst=.. ...
+(writes_per_s: core 0's writes, single keys and batches, per second; read_cycles_*: a
+control-loop read's time; on mps2-an521 `read_timer_ticks_*`: QEMU's 20 MHz timer runs in host
+time there, its ticks are not cycles).
 Exit status 0 only for PASS: the firmware stopped on its own saying PASS, the run completed,
-violations=0, reader_cs=0.
+violations=0, reader_cs=0, writer_cs=0 (the embassy firmware: no writer_cs).
 
 Toolchain: the installed `core` for the target if rustup has it, else Debian's /usr/bin/rustc with
 -Zbuild-std (see `cargo xtask toolchain`); the first such build takes 1-2.5 minutes.

@@ -14,8 +14,14 @@ const REQUIRED_KEYS: &[&str] = &[
     "cas_retries",
     "violations",
     "reader_cs",
+    "writer_cs",
+    "writes_per_s",
     "completed",
 ];
+
+/// The demo's counts that must be 0: violations, and critical sections taken by core 1 while
+/// reading and by core 0's sole writer while writing.
+const ZERO_KEYS: &[&str] = &["violations", "reader_cs", "writer_cs"];
 
 /// The keys the embassy firmware's summary must carry (numbers).
 const EMBASSY_KEYS: &[&str] = &[
@@ -29,6 +35,9 @@ const EMBASSY_KEYS: &[&str] = &[
     "wake_cycles_worst",
     "completed",
 ];
+
+/// The embassy firmware's counts that must be 0 (its writer writes through the map).
+const EMBASSY_ZERO_KEYS: &[&str] = &["violations", "reader_cs"];
 
 /// The unit of the summary's `read_<unit>_median` and `read_<unit>_worst` on `board` (the
 /// firmware's `tick::CYCLES_UNIT`): the RP2040 counts its cores' cycles; the AN521's timer,
@@ -57,7 +66,7 @@ impl Summary {
     pub(super) fn for_app(lines: &[String], board: &Board, app: App) -> Self {
         match app {
             App::Demo => Self::from_log(lines, board),
-            App::Embassy => Self::from_keys(lines, EMBASSY_KEYS.iter().copied()),
+            App::Embassy => Self::from_keys(lines, EMBASSY_KEYS.iter().copied(), EMBASSY_ZERO_KEYS),
         }
     }
 
@@ -69,12 +78,16 @@ impl Summary {
             .iter()
             .copied()
             .chain(read_keys.iter().map(String::as_str));
-        Self::from_keys(lines, keys)
+        Self::from_keys(lines, keys, ZERO_KEYS)
     }
 
     /// Finds the last `SUMMARY` line of a decoded log and checks it: the firmware said `PASS`,
-    /// it has a number for each of `keys`, and `violations=0`, `reader_cs=0`, `completed=1`.
-    fn from_keys<'k>(lines: &[String], keys: impl Iterator<Item = &'k str>) -> Self {
+    /// it has a number for each of `keys`, each of `zeros` is 0, and `completed=1`.
+    fn from_keys<'k>(
+        lines: &[String],
+        keys: impl Iterator<Item = &'k str>,
+        zeros: &[&str],
+    ) -> Self {
         let mut summary = Summary::default();
         let Some(line) = lines
             .iter()
@@ -105,7 +118,8 @@ impl Summary {
                 .problems
                 .push("the firmware reported FAIL (see the log above)".to_owned());
         }
-        for (key, expected) in [("violations", 0), ("reader_cs", 0), ("completed", 1)] {
+        let expected = zeros.iter().map(|&key| (key, 0)).chain([("completed", 1)]);
+        for (key, expected) in expected {
             if let Some(value) = summary.number(key).filter(|v| *v != expected) {
                 summary
                     .problems

@@ -36,6 +36,11 @@ pub struct Summary {
     /// Critical sections core 1 took while reading (must be 0). Counted per read window, so one
     /// taken by the interrupt while it preempts a control-loop read counts twice: an upper bound.
     pub reader_cs: u32,
+    /// Critical sections core 0 took in its table work (the writes and its own reads through
+    /// the sole writer): must be 0.
+    pub writer_cs: u32,
+    /// Core 0's writes (trims and batches) per second of the run.
+    pub writes_per_s: u32,
     /// Generations published.
     pub publishes: u32,
     /// Times a writer waited for a free slot.
@@ -61,12 +66,13 @@ pub struct Summary {
 
 impl Summary {
     /// The verdict: a completed, meaningful run with counted critical sections, no violation,
-    /// and no critical section taken while reading.
+    /// and no critical section taken while reading, nor by the sole writer while writing.
     pub fn passed(&self) -> bool {
         self.completed
             && self.cs_counted
             && self.violations == 0
             && self.reader_cs == 0
+            && self.writer_cs == 0
             && self.snapshots >= MIN_SNAPSHOTS
             && self.isr_reads >= MIN_ISR_READS
             && (!RATES_BINDING || self.rates_kept())
@@ -87,10 +93,11 @@ impl Summary {
 /// One progress line.
 pub fn progress(elapsed_ms: u32, s: &Summary) {
     defmt::info!(
-        "t={=u32}ms writes={=u32} batches={=u32} snapshots={=u32} isr_reads={=u32} violations={=u32} reader_cs={=u32}",
+        "t={=u32}ms writes={=u32} batches={=u32} writer_cs={=u32} snapshots={=u32} isr_reads={=u32} violations={=u32} reader_cs={=u32}",
         elapsed_ms,
         s.writes,
         s.batches,
+        s.writer_cs,
         s.snapshots,
         s.isr_reads,
         s.violations,
@@ -109,7 +116,15 @@ pub fn summary(s: &Summary) {
         }
     }
     if !s.cs_counted {
-        defmt::error!("the critical-section counter is not in the path: reader_cs proves nothing");
+        defmt::error!(
+            "the critical-section counter is not in the path: reader_cs and writer_cs prove nothing"
+        );
+    }
+    if s.writer_cs != 0 {
+        defmt::error!(
+            "core 0 took {=u32} critical sections writing through the sole writer",
+            s.writer_cs
+        );
     }
     if !s.completed {
         defmt::error!("core 1 did not complete");
@@ -132,7 +147,7 @@ pub fn summary(s: &Summary) {
     }
     // `println!`, not `info!`: printed whatever DEFMT_LOG filters out, since xtask needs it.
     defmt::println!(
-        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} publishes={=u32} slot_waits={=u32} page_waits={=u32} overruns={=u32} core1_cs={=u32} read_{=str}_median={=u32} read_{=str}_worst={=u32} seconds={=u32} completed={=u8}",
+        "SUMMARY {=str} reads={=u32} snapshots={=u32} isr_reads={=u32} writes={=u32} batches={=u32} cas_retries={=u32} violations={=u32} reader_cs={=u32} writer_cs={=u32} writes_per_s={=u32} publishes={=u32} slot_waits={=u32} page_waits={=u32} overruns={=u32} core1_cs={=u32} read_{=str}_median={=u32} read_{=str}_worst={=u32} seconds={=u32} completed={=u8}",
         if s.passed() { "PASS" } else { "FAIL" },
         s.reads,
         s.snapshots,
@@ -142,6 +157,8 @@ pub fn summary(s: &Summary) {
         s.cas_retries,
         s.violations,
         s.reader_cs,
+        s.writer_cs,
+        s.writes_per_s,
         s.publishes,
         s.slot_waits,
         s.page_waits,

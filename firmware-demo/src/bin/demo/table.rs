@@ -1,4 +1,5 @@
-//! The shared table: 64 sensor channels' calibration, owned (written) by core 0.
+//! The shared table: 64 sensor channels' calibration, owned (written) by core 0 through the
+//! map's sole [`Writer`](snapmap_core::Writer).
 //!
 //! Two kinds of change, both published through snapmap:
 //! - a **recalibration** (a batch, one `update`): moves some gain from one channel to another, so
@@ -9,7 +10,7 @@
 //! 64 channels, every checksum right, one epoch everywhere and the gains summing to
 //! [`GAIN_TOTAL`]; `check.rs` verifies exactly that.
 
-use snapmap_core::{Reader, SnapMap};
+use snapmap_core::{Reader, SnapMap, Writer};
 
 /// Channels 0..CHANNELS, all present once the table is filled.
 pub const CHANNELS: u8 = 64;
@@ -22,7 +23,7 @@ pub const GENERATIONS: usize = 5;
 /// its 4 old pages) never leaves the next one short.
 pub const SPARE_PAGES: usize = 8;
 /// Reader slots: the two registered readers on core 1 (core 1's loop and its timer interrupt).
-/// The writer's base pin needs none.
+/// Core 0's sole writer pins nothing, its own reads included.
 pub const READER_SLOTS: usize = 2;
 /// What the gains of all channels always add up to.
 pub const GAIN_TOTAL: u32 = CHANNELS as u32 * 1_000;
@@ -32,6 +33,10 @@ pub type Table = SnapMap<u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_S
 /// A registered reader of [`TABLE`].
 pub type TableReader =
     Reader<'static, u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS, SPARE_PAGES>;
+
+/// The table's sole writer (core 0's).
+pub type TableWriter =
+    Writer<'static, u8, Entry, { CHANNELS as usize }, GENERATIONS, READER_SLOTS, SPARE_PAGES>;
 
 /// The table, in a `static`: no allocator, all memory fixed at link time.
 pub static TABLE: Table = SnapMap::new();
