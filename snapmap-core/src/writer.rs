@@ -201,6 +201,16 @@ impl<'m, K, V, const N: usize, const G: usize, const R: usize, const P: usize, S
         unsafe { self.map.pinned(generation, Release::Writer) }
     }
 
+    /// The writers' counters so far, as [`SnapMap::stats`], read without a pin (no critical
+    /// section on Cortex-M0/M0+).
+    pub fn stats(&self) -> crate::Stats {
+        // Relaxed: our own last store (or the takeover's Acquire load).
+        let generation = self.map.current.load(Ordering::Relaxed);
+        // SAFETY: current, and only we could retire it (see `snapshot`).
+        let body = unsafe { self.map.body(generation) };
+        self.map.stats.read(body.version, body.page_copies)
+    }
+
     /// Clones the value of `key` out of the current generation (see
     /// [`snapshot`](Self::snapshot)).
     #[inline]

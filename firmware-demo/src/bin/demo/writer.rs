@@ -106,7 +106,7 @@ pub fn core0_main(mut board: Board) -> ! {
             break;
         }
         if elapsed >= next_progress {
-            report::progress(elapsed / ms_to_ticks(1), &writes_so_far(&writes));
+            report::progress(elapsed / ms_to_ticks(1), &writes_so_far(&writer, &writes));
             next_progress += ms_to_ticks(PROGRESS_MS);
         }
         let r = rng.next();
@@ -138,7 +138,7 @@ pub fn core0_main(mut board: Board) -> ! {
     }
 
     let failed_checks = final_checks(&writer, &mut writes);
-    let mut summary = writes_so_far(&writes);
+    let mut summary = writes_so_far(&writer, &writes);
     summary.violations += failed_checks;
     summary.seconds = ticks / board::TICKS_PER_SEC;
     summary.writes_per_s = per_second(writes.trims + writes.batches, ticks);
@@ -207,8 +207,8 @@ fn trim(writer: &mut TableWriter, r: u32) -> Result<(), Error> {
 }
 
 /// Everyone's counts so far (core 1's are exact once it is done).
-fn writes_so_far(writes: &Writes) -> Summary {
-    let stats = TABLE.stats();
+fn writes_so_far(writer: &TableWriter, writes: &Writes) -> Summary {
+    let stats = writer.stats();
     let (lp, tick) = (&reader::LOOP, &reader::TICK);
     Summary {
         reads: lp.entries.get().wrapping_add(tick.entries.get()),
@@ -248,7 +248,7 @@ fn final_checks(writer: &TableWriter, writes: &mut Writes) -> u32 {
         defmt::error!("end of run: {=str}", what);
         failed += 1;
     };
-    let stats = TABLE.stats();
+    let stats = writer.stats();
     // The fill, every trim and every batch each published one generation.
     let expected_version = 1 + u64::from(writes.trims) + u64::from(writes.batches);
     let batches = writes.batches;
