@@ -16,7 +16,7 @@ use std::sync::RwLock;
 use arc_swap::ArcSwap;
 use heapless::index_map::FnvIndexMap;
 use rustc_hash::FxBuildHasher;
-use snapmap_core::{Reader, SnapMap};
+use snapmap_core::{Reader, SnapMap, Writer};
 
 /// Entries in every map of the 1024-entry workloads.
 pub const ENTRIES: usize = 1024;
@@ -31,8 +31,9 @@ pub const SPARE: usize = 64;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `P` = 64.
-pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 2, SPARE>;
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `P` spare
+/// pages (64 unless said otherwise).
+pub type Snap<const P: usize = SPARE> = SnapMap<u64, u64, CAPACITY, 4, 2, P>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;
 pub type StdHash = std::hash::RandomState;
@@ -133,9 +134,9 @@ pub trait Shared: Send + Sync + Sized + 'static {
 /// Operations between two [`Shared::tick`] calls in the worker loops.
 pub const TICK: u64 = 1024;
 
-fn boxed_snap(keys: &[u64]) -> Box<Snap> {
+fn boxed_snap<const P: usize>(keys: &[u64]) -> Box<Snap<P>> {
     // ~75 KB: build it in place on the heap.
-    let map: Box<Snap> = Box::default();
+    let map: Box<Snap<P>> = Box::default();
     fill(&map, keys);
     map
 }
@@ -154,7 +155,7 @@ pub fn fill<const P: usize>(map: &SnapMap<u64, u64, CAPACITY, 4, 2, P>, keys: &[
     }
 }
 
-fn snap_notes(map: &Snap) -> String {
+fn snap_notes<const P: usize>(map: &Snap<P>) -> String {
     let stats = map.stats();
     format!(
         "publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
@@ -162,11 +163,16 @@ fn snap_notes(map: &Snap) -> String {
     )
 }
 
-/// snapmap read through a registered [`Reader`]: one pin (and unpin) per get.
-pub struct SnapReader(pub Box<Snap>);
+/// snapmap read through a registered [`Reader`]: one pin (and unpin) per get. `P`: its spare
+/// pages.
+pub struct SnapReader<const P: usize = SPARE>(pub Box<Snap<P>>);
 /// snapmap read one-off: `map.get(&k)` counts a pin on the generation (an atomic add), looks up,
 /// and uncounts it (an atomic subtract).
 pub struct SnapOneOff(pub Box<Snap>);
+/// snapmap written through its sole [`Writer`] (no base pin, no compare-and-swap; a store
+/// publishes) and read through the writer's own pinless `get` and `snapshot`. One thread only:
+/// a second `local` would find the writer taken.
+pub struct SnapSole<const P: usize = SPARE>(pub Box<Snap<P>>);
 
 macro_rules! snap_writes {
     () => {
@@ -202,9 +208,9 @@ macro_rules! snap_writes {
     };
 }
 
-impl Shared for SnapReader {
+impl<const P: usize> Shared for SnapReader<P> {
     const ID: &'static str = "snapmap-reader";
-    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, SPARE>;
+    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, P>;
     fn with_keys(keys: &[u64]) -> Box<Self> {
         Box::new(Self(boxed_snap(keys)))
     }
@@ -223,6 +229,60 @@ impl Shared for SnapReader {
             .fold(0, u64::wrapping_add)
     }
     snap_writes!();
+    fn notes(&self) -> String {
+        snap_notes(&self.0)
+    }
+}
+
+impl<const P: usize> Shared for SnapSole<P> {
+    const ID: &'static str = "snapmap-sole";
+    type Local<'a> = Writer<'a, u64, u64, CAPACITY, 4, 2, P>;
+    fn with_keys(keys: &[u64]) -> Box<Self> {
+        Box::new(Self(boxed_snap(keys)))
+    }
+    fn local(&self) -> Self::Local<'_> {
+        self.0.writer().expect("no other writer")
+    }
+    #[inline]
+    fn get(&self, writer: &mut Self::Local<'_>, key: u64) -> Option<u64> {
+        writer.get(&key)
+    }
+    #[inline]
+    fn insert(&self, writer: &mut Self::Local<'_>, key: u64, value: u64) {
+        writer.insert(key, value).expect("insert");
+    }
+    #[inline]
+    fn remove(&self, writer: &mut Self::Local<'_>, key: u64) {
+        writer.remove(&key).expect("remove");
+    }
+    #[inline]
+    fn insert_batch(&self, writer: &mut Self::Local<'_>, keys: &[u64], value: u64) {
+        writer
+            .update(|tx| {
+                for &k in keys {
+                    tx.insert(k, value)?;
+                }
+                Ok(())
+            })
+            .expect("batch insert");
+    }
+    fn remove_batch(&self, writer: &mut Self::Local<'_>, keys: &[u64]) {
+        writer
+            .update(|tx| {
+                for k in keys {
+                    tx.remove(k)?;
+                }
+                Ok(())
+            })
+            .expect("batch remove");
+    }
+    fn sum(&self, writer: &mut Self::Local<'_>) -> u64 {
+        writer
+            .snapshot()
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(0, u64::wrapping_add)
+    }
     fn notes(&self) -> String {
         snap_notes(&self.0)
     }
