@@ -1,9 +1,11 @@
 //! Collects what the other benchmark binaries wrote and draws the plots of BENCHMARKS.md.
 //!
-//! Reads criterion's estimates (`$CRITERION_HOME`, default `<out>/criterion`), `concurrent.tsv`
-//! and `latency_hist.tsv` from the output directory (see `common::out_dir`), and writes:
+//! Reads criterion's estimates (`$CRITERION_HOME`, default `<out>/criterion`), `turns.tsv`,
+//! `concurrent.tsv` and `latency_hist.tsv` from the output directory (see `common::out_dir`), and
+//! writes:
 //! - `results.tsv`: one line per (workload, map): the single-thread medians in ns per operation
-//!   (with criterion's 95% interval of the median) and the medians over runs of the
+//!   (with criterion's 95% interval of the median), the maps taking turns (workloads
+//!   `turns_<workload>`, with the quartiles of the turns), and the medians over runs of the
 //!   multi-threaded Mops/s; `cargo xtask bench` builds the page's tables from it;
 //! - PNG plots into `$SNAPMAP_BENCH_PLOTS` (default `<out>/plots`).
 //!
@@ -493,6 +495,19 @@ fn main() -> Res {
             tsv,
             "mops\t{workload}\t{id}\t{:.4}\t{:.4}\t{:.4}\twrites_per_s={:.0};rss_growth_kib={:.0};runs={};{}",
             c.mops, c.min, c.max, c.writes_per_s, c.rss_growth_kib, c.runs, c.notes
+        )?;
+    }
+    // The maps taking turns (`turns`): the median turn per operation, with the quartiles.
+    for row in read_tsv(&out.join("turns.tsv")) {
+        writeln!(
+            tsv,
+            "ns\tturns_{}\t{}\t{}\t{}\t{}\tturns={}",
+            row["workload"],
+            row["id"],
+            row["median_ns"],
+            row["p25_ns"],
+            row["p75_ns"],
+            row["turns"]
         )?;
     }
     std::fs::write(out.join("results.tsv"), tsv)?;

@@ -10,6 +10,10 @@
 //! inserts for dashmap and papaya, which have no atomic batch). Timing a chunk rather than each
 //! operation keeps the clock's own cost (about 20 ns a read) out of the figures.
 //!
+//! snapmap runs three ways: read through a `Reader` (`snapmap-reader`), one-off
+//! (`snapmap-oneoff`), and through its sole `Writer` (`snapmap-sole`: writes without a base pin
+//! or a compare-and-swap, reads through the writer's pinless `get` and `snapshot`).
+//!
 //! Besides criterion's estimates it writes `single_thread.tsv` to the output directory (see
 //! `common::out_dir`): snapmap's counters after each workload (publications, pages copied), so
 //! that the page can say how many pages a write copied.
@@ -251,7 +255,7 @@ fn count(counters: &mut String, workload: &str, id: &str, notes: &str) {
 
 /// snapmap through one snapshot held across the whole measurement (reads only).
 fn held_snapshot(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, keys: &Keys) {
-    let map = SnapReader::with_keys(&keys.hit);
+    let map = <SnapReader>::with_keys(&keys.hit);
     let mut reader = map.0.reader().expect("reader slot");
     let snapshot = reader.snapshot();
     let lookups = if name == "get_miss" {
@@ -281,7 +285,7 @@ fn parts(c: &mut Criterion, keys: &Keys, counters: &mut String) {
     use std::hash::{BuildHasher, BuildHasherDefault};
     use std::sync::atomic::{fence, AtomicUsize, Ordering};
     let mut g = c.benchmark_group("parts");
-    let map = SnapReader::with_keys(&keys.hit);
+    let map = <SnapReader>::with_keys(&keys.hit);
     {
         let mut reader = map.0.reader().expect("reader slot");
         g.bench_function("pin-unpin-reader", |b| {
@@ -393,6 +397,9 @@ fn main() {
             held_snapshot(&mut g, name, &keys);
         }
         for_each_shared!(shared(&mut g, name, &keys, &mut counters));
+        // The sole writer's map: writes through its `Writer`, reads through the writer's own
+        // pinless `get` and `snapshot` (one writer, so not in the threaded workloads' list).
+        shared::<SnapSole>(&mut g, name, &keys, &mut counters);
         let fill = || keys.hit.iter().map(|&k| (k, k));
         workload(
             &mut g,

@@ -362,7 +362,7 @@ reason = "fast"
     /// The committed targets file parses, and every target names a figure the pages produce.
     #[test]
     fn the_targets_file_is_valid() {
-        for page in ["bench", "bench-m33", "bench-rp2040"] {
+        for page in ["bench", "bench-m33", "bench-rp2040", "bench-rp2350"] {
             let targets = targets(page).unwrap();
             assert!(!targets.is_empty(), "no targets for {page}");
             for t in targets {

@@ -11,12 +11,13 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use arc_swap::ArcSwap;
 use heapless::index_map::FnvIndexMap;
 use rustc_hash::FxBuildHasher;
-use snapmap_core::{Reader, SnapMap};
+use snapmap_core::{Error, Reader, SnapMap, Writer};
 
 /// Entries in every map of the 1024-entry workloads.
 pub const ENTRIES: usize = 1024;
@@ -31,8 +32,9 @@ pub const SPARE: usize = 64;
 /// Keys the write workloads draw from (twice the entries, so inserts and removes balance).
 pub const POOL: usize = 2 * ENTRIES;
 
-/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `P` = 64.
-pub type Snap = SnapMap<u64, u64, CAPACITY, 4, 2, SPARE>;
+/// The map under test: `N` = 2048 (<= 50% load), the defaults G = 4, R = 2, and `P` spare
+/// pages (64 unless said otherwise).
+pub type Snap<const P: usize = SPARE> = SnapMap<u64, u64, CAPACITY, 4, 2, P>;
 /// The heapless table at the same capacity.
 pub type Heapless = FnvIndexMap<u64, u64, CAPACITY>;
 pub type StdHash = std::hash::RandomState;
@@ -133,9 +135,9 @@ pub trait Shared: Send + Sync + Sized + 'static {
 /// Operations between two [`Shared::tick`] calls in the worker loops.
 pub const TICK: u64 = 1024;
 
-fn boxed_snap(keys: &[u64]) -> Box<Snap> {
+fn boxed_snap<const P: usize>(keys: &[u64]) -> Box<Snap<P>> {
     // ~75 KB: build it in place on the heap.
-    let map: Box<Snap> = Box::default();
+    let map: Box<Snap<P>> = Box::default();
     fill(&map, keys);
     map
 }
@@ -154,25 +156,56 @@ pub fn fill<const P: usize>(map: &SnapMap<u64, u64, CAPACITY, 4, 2, P>, keys: &[
     }
 }
 
-fn snap_notes(map: &Snap) -> String {
+fn snap_notes<const P: usize>(map: &Snap<P>, refused: &Refused) -> String {
     let stats = map.stats();
     format!(
-        "publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={}",
-        stats.publishes, stats.cas_retries, stats.slot_waits, stats.page_waits, stats.page_copies
+        "publishes={} cas_retries={} slot_waits={} page_waits={} page_copies={} full_refusals={}",
+        stats.publishes,
+        stats.cas_retries,
+        stats.slot_waits,
+        stats.page_waits,
+        stats.page_copies,
+        refused.0.load(Ordering::Relaxed)
     )
 }
 
-/// snapmap read through a registered [`Reader`]: one pin (and unpin) per get.
-pub struct SnapReader(pub Box<Snap>);
+/// One-key inserts snapmap refused with [`Error::Full`]: past about half full, a key whose run
+/// of occupied slots would grow past the bound is refused, and the threaded 98/1/1 workload's
+/// key set wanders around half full (2048 keys in and out of 2048 slots). A refusal is counted
+/// (the notes' `full_refusals`), not fatal; every other error is.
+#[derive(Default)]
+pub struct Refused(AtomicU64);
+
+impl Refused {
+    #[inline]
+    fn check(&self, inserted: Result<Option<u64>, Error>) {
+        match inserted {
+            Ok(_) => {}
+            // Relaxed: a statistic, read after the threads are joined.
+            Err(Error::Full) => {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("insert: {e:?}"),
+        }
+    }
+}
+
+/// snapmap read through a registered [`Reader`]: one pin (and unpin) per get. `P`: its spare
+/// pages.
+pub struct SnapReader<const P: usize = SPARE>(pub Box<Snap<P>>, Refused);
 /// snapmap read one-off: `map.get(&k)` counts a pin on the generation (an atomic add), looks up,
 /// and uncounts it (an atomic subtract).
-pub struct SnapOneOff(pub Box<Snap>);
+pub struct SnapOneOff(pub Box<Snap>, Refused);
+/// snapmap written through its sole [`Writer`] (no base pin, no compare-and-swap; a store
+/// publishes) and read through the writer's own pinless `get` and `snapshot`. One thread only:
+/// a second `local` would find the writer taken.
+pub struct SnapSole<const P: usize = SPARE>(pub Box<Snap<P>>, Refused);
 
 macro_rules! snap_writes {
     () => {
         #[inline]
         fn insert(&self, _: &mut Self::Local<'_>, key: u64, value: u64) {
-            self.0.insert(key, value).expect("insert");
+            self.1.check(self.0.insert(key, value));
         }
         #[inline]
         fn remove(&self, _: &mut Self::Local<'_>, key: u64) {
@@ -202,11 +235,11 @@ macro_rules! snap_writes {
     };
 }
 
-impl Shared for SnapReader {
+impl<const P: usize> Shared for SnapReader<P> {
     const ID: &'static str = "snapmap-reader";
-    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, SPARE>;
+    type Local<'a> = Reader<'a, u64, u64, CAPACITY, 4, 2, P>;
     fn with_keys(keys: &[u64]) -> Box<Self> {
-        Box::new(Self(boxed_snap(keys)))
+        Box::new(Self(boxed_snap(keys), Refused::default()))
     }
     fn local(&self) -> Self::Local<'_> {
         self.0.reader().expect("a free reader slot")
@@ -224,7 +257,61 @@ impl Shared for SnapReader {
     }
     snap_writes!();
     fn notes(&self) -> String {
-        snap_notes(&self.0)
+        snap_notes(&self.0, &self.1)
+    }
+}
+
+impl<const P: usize> Shared for SnapSole<P> {
+    const ID: &'static str = "snapmap-sole";
+    type Local<'a> = Writer<'a, u64, u64, CAPACITY, 4, 2, P>;
+    fn with_keys(keys: &[u64]) -> Box<Self> {
+        Box::new(Self(boxed_snap(keys), Refused::default()))
+    }
+    fn local(&self) -> Self::Local<'_> {
+        self.0.writer().expect("no other writer")
+    }
+    #[inline]
+    fn get(&self, writer: &mut Self::Local<'_>, key: u64) -> Option<u64> {
+        writer.get(&key)
+    }
+    #[inline]
+    fn insert(&self, writer: &mut Self::Local<'_>, key: u64, value: u64) {
+        self.1.check(writer.insert(key, value));
+    }
+    #[inline]
+    fn remove(&self, writer: &mut Self::Local<'_>, key: u64) {
+        writer.remove(&key).expect("remove");
+    }
+    #[inline]
+    fn insert_batch(&self, writer: &mut Self::Local<'_>, keys: &[u64], value: u64) {
+        writer
+            .update(|tx| {
+                for &k in keys {
+                    tx.insert(k, value)?;
+                }
+                Ok(())
+            })
+            .expect("batch insert");
+    }
+    fn remove_batch(&self, writer: &mut Self::Local<'_>, keys: &[u64]) {
+        writer
+            .update(|tx| {
+                for k in keys {
+                    tx.remove(k)?;
+                }
+                Ok(())
+            })
+            .expect("batch remove");
+    }
+    fn sum(&self, writer: &mut Self::Local<'_>) -> u64 {
+        writer
+            .snapshot()
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(0, u64::wrapping_add)
+    }
+    fn notes(&self) -> String {
+        snap_notes(&self.0, &self.1)
     }
 }
 
@@ -232,7 +319,7 @@ impl Shared for SnapOneOff {
     const ID: &'static str = "snapmap-oneoff";
     type Local<'a> = ();
     fn with_keys(keys: &[u64]) -> Box<Self> {
-        Box::new(Self(boxed_snap(keys)))
+        Box::new(Self(boxed_snap(keys), Refused::default()))
     }
     fn local(&self) {}
     #[inline]
@@ -248,7 +335,7 @@ impl Shared for SnapOneOff {
     }
     snap_writes!();
     fn notes(&self) -> String {
-        snap_notes(&self.0)
+        snap_notes(&self.0, &self.1)
     }
 }
 

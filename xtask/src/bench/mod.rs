@@ -28,7 +28,15 @@ spin::RwLock<heapless map>, ArcSwap<HashMap>, dashmap, papaya, with std and Fx h
 unsynchronized floors, all in one run, then writes the results page:
   cargo bench -p host-tests --bench memory          size_of and peers' footprints
   cargo bench -p host-tests --bench single_thread   criterion: get hit/miss, insert, remove,
-                                                    batch of 64, iteration, and snapmap's parts
+                                                    batch of 64, iteration, and snapmap's parts;
+                                                    snapmap also through its sole Writer
+                                                    (snapmap-sole: no base pin, no CAS)
+  cargo bench -p host-tests --bench turns           maps taking turns (colder data): snapmap
+                                                    (sole Writer; shared), papaya, dashmap,
+                                                    RwLock<HashMap> (std, Fx) each do a turn
+                                                    of 64 inserts, replaces or removes, a batch
+                                                    of 64 or one iteration, timed, while the
+                                                    others' data goes cold
   cargo bench -p host-tests --bench concurrent      2 threads 98/1/1; a reader while a writer
                                                     writes at 10,000/s or flat out; latencies
   cargo xtask bench-m33, bench-rp2040, bench-rp2350
@@ -39,8 +47,8 @@ root; raw results stay in target/snapmap-bench. The page's text is benchmarks/be
 its targets benchmarks/targets.toml.
 
 Options:
-  --quick         smoke sizes for CI (a few minutes): short criterion runs, 2 runs of 0.2 s
-                  per threaded workload; writes the page and plots under
+  --quick         smoke sizes for CI (a few minutes): short criterion runs, 30 rounds of
+                  turns, 2 runs of 0.2 s per threaded workload; writes the page and plots under
                   target/snapmap-bench-quick/ instead, leaving the committed page alone
   --report-only   do not measure: rebuild the pages and plots from the last run's results
                   (after an edit of a template or of the targets file)
@@ -117,7 +125,7 @@ pub fn bench(options: &Options) -> Result {
         if criterion.exists() {
             std::fs::remove_dir_all(&criterion)?;
         }
-        for bench in ["memory", "single_thread", "concurrent"] {
+        for bench in ["memory", "single_thread", "turns", "concurrent"] {
             run(&mut cargo_bench(bench))?;
         }
         // Instruction and cycle counts, which the machine's load does not change. A failure is
@@ -208,6 +216,9 @@ impl Results {
             let extra = row.get("extra").map_or("", String::as_str);
             if row["kind"] == "ns" {
                 f.insert(format!("ns:{key}"), num(row, "value"));
+                // Criterion's interval of the median; the quartiles of the turns for `turns_*`.
+                f.insert(format!("ns-low:{key}"), num(row, "low"));
+                f.insert(format!("ns-high:{key}"), num(row, "high"));
                 continue;
             }
             f.insert(format!("mops:{key}"), num(row, "value"));
@@ -283,6 +294,8 @@ fn write_results(dir: &Path) {
     let results = "kind\tworkload\tid\tvalue\tlow\thigh\textra\n\
         ns\tget_hit\tsnapmap-snapshot\t2.0\t1.9\t2.1\t\n\
         ns\tget_hit\tfloor-hashmap-fx\t1.6\t1.5\t1.7\t\n\
+        ns\tturns_insert\tsnapmap-sole\t250\t240\t260\tturns=30\n\
+        ns\tturns_insert\tpapaya-op-fx\t70\t65\t75\tturns=30\n\
         mops\tmixed\tsnapmap-reader\t74.4\t70\t75\twrites_per_s=100;rss_growth_kib=0;runs=3;publishes=10 page_copies=12\n\
         mops\tmixed\tpapaya-held-fx\t62.0\t60\t63\twrites_per_s=100;rss_growth_kib=0;runs=3;\n\
         mops\tread_alone\tsnapmap-reader\t100\t99\t101\t\n\
@@ -334,6 +347,15 @@ mod tests {
         );
         assert!(
             text.contains("| snapmap, held snapshot | 1.25× |"),
+            "{text}"
+        );
+        // The maps taking turns: medians with their quartiles, and ratios to papaya.
+        assert!(
+            text.contains("| snapmap, sole `Writer` | 250 ns (240 ns–260 ns) | – |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| snapmap, sole `Writer` | 3.57× | – |"),
             "{text}"
         );
         assert!(!text.contains("{{") && !text.contains("}}"));

@@ -9,10 +9,11 @@ use crate::page::{self, cell, fmt_ns, ratio};
 use crate::util::{first_line, Result};
 
 /// Every map, in the tables' order, with how the tables name it.
-const MAPS: [(&str, &str); 17] = [
+const MAPS: [(&str, &str); 18] = [
     ("snapmap-snapshot", "snapmap, held snapshot"),
     ("snapmap-reader", "snapmap, `Reader` (snapshot per op)"),
     ("snapmap-oneoff", "snapmap, one-off `map.get`"),
+    ("snapmap-sole", "snapmap, sole `Writer` (pinless reads)"),
     ("rwlock-std", "`RwLock<HashMap>`, std hash"),
     ("rwlock-fx", "`RwLock<HashMap>`, Fx"),
     ("spin-heapless", "`spin::RwLock<FnvIndexMap>`"),
@@ -56,16 +57,43 @@ const WORKLOADS: [(&str, &str); 6] = [
 ];
 
 /// The columns of *snapmap against each peer*: (workload, snapmap variant, title).
-const AGAINST: [(&str, &str, &str); 8] = [
+const AGAINST: [(&str, &str, &str); 10] = [
     ("get_hit", "snapmap-snapshot", "get, held snapshot"),
     ("get_hit", "snapmap-reader", "get, `Reader`"),
     ("get_hit", "snapmap-oneoff", "get, one-off"),
     ("get_miss", "snapmap-reader", "miss, `Reader`"),
     ("insert", "snapmap-reader", "insert"),
+    ("insert", "snapmap-sole", "insert, `Writer`"),
     ("remove", "snapmap-reader", "remove"),
     ("batch64", "snapmap-reader", "batch of 64"),
+    ("batch64", "snapmap-sole", "batch, `Writer`"),
     ("iter", "snapmap-reader", "iterate"),
 ];
+
+/// The maps taking turns (the `turns` benchmark), with how its tables name them.
+const TURN_MAPS: [(&str, &str); 6] = [
+    ("snapmap-sole", "snapmap, sole `Writer`"),
+    (
+        "snapmap-reader",
+        "snapmap, writes through the map, `Reader`",
+    ),
+    ("papaya-op-fx", "papaya, guard per op, Fx"),
+    ("rwlock-std", "`RwLock<HashMap>`, std hash"),
+    ("rwlock-fx", "`RwLock<HashMap>`, Fx"),
+    ("dashmap-fx", "dashmap, Fx"),
+];
+
+/// The workloads of the maps taking turns: (name in the results, column title).
+const TURN_WORKLOADS: [(&str, &str); 5] = [
+    ("insert", "insert (new key)"),
+    ("replace", "replace"),
+    ("remove", "remove"),
+    ("batch64", "batch of 64"),
+    ("iter", "iterate 1024"),
+];
+
+/// The peer the taking-turns ratios divide by.
+const TURN_PEER: &str = "papaya-op-fx";
 
 fn name_of(id: &str) -> &str {
     MAPS.iter().find(|(i, _)| *i == id).map_or(id, |(_, n)| n)
@@ -158,6 +186,9 @@ pub fn render(
             .map(|(g, t)| format!("![{t}]({plots}/st_{g}.png)\n"))
             .concat(),
     );
+    let (turns, turn_ratios) = turns(r);
+    blocks.insert("turns", turns);
+    blocks.insert("turn_ratios", turn_ratios);
     blocks.insert("concurrent", concurrent(r));
     blocks.insert(
         "counters",
@@ -252,6 +283,41 @@ fn machine(info: &BTreeMap<String, String>) -> String {
         w.push_str(&format!("| {k} | {v} |\n"));
     }
     w
+}
+
+/// The maps taking turns: each workload's median turn per operation (per batch, per pass) with
+/// the quartiles of the turns; and each map's medians ÷ papaya's.
+fn turns(r: &Results) -> (String, String) {
+    let titles: Vec<&str> = std::iter::once("map")
+        .chain(TURN_WORKLOADS.map(|w| w.1))
+        .collect();
+    let figure = |unit: &str, w: &str, id: &str| r.get(&format!("{unit}:turns_{w}/{id}"));
+    let times = TURN_MAPS.iter().map(|(id, name)| {
+        let cells = TURN_WORKLOADS.iter().map(|(w, _)| {
+            match (
+                figure("ns", w, id),
+                figure("ns-low", w, id),
+                figure("ns-high", w, id),
+            ) {
+                (Some(m), Some(lo), Some(hi)) => {
+                    format!("{} ({}–{})", fmt_ns(m), fmt_ns(lo), fmt_ns(hi))
+                }
+                (m, _, _) => cell("ns:", m),
+            }
+        });
+        std::iter::once(name.to_string()).chain(cells).collect()
+    });
+    let ratios = TURN_MAPS.iter().map(|(id, name)| {
+        let cells = TURN_WORKLOADS.iter().map(|(w, _)| {
+            ratio(
+                figure("ns", w, id)
+                    .zip(figure("ns", w, TURN_PEER))
+                    .map(|(a, b)| a / b),
+            )
+        });
+        std::iter::once(name.to_string()).chain(cells).collect()
+    });
+    (table(&titles, times), table(&titles, ratios))
 }
 
 fn concurrent(r: &Results) -> String {

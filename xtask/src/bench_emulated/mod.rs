@@ -81,6 +81,9 @@ is the same:
   - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
     snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> and the
     unsynchronized FnvIndexMap floor; u32 -> u32, 64 entries in 128 slots (50% load);
+  - snapmap's writes (insert, update that changes nothing, batch of 8) both through the map and
+    through its sole Writer (SnapMap::writer: no base pin, no compare-and-swap), with the
+    critical sections each takes;
   - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all):
     percentiles and histograms, for snapmap and the mutex map;
   - size_of the maps on the target.
@@ -105,6 +108,8 @@ bench-m33 measures in instructions on the M33 pair:
   - get (hit), insert and batch of 8 inserts on one core, for snapmap (registered Reader, held
     snapshot, one-off map.get), a critical_section::Mutex<RefCell<heapless::FnvIndexMap>> on
     rp2040-hal's spinlock critical section and the unsynchronized FnvIndexMap floor;
+  - snapmap's writes both through the map and through its sole Writer (SnapMap::writer: no
+    base pin, no critical section), with the critical sections each takes;
   - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all).
 Builds firmware-demo's `bench` for thumbv6m, runs it twice (the outputs must be identical), and
 fills benchmarks/bench-rp2040.template.md into BENCHMARKS-rp2040.md with the targets of

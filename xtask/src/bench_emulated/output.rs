@@ -164,7 +164,7 @@ impl Measured {
 }
 
 /// Single-core figures the page needs (the firmware's `OP` ids).
-const OPS: [&str; 15] = [
+const OPS: [&str; 18] = [
     "calibration-10-nops",
     "get/floor",
     "get/floor-full",
@@ -180,6 +180,10 @@ const OPS: [&str; 15] = [
     "batch8/mutex",
     "batch8/snapmap",
     "update-noop/snapmap",
+    // The same writes through the map's sole `Writer`.
+    "insert/snapmap-sole",
+    "update-noop/snapmap-sole",
+    "batch8/snapmap-sole",
 ];
 
 impl Measured {

@@ -32,6 +32,8 @@ bench-rp2040 measures on the M0+ pair:
     snapshot, one-off map.get, all native CAS), a critical_section::Mutex<RefCell<FnvIndexMap>>
     on the firmware's exclusives-based spinlock critical section and the unsynchronized
     FnvIndexMap floor;
+  - snapmap's writes both through the map and through its sole Writer (SnapMap::writer: no
+    base pin, no compare-and-swap), with the critical sections each takes;
   - one read on core 1 while core 0 applies batches of 8 (flat out, paced, or not at all).
 Builds firmware-demo's `bench` for thumbv8m.main with board-rp2350, runs it twice (the outputs
 must be identical), and fills benchmarks/bench-rp2350.template.md into BENCHMARKS-rp2350.md with
