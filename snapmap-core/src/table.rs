@@ -205,11 +205,13 @@ impl<'a, K, V, const N: usize> View<'a, K, V, N> {
         Iter {
             home: self.home,
             index: self.index,
-            slots: [].iter(),
+            page: self.home,
+            occupied: 0,
             position: 0,
             pages: Shape::<N>::PAGES,
             page_len: Shape::<N>::PAGE_LEN,
             remaining: self.len,
+            _pages: PhantomData,
         }
     }
 }
@@ -824,18 +826,25 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
 
 /// Iterator over the entries of a [`Snapshot`](crate::Snapshot) or a [`Txn`](crate::Txn), in
 /// slot order.
+///
+/// It walks the table a page at a time: it reads a page's metas into a mask of its occupied
+/// slots, without a branch, then yields the entries of the mask's set bits. (Testing each slot
+/// as it went mispredicted a branch on about every other slot of a half-full table.)
 pub struct Iter<'a, K, V> {
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
-    /// The rest of the page being walked: a slice, so that within a page the walk is as tight
-    /// as over an array (the index is read once per page).
-    slots: core::slice::Iter<'a, SlotCell<K, V>>,
-    /// The next page to walk, of `pages`, each of `page_len` slots.
+    /// The first slot of the page being walked (any pointer while `occupied` is 0).
+    page: *const SlotCell<K, V>,
+    /// The occupied slots of that page not yet yielded: bit `i` for slot `i`.
+    occupied: u32,
+    /// The next page to read, of `pages`, each of `page_len` slots.
     position: usize,
     pages: usize,
     page_len: usize,
-    /// Entries not yet yielded, for an exact size hint.
+    /// Entries not yet yielded, for an exact size hint, and so that `next` reads no page after
+    /// the last entry.
     remaining: usize,
+    _pages: PhantomData<&'a Slot<K, V>>,
 }
 
 // SAFETY: an `Iter` hands out only `&K` and `&V` from pages that its snapshot (or transaction)
@@ -846,9 +855,65 @@ unsafe impl<K: Sync, V: Sync> Sync for Iter<'_, K, V> {}
 
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
-        Self {
-            slots: self.slots.clone(),
-            ..*self
+        Self { ..*self }
+    }
+}
+
+impl<'a, K, V> Iter<'a, K, V> {
+    /// The next page, and the mask of its occupied slots; `None` after the last page.
+    #[inline(always)]
+    fn next_page(&mut self) -> Option<(*const SlotCell<K, V>, u32)> {
+        if self.position == self.pages {
+            return None;
+        }
+        // SAFETY: `position < pages`, so its first slot is below `N`: `View::new`'s contract
+        // makes its page `page_len` consecutive cells of the map's pages, unwritten for `'a`.
+        let page = unsafe { cell_at(self.home, self.index, self.position * PAGE) };
+        self.position += 1;
+        let occupied = |i: usize| {
+            // SAFETY: `i < page_len`: a slot of the page, as above.
+            let meta = unsafe { (*page.add(i)).with(|slot| (*slot).meta) };
+            u32::from(meta != 0) << i
+        };
+        let mask = |len: usize| (0..len).fold(0, |mask, i| mask | occupied(i));
+        // A constant count of 16 (every table of at least one full page) unrolls the loop.
+        let mask = if self.page_len == PAGE {
+            mask(PAGE)
+        } else {
+            mask(self.page_len)
+        };
+        Some((page, mask))
+    }
+
+    /// Reads pages up to one with an entry; `false` if no entry is left. Out of line, so that
+    /// `next` inlines into its caller's loop as a few instructions.
+    #[inline(never)]
+    fn next_occupied_page(&mut self) -> bool {
+        while self.remaining != 0 {
+            let Some((page, occupied)) = self.next_page() else {
+                break;
+            };
+            (self.page, self.occupied) = (page, occupied);
+            if occupied != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The entry of slot `bit` of `page`.
+    ///
+    /// # Safety
+    /// `page` came from `next_page`, with `bit` set in its mask.
+    #[inline(always)]
+    unsafe fn entry(page: *const SlotCell<K, V>, bit: u32) -> (&'a K, &'a V) {
+        // SAFETY: a mask has bits only below `page_len`, for slots of the page, which stays
+        // unwritten for `'a` (see `next_page`); the slot's meta was non-zero, so its entry is
+        // initialized.
+        unsafe {
+            let slot = (*page.add(bit as usize)).with(|slot| &*slot);
+            let (k, v) = slot.entry.assume_init_ref();
+            (k, v)
         }
     }
 }
@@ -858,34 +923,45 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
+        if self.occupied == 0 && !self.next_occupied_page() {
             return None;
         }
-        loop {
-            for cell in self.slots.by_ref() {
-                // SAFETY: the view this came from (`View::iter`) keeps every page it names
-                // unwritten for `'a`.
-                let slot = cell.with(|slot| unsafe { &*slot });
-                if let Some((k, v)) = slot.get() {
-                    self.remaining -= 1;
-                    return Some((k, v));
-                }
-            }
-            if self.position == self.pages {
-                return None;
-            }
-            // SAFETY: `position < pages`, so its first slot is below `N`: `View::new`'s contract
-            // makes its page `page_len` consecutive cells of the map's pages, unwritten for `'a`.
-            self.slots = unsafe {
-                let first = cell_at(self.home, self.index, self.position * PAGE);
-                core::slice::from_raw_parts(first, self.page_len).iter()
-            };
-            self.position += 1;
-        }
+        let bit = self.occupied.trailing_zeros();
+        // Clears the lowest set bit.
+        self.occupied &= self.occupied - 1;
+        self.remaining -= 1;
+        // SAFETY: `page` and `occupied` came from `next_page`, and `bit` was set.
+        Some(unsafe { Self::entry(self.page, bit) })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.remaining, Some(self.remaining))
+    }
+
+    /// The whole walk in one loop (what `sum`, `for_each`, `count` and the like use), each
+    /// page's mask read before the previous page's entries are walked: the walk's last loop test
+    /// is mispredicted (how many entries a page has varies), and the next mask then does not
+    /// wait behind it. (Summing 1024 entries in 2048 slots: 0.8x the time through `next`.)
+    #[inline]
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        let (mut page, mut occupied) = (self.page, self.occupied);
+        loop {
+            let next = self.next_page();
+            while occupied != 0 {
+                let bit = occupied.trailing_zeros();
+                occupied &= occupied - 1;
+                // SAFETY: `page` and `occupied` came from `next_page`, and `bit` was set.
+                acc = f(acc, unsafe { Self::entry(page, bit) });
+            }
+            match next {
+                Some(read) => (page, occupied) = read,
+                None => return acc,
+            }
+        }
     }
 }
 
@@ -1030,6 +1106,50 @@ pub(crate) mod tests {
             check_layout(&before.view());
             assert_eq!(before.iter().count(), before.len());
         }
+    }
+
+    /// `next` and `fold` (which reads a page ahead) walk the same entries, in slot order, from
+    /// any point of a walk, with an exact size hint throughout: for tables of part of a page,
+    /// one page and many, empty, sparse and full.
+    fn next_and_fold_agree<const N: usize>(seed: u64) {
+        let map = SnapMap::<u32, u32, N, 4, 2, 8>::new();
+        let mut state = seed;
+        // Miri: fewer rounds still fill the small tables.
+        for round in 0..if cfg!(miri) { 12 } else { 40 } {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let key = (state % (2 * N as u64)) as u32;
+            if state.is_multiple_of(3) {
+                let _ = map.remove(&key);
+            } else {
+                let _ = map.try_insert(key, round);
+            }
+            let snap = map.snapshot();
+            let view = snap.view();
+            let slots: Vec<(u32, u32)> = (0..N)
+                .filter_map(|i| view.slot(i).get().map(|&(k, v)| (k, v)))
+                .collect();
+            let mut iter = snap.iter();
+            for skip in 0..=slots.len() {
+                assert_eq!(iter.len(), slots.len() - skip);
+                let rest = iter.clone().fold(Vec::new(), |mut seen, (&k, &v)| {
+                    seen.push((k, v));
+                    seen
+                });
+                assert_eq!(rest, slots[skip..], "fold after {skip} of {}", slots.len());
+                assert_eq!(iter.next().map(|(&k, &v)| (k, v)), slots.get(skip).copied());
+            }
+            assert_eq!((iter.next(), iter.len()), (None, 0), "fused");
+        }
+    }
+
+    #[test]
+    fn next_and_fold_walk_the_same_entries() {
+        next_and_fold_agree::<4>(11);
+        next_and_fold_agree::<16>(12);
+        next_and_fold_agree::<64>(13);
+        next_and_fold_agree::<128>(14);
     }
 
     #[test]
