@@ -31,7 +31,8 @@
 //! Built with `"birth_is_base"` (a page taken as born with its replacer's base),
 //! `a_pin_holds_a_page_born_before_the_base` must fail; with `"cleared_life_lost"` (a page that a
 //! clear took out moved into the pool without its life), `a_pin_holds_a_page_a_clear_took_out`;
-//! and `two_writers_change_different_pages` fails with `"early_page_reuse"` too.
+//! and `two_writers_change_different_pages` fails with `"early_page_reuse"` too (a writer then
+//! claims a page its own base still has, which the copy refuses: "write to a shared page").
 //!
 //! The sole writer's models come last: built with `"sole_ignores_pins"` (it writes the next slot
 //! whatever its scan found) both `a_sole_writer_reuses_nothing_*` models must fail, the first
@@ -508,7 +509,10 @@ fn a_pin_holds_a_page_born_before_the_base() {
 /// on the other page, while a registered reader checks that one snapshot sees both stamps equal:
 /// no update is lost, and no snapshot is torn across the pages.
 #[test]
-#[cfg_attr(snapmap_mutant = "early_page_reuse", should_panic)]
+#[cfg_attr(
+    snapmap_mutant = "early_page_reuse",
+    should_panic(expected = "write to a shared page")
+)]
 fn two_writers_change_different_pages() {
     model_within(2, || {
         let map = Arc::new(SnapMap::<u32, u64, 32, 4, 1, 4>::new());
