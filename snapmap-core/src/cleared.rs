@@ -4,7 +4,7 @@
 //! is always empty (the *zero page*, see `pages::Pages`), so a clear copies nothing and claims no
 //! spare page: it cannot run out of them. The pages it replaced still need a place, since older
 //! snapshots may read them and writers will want them back once those are gone: each goes into
-//! its position's record, with the version it died at (its birth stays in `Births`, untouched
+//! its position's record, with the version it died at (its birth stays in `PageInfo`, untouched
 //! while the page is here), and is reused the same way as a page in the pool (see `pages`,
 //! "Reuse"), by the write that next gives the position a page of its own. That write copies into
 //! a spare page as any write does, and its publication moves the record's page into the pool

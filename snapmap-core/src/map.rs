@@ -3,7 +3,7 @@
 use crate::cleared::Cleared;
 use crate::generation::{Body, GenSlot};
 use crate::notify::Notify;
-use crate::pages::{Births, Entry, Pages, Pool};
+use crate::pages::{Entry, PageInfo, Pages, Pool};
 use crate::reader::{Line, ReaderSlot, IDLE};
 use crate::snapshot::{Release, Snapshot};
 use crate::stats::{Counters, Stats};
@@ -84,7 +84,7 @@ pub struct SnapMap<
     pub(crate) index: [UnsafeCell<u16>; N],
     pub(crate) pages: Pages<K, V, N, P>,
     pub(crate) pool: Pool<[Entry; P]>,
-    pub(crate) births: Births<N, P>,
+    pub(crate) page_info: PageInfo<N, P>,
     /// Where clears leave the pages they take out of the table, one record per position.
     pub(crate) cleared: Cleared<[AtomicU8; N]>,
     /// The write that has the turn, or 0 (see `write::Turn`).
@@ -190,7 +190,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             index: array![UnsafeCell::new(0); N],
             pages: Pages::new(),
             pool: Pool::new(),
-            births: Births::new(),
+            page_info: PageInfo::new(),
             cleared: Cleared::new(),
             turn: TurnWord::new(),
             sole: AtomicUsize::new(0),
@@ -212,7 +212,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
             index: array![UnsafeCell::new(0); N],
             pages: Pages::new(),
             pool: Pool::new(),
-            births: Births::new(),
+            page_info: PageInfo::new(),
             cleared: Cleared::new(),
             turn: TurnWord::new(),
             sole: AtomicUsize::new(0),
@@ -288,6 +288,7 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
                 &self.generations[generation].body,
                 self.view_parts(generation),
                 &self.hasher,
+                self.page_info.occupancy(),
                 release,
             )
         }

@@ -18,7 +18,7 @@
 //! (the base pin makes the CAS free of ABA). So a page is in a contiguous run of versions, its
 //! *life* `[born, died)`: from the publication that wrote it (0 for the home pages of a new map)
 //! to the one before the publication that replaced it. The writer whose CAS published version
-//! `v` writes each page it claimed with `born = v` (see [`Births`]), and *retires* each page `v`
+//! `v` writes each page it claimed with `born = v` (see [`PageInfo`]), and *retires* each page `v`
 //! replaced into the entry that held its replacement, with `died = v`: no generation of version
 //! `v` or later has it, and none can get it back (they are all built from `v` or its successors).
 //!
@@ -107,7 +107,7 @@ pub(crate) struct Entry {
     /// zeros: entry `e` starts with spare page `e`). Accessed only by the entry's holder.
     page: UnsafeCell<u16>,
     /// The page's life, `[born, died)`: the versions of the generations that have it (at most
-    /// `born` is enough, see [`Births`]). Accessed only by the entry's holder.
+    /// `born` is enough, see [`PageInfo`]). Accessed only by the entry's holder.
     life: UnsafeCell<(u64, u64)>,
 }
 
@@ -536,49 +536,143 @@ impl<K, V, const N: usize, const P: usize> Drop for Pages<K, V, N, P> {
     }
 }
 
-/// Each page's *birth*: the version of the first generation that has it, for the retirer to
+/// What writers note about each page besides its slots: its *birth* and its *occupancy*.
+///
+/// The birth is the version of the first generation that has the page, for the retirer to
 /// stamp its life with (see the module docs). Written by the writer that claimed the page, before
 /// the compare-and-swap that publishes it (again on each attempt: a lost race rewrites it, or
 /// gives the page back), and read by the writer whose publication replaces it, after its own
 /// compare-and-swap, which is ordered after the first one (its base pin acquired it, or a later
 /// publication). Nobody else touches a page's birth in between: a current page is claimed by no
-/// one, and replaced by exactly one publication.
+/// one, and replaced by exactly one publication. A table of one page needs none: every write
+/// copies that page, so the one its base has was born with the base.
 ///
-/// The `P` spare pages' births are words; the `N / 16` home pages' are 8 bytes each in a block of
-/// `N` (`[u64; N / 16]` cannot be written), zero when the map is new, as the home pages' birth is.
-/// A table of one page needs none: every write copies that page, so the one its base has was born
-/// with the base.
-// `repr(C, align(8))`: the home births follow `8 * P` bytes of spare births, so each home
-// page's 8 bytes are aligned for one `u64` access (`u64` is 4-aligned on some targets).
+/// The occupancy has one bit per slot, set where the slot holds an entry: iteration reads it
+/// instead of every slot's meta (see [`Occupancy`]). The writer that holds the page keeps it
+/// exact as it changes the page (`table::TableMut`), so that like the page it is immutable once
+/// published, while any generation has it.
+///
+/// The `P` spare pages' births are words and their occupancies half-words. The `N / 16` home
+/// pages' notes are 16 bytes each in a block of `N` (`[u64; N / 16]` cannot be written): the
+/// occupancy in bytes 0-1, the birth in bytes 8-15, all zero when the map is new, as the home
+/// pages are empty and born with it. (A table of one page has fewer than 16 bytes there, and
+/// keeps only the occupancy.)
+// `repr(C, align(8))`: the home notes follow `8 * P` bytes of spare births, so each home page's
+// birth is aligned for one `u64` access (`u64` is 4-aligned on some targets).
 #[repr(C, align(8))]
-pub(crate) struct Births<const N: usize, const P: usize> {
+pub(crate) struct PageInfo<const N: usize, const P: usize> {
     spare: [UnsafeCell<u64>; P],
     home: [UnsafeCell<u8>; N],
+    spare_occupancy: [UnsafeCell<u16>; P],
 }
 
-macro_rules! births_new {
+macro_rules! page_info_new {
     ($($const:ident)?) => {
         pub(crate) $($const)? fn new() -> Self {
             Self {
                 spare: crate::sync::array![UnsafeCell::new(0); P],
                 home: crate::sync::array![UnsafeCell::new(0); N],
+                spare_occupancy: crate::sync::array![UnsafeCell::new(0); P],
             }
         }
     };
 }
 
-impl<const N: usize, const P: usize> Births<N, P> {
-    #[cfg(not(loom))]
-    births_new!(const);
-    #[cfg(loom)]
-    births_new!();
+/// Where a map's pages' occupancies are (see [`PageInfo`]), for readers: a view of them that
+/// depends on neither `N` nor `P`, which a snapshot carries.
+#[derive(Clone, Copy)]
+pub(crate) struct Occupancy {
+    spare: *const UnsafeCell<u16>,
+    /// The home pages' notes: 16 bytes each, the occupancy first.
+    home: *const UnsafeCell<u8>,
+    spare_pages: usize,
+    home_pages: usize,
+}
 
-    /// The 8 cells of home page `page`'s birth (`P <= page`).
+impl Occupancy {
+    /// Sets the occupancy of page `page`, a page the caller holds (claimed, unpublished).
+    ///
+    /// # Safety
+    /// Nobody else accesses the page's notes (it is the caller's, see [`PageInfo`]).
+    #[inline]
+    pub(crate) unsafe fn set(&self, page: usize, bits: u16) {
+        if page < self.spare_pages {
+            // SAFETY: a spare page's entry, ours alone by the caller's contract.
+            unsafe { (*self.spare.add(page)).with_mut(|mine| *mine = bits) };
+            return;
+        }
+        let home = page - self.spare_pages;
+        debug_assert!(home < self.home_pages, "the zero page is never claimed");
+        // SAFETY: bytes 0-1 of home page `home`'s notes, as in `get`; ours alone.
+        unsafe {
+            let at = self.home.add(16 * home);
+            #[cfg(not(loom))]
+            at.cast::<u16>().cast_mut().write(bits);
+            #[cfg(loom)]
+            for (i, byte) in bits.to_ne_bytes().into_iter().enumerate() {
+                (*at.add(i)).with_mut(|mine| *mine = byte);
+            }
+        }
+    }
+
+    /// `P`: the first home page's id.
+    #[inline(always)]
+    pub(crate) fn spare_pages(&self) -> usize {
+        self.spare_pages
+    }
+
+    /// The occupancy of page `page` of the map: one bit per slot, set where it holds an entry
+    /// (the zero page's is 0).
+    ///
+    /// # Safety
+    /// Nobody writes the page's notes meanwhile: a generation that names it is pinned, or the
+    /// page is the caller's.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self, page: usize) -> u32 {
+        if page < self.spare_pages {
+            // SAFETY: a spare page's entry (`page < P`); not written while pinned.
+            return u32::from(unsafe { (*self.spare.add(page)).with(|bits| *bits) });
+        }
+        let home = page - self.spare_pages;
+        if home >= self.home_pages {
+            return 0; // the zero page
+        }
+        // SAFETY: bytes 0-1 of home page `home`'s 16 (or, in a one-page table, of the block's
+        // first 2 of at least 2), in the block; not written while pinned.
+        unsafe {
+            let at = self.home.add(16 * home);
+            #[cfg(not(loom))]
+            let bits = at.cast::<u16>().read();
+            #[cfg(loom)]
+            let bits = u16::from_ne_bytes([(*at).with(|b| *b), (*at.add(1)).with(|b| *b)]);
+            u32::from(bits)
+        }
+    }
+}
+
+impl<const N: usize, const P: usize> PageInfo<N, P> {
+    #[cfg(not(loom))]
+    page_info_new!(const);
+    #[cfg(loom)]
+    page_info_new!();
+
+    /// The 8 cells of home page `page`'s birth (`P <= page`): bytes 8-15 of its notes.
     #[inline]
     fn home_cells(&self, page: usize) -> &[UnsafeCell<u8>] {
         const { assert!(core::mem::offset_of!(Self, home) % 8 == 0) };
-        let first = (page - P) * 8;
+        let first = (page - P) * 16 + 8;
         &self.home[first..first + 8]
+    }
+
+    /// Where readers find the occupancies.
+    #[inline(always)]
+    pub(crate) fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            spare: self.spare_occupancy.as_ptr(),
+            home: self.home.as_ptr(),
+            spare_pages: P,
+            home_pages: Shape::<N>::PAGES,
+        }
     }
 
     /// Records that page `page` is born with `version`.
@@ -760,7 +854,7 @@ mod tests {
     /// Births round-trip for spare and home pages, and a one-page table reports its base's.
     #[test]
     fn births_are_kept_per_page() {
-        let births: Births<64, 2> = Births::new();
+        let births: PageInfo<64, 2> = PageInfo::new();
         // SAFETY: single-threaded test.
         unsafe {
             assert_eq!(births.get(5, 9), 0, "a home page is born with the map");
@@ -771,7 +865,7 @@ mod tests {
                 [1, 2, 5].map(|page| births.get(page, 0)),
                 [7, 1 << 40, u64::MAX - 1]
             );
-            let one_page: Births<16, 2> = Births::new();
+            let one_page: PageInfo<16, 2> = PageInfo::new();
             one_page.set(0, 3);
             assert_eq!(one_page.get(0, 11), 11);
         }

@@ -1,6 +1,7 @@
 //! [`Snapshot`]: a pinned, immutable generation.
 
 use crate::generation::Body;
+use crate::pages::Occupancy;
 use crate::sync::{release_count, AtomicUsize, Ordering, UnsafeCell};
 use crate::table::{Iter, SlotCell, View};
 use crate::FxBuildHasher;
@@ -50,6 +51,8 @@ pub struct Snapshot<'a, K, V, const N: usize, S = FxBuildHasher> {
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
     hasher: &'a S,
+    /// The map's pages' occupancies, for iteration.
+    occupancy: Occupancy,
     release: Release<'a>,
 }
 
@@ -68,6 +71,7 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
         body: &'a UnsafeCell<Body>,
         (home, index): (*const SlotCell<K, V>, *const UnsafeCell<u16>),
         hasher: &'a S,
+        occupancy: Occupancy,
         release: Release<'a>,
     ) -> Self {
         Self {
@@ -75,6 +79,7 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
             home,
             index,
             hasher,
+            occupancy,
             release,
         }
     }
@@ -89,8 +94,9 @@ impl<'a, K, V, const N: usize, S> Snapshot<'a, K, V, N, S> {
 
     #[inline(always)]
     pub(crate) fn view(&self) -> View<'_, K, V, N> {
-        // SAFETY: pinned as above, with every page its index names (see `pages`).
-        unsafe { View::new(self.home, self.index, self.body().len) }
+        // SAFETY: pinned as above, with every page its index names and their occupancies,
+        // written before the publication (see `pages`).
+        unsafe { View::new(self.home, self.index, self.body().len, self.occupancy) }
     }
 
     /// The generation's version: strictly greater in every later-published generation.

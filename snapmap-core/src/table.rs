@@ -19,7 +19,7 @@
 //! copies only the pages it changes and shares every other page with its base.
 
 use crate::hash::meta_of;
-use crate::pages::Claims;
+use crate::pages::{Claims, Occupancy};
 use crate::sync::UnsafeCell;
 use crate::Error;
 use core::borrow::Borrow;
@@ -148,6 +148,8 @@ pub(crate) struct View<'a, K, V, const N: usize> {
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
     len: usize,
+    /// The map's pages' occupancies (see `pages::PageInfo`).
+    occupancy: Occupancy,
     _pages: PhantomData<&'a Slot<K, V>>,
 }
 
@@ -161,17 +163,20 @@ impl<K, V, const N: usize> Copy for View<'_, K, V, N> {}
 impl<'a, K, V, const N: usize> View<'a, K, V, N> {
     /// # Safety
     /// `home` and `index` as for [`slot_at`], for every slot, for all of `'a`; `len` is the
-    /// generation's number of entries.
+    /// generation's number of entries; `occupancy` is the same map's, and the occupancy of every
+    /// page the index names is exact and unwritten for all of `'a`, as the page is.
     pub(crate) unsafe fn new(
         home: *const SlotCell<K, V>,
         index: *const UnsafeCell<u16>,
         len: usize,
+        occupancy: Occupancy,
     ) -> Self {
         let _ = Shape::<N>::MASK;
         Self {
             home,
             index,
             len,
+            occupancy,
             _pages: PhantomData,
         }
     }
@@ -205,11 +210,11 @@ impl<'a, K, V, const N: usize> View<'a, K, V, N> {
         Iter {
             home: self.home,
             index: self.index,
+            occupancy: self.occupancy,
             page: self.home,
             occupied: 0,
             position: 0,
             pages: Shape::<N>::PAGES,
-            page_len: Shape::<N>::PAGE_LEN,
             remaining: self.len,
             _pages: PhantomData,
         }
@@ -297,6 +302,8 @@ impl<'a, K: Hash + Eq, V, const N: usize> View<'a, K, V, N> {
 /// the write that holds it fails or waits (see `write`).
 pub(crate) struct TableMut<'a, K, V, const N: usize> {
     home: *const SlotCell<K, V>,
+    /// The pages' occupancies: the base's pages' to read, ours to keep exact as we change them.
+    occupancy: Occupancy,
     /// The base generation's index: pinned, so it stays as it is while we copy from it.
     base: *const UnsafeCell<u16>,
     /// Ours: in the generation slot we claimed, unpublished.
@@ -315,11 +322,11 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     /// makes equal to `base` first.
     ///
     /// # Safety
-    /// `home` as for [`slot_at`]; `base` is the index of a generation the caller has pinned for
-    /// all of `'a`, `index` that of the generation slot the caller has claimed and not
-    /// published, and `claims` claims spare pages of the same map.
+    /// `home` as for [`slot_at`], and `occupancy` the same map's; `base` is the index of a
+    /// generation the caller has pinned for all of `'a`, `index` that of the generation slot the
+    /// caller has claimed and not published, and `claims` claims spare pages of the same map.
     pub(crate) unsafe fn new(
-        home: *const SlotCell<K, V>,
+        (home, occupancy): (*const SlotCell<K, V>, Occupancy),
         base: *const UnsafeCell<u16>,
         index: *const UnsafeCell<u16>,
         len: usize,
@@ -327,6 +334,7 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     ) -> Self {
         Self {
             home,
+            occupancy,
             base,
             index,
             len,
@@ -341,7 +349,7 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
     pub(crate) fn view(&self) -> View<'_, K, V, N> {
         // SAFETY: every position names a base page (pinned) or one of ours (written only
         // through `&mut self`, which this borrow excludes).
-        unsafe { View::new(self.home, self.index, self.len) }
+        unsafe { View::new(self.home, self.index, self.len, self.occupancy) }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -374,6 +382,27 @@ impl<'a, K, V, const N: usize> TableMut<'a, K, V, N> {
                 entry_at(self.index, position),
                 entry_at(self.base, position),
             )
+        }
+    }
+
+    /// The id of the page our index names at `position`.
+    fn page_id(&self, position: usize) -> usize {
+        let (mine, _) = self.entries(position);
+        (self.occupancy.spare_pages() + position).wrapping_add_signed(mine)
+    }
+
+    /// Notes in the occupancy of slot `i`'s page (private: ours) whether the slot now holds an
+    /// entry. Every change of a slot between empty and occupied comes here, so that the page's
+    /// occupancy is exact whenever it is read (by our own iteration, or once published).
+    fn note(&mut self, i: usize, occupied: bool) {
+        debug_assert!(self.private(i / PAGE));
+        let page = self.page_id(i / PAGE);
+        let bit = 1u16 << (i % PAGE);
+        // SAFETY: a private page is ours alone, and so are its notes.
+        unsafe {
+            let bits = self.occupancy.get(page) as u16;
+            let bits = if occupied { bits | bit } else { bits & !bit };
+            self.occupancy.set(page, bits);
         }
     }
 
@@ -454,6 +483,13 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                     }
                 });
             }
+        }
+        // What the copy holds is what the page it copied held (the base's, or the zero page's:
+        // nothing). SAFETY: that page is published (or the zero page), its notes immutable; ours
+        // is ours alone.
+        unsafe {
+            let bits = self.occupancy.get(self.page_id(position));
+            self.occupancy.set(page, bits as u16);
         }
         // The position's record, if it is cleared, changes hands only now, after the copy (whose
         // drops may panic) and right before the index names our page: the record follows the
@@ -544,6 +580,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
             if self.slot(i).meta != 0 {
                 // Counted out first: a panicking drop leaves `len` exact.
                 self.len -= 1;
+                self.note(i, false);
                 self.slot_mut(i).vacate();
             }
         }
@@ -690,6 +727,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
         // SAFETY: the slot was occupied (checked above) and is now marked empty, so the entry
         // is moved out exactly once.
         let entry = unsafe { slot.entry.assume_init_read() };
+        self.note(index, false);
         self.len -= 1;
         entry
     }
@@ -710,6 +748,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
                 let slot = self.slot_mut(index);
                 slot.entry.write(entry);
                 slot.meta = meta;
+                self.note(index, true);
                 return landed.unwrap_or(index);
             }
             let resident = index.wrapping_sub(Shape::<N>::home(resident_meta)) & Shape::<N>::MASK;
@@ -823,6 +862,8 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
             }
             next = (next + 1) & Shape::<N>::MASK;
         }
+        // Each shift filled the hole before and left one: only the last is empty now.
+        self.note(hole, false);
         Some(entry)
     }
 }
@@ -830,20 +871,23 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> TableMut<'_, K, V, N> {
 /// Iterator over the entries of a [`Snapshot`](crate::Snapshot) or a [`Txn`](crate::Txn), in
 /// slot order.
 ///
-/// It walks the table a page at a time: it reads a page's metas into a mask of its occupied
-/// slots, without a branch, then yields the entries of the mask's set bits. (Testing each slot
-/// as it went mispredicted a branch on about every other slot of a half-full table.)
+/// It walks the table a page at a time: it reads the page's occupancy, a mask of its occupied
+/// slots that its writer keeps (see `pages::PageInfo`), then yields the entries of the mask's set
+/// bits, touching no empty slot. (Testing each slot as it went mispredicted a branch on about
+/// every other slot of a half-full table; building the mask from the slots' metas took half of
+/// the walk.)
 pub struct Iter<'a, K, V> {
     home: *const SlotCell<K, V>,
     index: *const UnsafeCell<u16>,
+    /// The pages' occupancies (see `View`).
+    occupancy: Occupancy,
     /// The first slot of the page being walked (any pointer while `occupied` is 0).
     page: *const SlotCell<K, V>,
     /// The occupied slots of that page not yet yielded: bit `i` for slot `i`.
     occupied: u32,
-    /// The next page to read, of `pages`, each of `page_len` slots.
+    /// The next page to read, of `pages`.
     position: usize,
     pages: usize,
-    page_len: usize,
     /// Entries not yet yielded, for an exact size hint, and so that `next` reads no page after
     /// the last entry.
     remaining: usize,
@@ -870,22 +914,16 @@ impl<'a, K, V> Iter<'a, K, V> {
             return None;
         }
         // SAFETY: `position < pages`, so its first slot is below `N`: `View::new`'s contract
-        // makes its page `page_len` consecutive cells of the map's pages, unwritten for `'a`.
+        // makes its page `PAGE_LEN` consecutive cells of the map's pages, unwritten for `'a`.
         let page = unsafe { cell_at(self.home, self.index, self.position * PAGE) };
+        let position = self.position;
         self.position += 1;
-        let occupied = |i: usize| {
-            // SAFETY: `i < page_len`: a slot of the page, as above.
-            let meta = unsafe { (*page.add(i)).with(|slot| (*slot).meta) };
-            u32::from(meta != 0) << i
-        };
-        let mask = |len: usize| (0..len).fold(0, |mask, i| mask | occupied(i));
-        // A constant count of 16 (every table of at least one full page) unrolls the loop.
-        let mask = if self.page_len == PAGE {
-            mask(PAGE)
-        } else {
-            mask(self.page_len)
-        };
-        Some((page, mask))
+        // SAFETY: `position < pages`: an entry of the pinned index, as above.
+        let entry = unsafe { entry_at(self.index, position) };
+        let id = (self.occupancy.spare_pages() + position).wrapping_add_signed(entry);
+        // SAFETY: the page the entry names is the one above, its occupancy exact and unwritten
+        // for `'a` (`View::new`'s contract).
+        Some((page, unsafe { self.occupancy.get(id) }))
     }
 
     /// Reads pages up to one with an entry; `false` if no entry is left. Out of line, so that
@@ -910,7 +948,7 @@ impl<'a, K, V> Iter<'a, K, V> {
     /// `page` came from `next_page`, with `bit` set in its mask.
     #[inline(always)]
     unsafe fn entry(page: *const SlotCell<K, V>, bit: u32) -> (&'a K, &'a V) {
-        // SAFETY: a mask has bits only below `page_len`, for slots of the page, which stays
+        // SAFETY: an occupancy has bits only below `PAGE_LEN`, for slots of the page, which stays
         // unwritten for `'a` (see `next_page`); the slot's meta was non-zero, so its entry is
         // initialized.
         unsafe {
@@ -983,6 +1021,69 @@ impl<K, V> core::iter::FusedIterator for Iter<'_, K, V> {}
 pub(crate) mod tests {
     extern crate std;
     use super::*;
+
+    /// Iteration reads each page's occupancy as its writer noted it; reading every slot's meta
+    /// instead must find the same entries, after every kind of write (inserts that shift runs,
+    /// removals that shift back, clears, batches, and the sole writer's writes), and inside a
+    /// transaction too.
+    #[test]
+    fn noted_occupancy_matches_the_slots() {
+        fn same<const N: usize, const P: usize>(map: &crate::SnapMap<u32, u32, N, 4, 2, P>) {
+            let snapshot = map.snapshot();
+            let view = snapshot.view();
+            let mut scanned: std::vec::Vec<_> = (0..N)
+                .filter_map(|i| view.slot(i).get().map(|(k, v)| (*k, *v)))
+                .collect();
+            let mut walked: std::vec::Vec<_> = view.iter().map(|(k, v)| (*k, *v)).collect();
+            scanned.sort();
+            walked.sort();
+            assert_eq!(walked, scanned, "at version {}", snapshot.version());
+            assert_eq!(walked.len(), snapshot.len());
+        }
+        fn run<const N: usize, const P: usize>(seed: u64) {
+            let map: crate::SnapMap<u32, u32, N, 4, 2, P> = crate::SnapMap::new();
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move |below: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % below) as u32
+            };
+            for round in 0..400 {
+                let key = next(N as u64 * 3 / 4);
+                match next(20) {
+                    0 => map.clear().unwrap(),
+                    1..=3 => map
+                        .update(|tx| {
+                            for k in 0..5 {
+                                let _ = tx.insert(key.wrapping_add(k), round);
+                                let _ = tx.remove(&key.wrapping_add(k * 3));
+                                // The copy's own pages are walked by their occupancy too.
+                                assert_eq!(tx.iter().count(), tx.len());
+                            }
+                            Ok(())
+                        })
+                        .unwrap(),
+                    4..=9 => drop(map.remove(&key).unwrap()),
+                    10 => {
+                        let mut writer = map.writer().unwrap();
+                        for k in 0..3 {
+                            let _ = writer.insert(key.wrapping_add(k), round);
+                        }
+                        let _ = writer.remove(&key.wrapping_add(7));
+                    }
+                    _ => drop(map.insert(key, round)),
+                }
+                same(&map);
+            }
+        }
+        for seed in 0..8 {
+            run::<8, 1>(seed);
+            run::<16, 2>(seed);
+            run::<64, 8>(seed);
+            run::<256, 16>(seed);
+        }
+    }
 
     /// Every entry is reachable (no empty slot between its home and where it sits), and runs are
     /// in Robin Hood order (an entry sits at most one slot further from its home than the entry

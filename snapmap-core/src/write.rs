@@ -450,7 +450,15 @@ impl<
             )
         };
         // SAFETY: as above; `claims` claims this map's pages.
-        let table = unsafe { TableMut::new(home, base_index, index, body.len, claims) };
+        let table = unsafe {
+            TableMut::new(
+                (home, self.page_info.occupancy()),
+                base_index,
+                index,
+                body.len,
+                claims,
+            )
+        };
         Txn::new(table, &self.hasher)
     }
 
@@ -475,7 +483,7 @@ impl<
         slot.version.store(version);
         for (_, page) in table.claims().pages() {
             // SAFETY: a page we claimed, in no published generation.
-            unsafe { self.births.set(page, version) };
+            unsafe { self.page_info.set(page, version) };
         }
         version
     }
@@ -589,8 +597,8 @@ impl<
             // clear left in that position's record): the entries that held ours now hold those,
             // with their lives, which our version ends.
             txn.table.claims_mut().retire_all(version, |page| {
-                // SAFETY: our publication replaced `page` (see `Births`).
-                unsafe { self.births.get(page, body.version) }
+                // SAFETY: our publication replaced `page` (see `PageInfo`).
+                unsafe { self.page_info.get(page, body.version) }
             });
             if let Some(count) = own_pin {
                 // Release: our walk of our index happens-before its next claimer's overwrite.
@@ -685,8 +693,8 @@ impl<
             // As in `attempt`; no pin on our own generation is needed for the walk of its index:
             // only we could reuse it.
             txn.table.claims_mut().retire_all(version, |page| {
-                // SAFETY: our publication replaced `page` (see `Births`).
-                unsafe { self.births.get(page, body.version) }
+                // SAFETY: our publication replaced `page` (see `PageInfo`).
+                unsafe { self.page_info.get(page, body.version) }
             });
             self.published(version, published);
             return Ok(result);
