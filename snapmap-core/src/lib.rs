@@ -118,8 +118,9 @@
 //!
 //! **Memory** is one table of `N` slots, `P` spare pages of 16 slots, an index of two bytes per
 //! 16 slots in each of the `G` generations (kept in one block of `N` words, which is why
-//! `G <= 16`), each page's birth (8 bytes per page, in a block of `N` bytes for the home pages),
-//! plus `R` cache-line-sized hazard words and `G` pin counts, fixed at compile time; there is no
+//! `G <= 16`), each page's birth and occupancy (16 bytes per home page, in a block of `N`
+//! bytes, and 10 per spare page), plus `R` cache-line-sized hazard words and `G` pin counts,
+//! fixed at compile time; there is no
 //! allocator and no `alloc`. Adding a generation costs a few words, not a table.
 //!
 //! # Naming a map's type once
