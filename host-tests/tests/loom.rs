@@ -414,20 +414,25 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     should_panic(expected = "deadlock")
 )]
 fn a_waiter_never_misses_a_publication() {
+    waiter_model(|map| {
+        map.update_versioned(|tx| tx.insert(0, 2).map(drop))
+            .unwrap()
+            .1
+    });
+}
+
+/// The model of a reader waiting for a change while another thread publishes with `publish`
+/// (which returns the version it published): the reader completes with that version.
+fn waiter_model(publish: fn(&'static SnapMap<u32, u64, 4, 3, 1, 2>) -> Option<u64>) {
     use std::mem::ManuallyDrop;
     use std::pin::Pin;
-    model(|| {
+    model(move || {
         let map: &'static SnapMap<u32, u64, 4, 3, 1, 2> = Box::leak(Box::new(SnapMap::new()));
         stamp_both(map, true).unwrap();
         let mut reader = ManuallyDrop::new(map.reader().unwrap());
         // The first `changed()` returns what is there: version 1.
         assert_eq!(block_on(reader.changed()).version(), 1);
-        let writer = thread::spawn(move || {
-            let ((), version) = map
-                .update_versioned(|tx| tx.insert(0, 2).map(drop))
-                .unwrap();
-            assert_eq!(version, Some(2));
-        });
+        let writer = thread::spawn(move || assert_eq!(publish(map), Some(2)));
         let mut waiting = ManuallyDrop::new(reader.changed());
         // SAFETY: `waiting` is never moved (and never dropped: see above).
         let snapshot = block_on(unsafe { Pin::new_unchecked(&mut *waiting) });
@@ -701,31 +706,11 @@ fn a_takeover_waits_for_a_shared_write_in_flight() {
     should_panic(expected = "deadlock")
 )]
 fn a_waiter_never_misses_a_sole_publication() {
-    use std::mem::ManuallyDrop;
-    use std::pin::Pin;
-    model(|| {
-        let map: &'static SnapMap<u32, u64, 4, 3, 1, 2> = Box::leak(Box::new(SnapMap::new()));
-        stamp_both(map, true).unwrap();
-        let mut reader = ManuallyDrop::new(map.reader().unwrap());
-        assert_eq!(block_on(reader.changed()).version(), 1);
-        let writer = thread::spawn(move || {
-            let mut writer = map.writer().unwrap();
-            let ((), version) = writer
-                .update_versioned(|tx| tx.insert(0, 2).map(drop))
-                .unwrap();
-            assert_eq!(version, Some(2));
-        });
-        let mut waiting = ManuallyDrop::new(reader.changed());
-        // SAFETY: `waiting` is never moved (and never dropped: see the model above).
-        let snapshot = block_on(unsafe { Pin::new_unchecked(&mut *waiting) });
-        assert_eq!(
-            (snapshot.version(), snapshot.get(&0).copied()),
-            (2, Some(2))
-        );
-        drop(snapshot);
-        writer.join().unwrap();
-        let map: *const SnapMap<u32, u64, 4, 3, 1, 2> = map;
-        // SAFETY: as in the model above.
-        drop(unsafe { Box::from_raw(map.cast_mut()) });
+    waiter_model(|map| {
+        let mut writer = map.writer().unwrap();
+        writer
+            .update_versioned(|tx| tx.insert(0, 2).map(drop))
+            .unwrap()
+            .1
     });
 }
