@@ -52,9 +52,17 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
 /// The map's sole writer: while it lives, it alone writes to the map, with no base pin, no
-/// compare-and-swap and, on Cortex-M0/M0+, no critical section (see the `writer` module's docs
-/// in the source, or the crate docs, "Writing"). Readers read as before. Get it once with
-/// [`SnapMap::writer`] and keep it where the writes are made (core 0's main loop, one task).
+/// compare-and-swap and, on Cortex-M0/M0+, no critical section (see the crate docs, "The
+/// model"). Readers read as before. Get it once with [`SnapMap::writer`] and keep it where the
+/// writes are made (core 0's main loop, one task).
+///
+/// **Beside writes through the map.** The two kinds of writer take turns, never overlap:
+/// [`SnapMap::writer`] waits until the writes through the map that are in flight have landed
+/// (or given up), and from then until the `Writer` drops, every write through the map returns
+/// [`Error::WriterHeld`] without changing anything. (A shared write that starts while the
+/// writer is being taken either lands before it, or sees it and gives up: the two sides
+/// announce themselves, fence, and look at each other, so one of them always sees the other.)
+/// Dropping the `Writer` hands the map back in the state shared writers expect.
 ///
 /// Its writes are the map's writes, with the same results and errors, taking `&mut self`:
 /// one write at a time, and a write cannot be made from inside another (an [`update`](Self::update)
