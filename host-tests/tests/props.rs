@@ -11,6 +11,11 @@
 //! clears through a shared empty page, copying nothing) and never for a blocking one-key write
 //! (`P` covers the most pages one key's write can change). A transaction that runs out of pages
 //! must see that change and every later one return `NoFreePage`, with its copy unchanged.
+//!
+//! The `random_writer_ops_*` runs make the same writes through the map's sole [`Writer`], taken
+//! and dropped between them (see [`Via`]): its results, errors, pages and generation slots must
+//! match the same model, while writes through the map it holds return `WriterHeld` and change
+//! nothing, and the map given back must work as before (the slot probe runs after it).
 
 use host_tests::{
     drop_counts, panic_on_clone_after, panic_on_drop_after, silence_injected_panics, tracking_lock,
@@ -18,7 +23,7 @@ use host_tests::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use snapmap_core::{Error, FxBuildHasher, Reader, SnapMap, Snapshot, Stats, Txn};
+use snapmap_core::{Error, FxBuildHasher, Reader, SnapMap, Snapshot, Stats, Txn, Writer};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -172,10 +177,13 @@ enum Op {
         modulus: u32,
     },
     Clear,
+    /// `versioned`: through `update_versioned` (or `try_update_versioned`; the `Writer` has no
+    /// `try_` form of it, and then calls `try_update`), whose version is checked too.
     Update {
         ops: Vec<TxOp>,
         abort: bool,
         try_: bool,
+        versioned: bool,
     },
     PanicInUpdate {
         ops: Vec<TxOp>,
@@ -209,6 +217,21 @@ enum Op {
         after: u64,
         op: Box<Op>,
     },
+    /// Takes the map's sole [`Writer`], which every later write goes through until
+    /// [`Op::DropWriter`] (except those of [`Op::Shared`]); if the harness holds it already,
+    /// `writer()` must return `WriterHeld`.
+    TakeWriter,
+    /// Drops the `Writer`, if held: the map takes writes again.
+    DropWriter,
+    /// Reads through the `Writer`'s pinless snapshot and `get`, if held.
+    WriterRead {
+        key: u8,
+    },
+    /// Runs `op` through the map even while the harness holds the `Writer`: every write must
+    /// then return `WriterHeld` without running its closure and change nothing (a
+    /// `get_or_insert` of a present key is a read, and succeeds); reads and the rest run as
+    /// ever.
+    Shared(Box<Op>),
 }
 
 fn tx_op() -> impl Strategy<Value = TxOp> {
@@ -243,8 +266,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => (key.clone(), any::<bool>()).prop_map(|(key, try_)| Op::Remove { key, try_ }),
         1 => (key, any::<bool>()).prop_map(|(key, try_)| Op::Get { key, try_ }),
         1 => Just(Op::Clear),
-        3 => (tx_ops(), prop::bool::weighted(0.2), any::<bool>())
-            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
+        3 => (tx_ops(), prop::bool::weighted(0.2), any::<bool>(), prop::bool::weighted(0.25))
+            .prop_map(|(ops, abort, try_, versioned)| Op::Update { ops, abort, try_, versioned }),
     ]
 }
 
@@ -260,8 +283,8 @@ fn plain_op() -> impl Strategy<Value = Op> {
             .prop_map(|(key, expect, new)| Op::CompareExchange { key, expect, new }),
         2 => (key.clone(), 1..4u32).prop_map(|(key, modulus)| Op::RemoveIf { key, modulus }),
         1 => Just(Op::Clear),
-        4 => (tx_ops(), prop::bool::weighted(0.2), any::<bool>())
-            .prop_map(|(ops, abort, try_)| Op::Update { ops, abort, try_ }),
+        4 => (tx_ops(), prop::bool::weighted(0.2), any::<bool>(), prop::bool::weighted(0.25))
+            .prop_map(|(ops, abort, try_, versioned)| Op::Update { ops, abort, try_, versioned }),
         1 => (prop::collection::vec(tx_op(), 0..4), any::<bool>()).prop_map(|(ops, try_)| Op::PanicInUpdate { ops, try_ }),
         3 => any::<bool>().prop_map(|try_| Op::HoldSnapshot { try_ }),
         2 => any::<usize>().prop_map(Op::DropSnapshot),
@@ -281,6 +304,18 @@ fn op() -> impl Strategy<Value = Op> {
         // publishing CAS (with moved-in keys, often only the value it returns), and the
         // coverage check needs that path reached in every run, not in most.
         4 => (prop_oneof![0..3u64, 0..24u64], simple_op()).prop_map(|(after, op)| Op::DropBomb { after, op: Box::new(op) }),
+    ]
+}
+
+/// [`op`], with the sole [`Writer`] taken and dropped now and then (held most of the time), reads
+/// through it, and writes through the map while it is held.
+fn writer_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => op(),
+        3 => Just(Op::TakeWriter),
+        1 => Just(Op::DropWriter),
+        2 => key().prop_map(|key| Op::WriterRead { key }),
+        3 => plain_op().prop_map(|op| Op::Shared(Box::new(op))),
     ]
 }
 
@@ -332,6 +367,121 @@ fn apply_blind<const N: usize>(tx: &mut Txn<'_, K, V, N>, op: &TxOp) {
         TxOp::Get(key) => {
             let _ = tx.get(&key);
         }
+    }
+}
+
+/// Where a step's writes go: through the map's sole [`Writer`] while the harness holds one (and
+/// the step is not [`Op::Shared`]), else through the map. Same results and errors, except that
+/// the `Writer` has no `Contended` and no `try_` form of `update_versioned`.
+enum Via<'h, 'm, const N: usize, const G: usize, const R: usize, const P: usize> {
+    Map(&'m SnapMap<K, V, N, G, R, P>),
+    Writer(&'h mut Writer<'m, K, V, N, G, R, P>),
+}
+
+impl<const N: usize, const G: usize, const R: usize, const P: usize> Via<'_, '_, N, G, R, P> {
+    fn insert(&mut self, key: u8, value: u32, try_: bool) -> Result<Option<V>, Error> {
+        match (self, try_) {
+            (Via::Map(map), false) => map.insert(k(key), v(value)),
+            (Via::Map(map), true) => map.try_insert(k(key), v(value)),
+            (Via::Writer(w), false) => w.insert(k(key), v(value)),
+            (Via::Writer(w), true) => w.try_insert(k(key), v(value)),
+        }
+    }
+
+    fn remove(&mut self, key: u8, try_: bool) -> Result<Option<V>, Error> {
+        match (self, try_) {
+            (Via::Map(map), false) => map.remove(&key),
+            (Via::Map(map), true) => map.try_remove(&key),
+            (Via::Writer(w), false) => w.remove(&key),
+            (Via::Writer(w), true) => w.try_remove(&key),
+        }
+    }
+
+    fn get_or_insert(&mut self, key: u8, value: u32) -> Result<(V, bool), Error> {
+        match self {
+            Via::Map(map) => map.get_or_insert(k(key), v(value)),
+            Via::Writer(w) => w.get_or_insert(k(key), v(value)),
+        }
+    }
+
+    fn compare_exchange(&mut self, key: u8, current: u32, new: u32) -> Result<bool, Error> {
+        match self {
+            Via::Map(map) => map.compare_exchange(&key, &v(current), v(new)),
+            Via::Writer(w) => w.compare_exchange(&key, &v(current), v(new)),
+        }
+    }
+
+    fn remove_if(
+        &mut self,
+        key: u8,
+        predicate: impl FnMut(&V) -> bool,
+    ) -> Result<Option<V>, Error> {
+        match self {
+            Via::Map(map) => map.remove_if(&key, predicate),
+            Via::Writer(w) => w.remove_if(&key, predicate),
+        }
+    }
+
+    fn clear(&mut self) -> Result<(), Error> {
+        match self {
+            Via::Map(map) => map.clear(),
+            Via::Writer(w) => w.clear(),
+        }
+    }
+
+    /// `update` or `try_update`, or with `versioned` their `_versioned` forms (a `Writer`'s
+    /// `try_` write has none: it reports no version, `Ok(None)`).
+    fn update<T>(
+        &mut self,
+        try_: bool,
+        versioned: bool,
+        change: impl FnMut(&mut Txn<'_, K, V, N>) -> Result<T, Error>,
+    ) -> Result<(T, Option<Option<u64>>), Error> {
+        let plain = |r: Result<T, Error>| r.map(|t| (t, None));
+        let with = |r: Result<(T, Option<u64>), Error>| r.map(|(t, v)| (t, Some(v)));
+        match (self, try_, versioned) {
+            (Via::Map(map), false, false) => plain(map.update(change)),
+            (Via::Map(map), true, false) => plain(map.try_update(change)),
+            (Via::Map(map), false, true) => with(map.update_versioned(change)),
+            (Via::Map(map), true, true) => with(map.try_update_versioned(change)),
+            (Via::Writer(w), false, false) => plain(w.update(change)),
+            (Via::Writer(w), true, _) => plain(w.try_update(change)),
+            (Via::Writer(w), false, true) => with(w.update_versioned(change)),
+        }
+    }
+}
+
+/// A transaction of `ops` through the map (which a `Writer` holds), panicking at its end if
+/// `panics`; sets `ran` if its closure ran.
+fn refused_update<const N: usize, const G: usize, const R: usize, const P: usize>(
+    map: &SnapMap<K, V, N, G, R, P>,
+    ops: &[TxOp],
+    try_: bool,
+    versioned: bool,
+    panics: bool,
+    ran: &mut bool,
+) -> Result<(), Error> {
+    let change = |tx: &mut Txn<'_, K, V, N>| -> Result<(), Error> {
+        *ran = true;
+        for op in ops {
+            apply_blind(tx, op);
+        }
+        if panics {
+            panic!("{INJECTED_PANIC} (update closure)");
+        }
+        Ok(())
+    };
+    Via::Map(map).update(try_, versioned, change).map(drop)
+}
+
+/// The route of a step's writes (see [`Via`]).
+fn via<'h, 'm, const N: usize, const G: usize, const R: usize, const P: usize>(
+    map: &'m SnapMap<K, V, N, G, R, P>,
+    writer: &'h mut Option<Writer<'m, K, V, N, G, R, P>>,
+) -> Via<'h, 'm, N, G, R, P> {
+    match writer {
+        Some(writer) => Via::Writer(writer),
+        None => Via::Map(map),
     }
 }
 
@@ -524,6 +674,10 @@ struct Harness<'m, const N: usize, const G: usize, const R: usize, const P: usiz
     pages: PageModel,
     /// The plan of this step's write, for `verify` to check the pages it copied.
     planned: Option<Plan>,
+    /// The map's sole writer, while the harness holds it: writes go through it (see [`Via`]).
+    writer: Option<Writer<'m, K, V, N, G, R, P>>,
+    /// Whether a `Writer` was dropped: the map's own writes since work on a map given back.
+    given_back: bool,
 }
 
 impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness<'m, N, G, R, P> {
@@ -538,6 +692,26 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
             reader_pin: None,
             pages: PageModel::new(),
             planned: None,
+            writer: None,
+            given_back: false,
+        }
+    }
+
+    /// Counts a write's outcome (see [`hit_result`]), and apart the outcomes of writes through
+    /// the `Writer` and through a map given back by one.
+    fn hit_write<T>(&self, what: &'static str, result: &Result<T, Error>) {
+        hit_result(what, result);
+        if self.writer.is_some() {
+            hit(match result {
+                Ok(_) => "Writer: ok",
+                Err(Error::Full) => "Writer: Full",
+                Err(Error::Aborted) => "Writer: Aborted",
+                Err(Error::NoFreeGeneration) => "Writer: NoFreeGeneration",
+                Err(Error::NoFreePage) => "Writer: NoFreePage",
+                Err(_) => "Writer: other error",
+            });
+        } else if self.given_back && result.is_ok() {
+            hit("map write after a Writer was dropped");
         }
     }
 
@@ -688,11 +862,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     Change::Entry
                 });
                 let use_try = try_ || !Self::can_block(&plan);
-                let got = if use_try {
-                    map.try_insert(k(key), v(value))
-                } else {
-                    map.insert(k(key), v(value))
-                };
+                let got = via(map, &mut self.writer).insert(key, value, use_try);
                 let got = got.map(|old| old.map(|o| o.value()));
                 let full = !present && self.oracle.len() == N;
                 let starved = Self::out_of_pages(&plan, !full, !use_try, &got)
@@ -704,7 +874,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 } else {
                     self.model_insert(key, value)
                 };
-                hit_result("insert", &expected);
+                self.hit_write("insert", &expected);
                 ensure!(
                     got == expected,
                     "insert({key}, {value}) try={use_try}: got {got:?}, expected {expected:?}"
@@ -714,11 +884,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 let present = self.oracle.contains_key(&key);
                 let plan = self.plan(Change::Entry);
                 let use_try = try_ || !Self::can_block(&plan);
-                let got = if use_try {
-                    map.try_remove(&key)
-                } else {
-                    map.remove(&key)
-                };
+                let got = via(map, &mut self.writer).remove(key, use_try);
                 let got = got.map(|old| old.map(|o| o.value()));
                 let starved = Self::out_of_pages(&plan, present, !use_try, &got)
                     .map_err(|e| format!("remove({key}) try={use_try}: {e}"))?;
@@ -729,7 +895,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 } else {
                     Ok(self.model_remove(key))
                 };
-                hit_result("remove", &expected);
+                self.hit_write("remove", &expected);
                 ensure!(
                     got == expected,
                     "remove({key}) try={use_try}: got {got:?}, expected {expected:?}"
@@ -756,8 +922,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     hit("get_or_insert skipped: would wait");
                     return Ok(());
                 }
-                let got = map
-                    .get_or_insert(k(key), v(value))
+                let got = via(map, &mut self.writer)
+                    .get_or_insert(key, value)
                     .map(|(x, loaded)| (x.value(), loaded));
                 let full = present.is_none() && self.oracle.len() == N;
                 let changes = present.is_none() && !full;
@@ -771,7 +937,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     None if starved => Err(Error::NoFreePage),
                     None => self.model_insert(key, value).map(|_| (value, false)),
                 };
-                hit_result("get_or_insert", &expected);
+                self.hit_write("get_or_insert", &expected);
                 ensure!(
                     got == expected,
                     "get_or_insert({key}, {value}): got {got:?}, expected {expected:?}"
@@ -784,7 +950,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     return Ok(());
                 }
                 let current = expect.unwrap_or_else(|| self.oracle.get(&key).copied().unwrap_or(0));
-                let got = map.compare_exchange(&key, &v(current), v(new));
+                let got = via(map, &mut self.writer).compare_exchange(key, current, new);
                 let swaps = self.oracle.get(&key) == Some(&current);
                 let starved = Self::out_of_pages(&plan, swaps, true, &got)
                     .map_err(|e| format!("compare_exchange({key}, {current}, {new}): {e}"))?;
@@ -813,8 +979,8 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     hit("write skipped: would wait");
                     return Ok(());
                 }
-                let got = map
-                    .remove_if(&key, |x| x.value() % modulus == 0)
+                let got = via(map, &mut self.writer)
+                    .remove_if(key, |x| x.value() % modulus == 0)
                     .map(|o| o.map(|x| x.value()));
                 let removes = self.oracle.get(&key).is_some_and(|x| x % modulus == 0);
                 let starved = Self::out_of_pages(&plan, removes, true, &got)
@@ -848,7 +1014,7 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     hit("write skipped: would wait");
                     return Ok(());
                 }
-                let got = map.clear();
+                let got = via(map, &mut self.writer).clear();
                 let starved = Self::out_of_pages(&plan, !self.oracle.is_empty(), true, &got)
                     .map_err(|e| format!("clear: {e}"))?;
                 if starved {
@@ -861,7 +1027,12 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     self.version += 1;
                 }
             }
-            Op::Update { ops, abort, try_ } => return self.exec_update(ops, *abort, *try_),
+            Op::Update {
+                ops,
+                abort,
+                try_,
+                versioned,
+            } => return self.exec_update(ops, *abort, *try_, *versioned),
             &Op::PanicInUpdate { ref ops, try_ } => {
                 let plan = self.plan(Change::Txn);
                 if !plan.free_generation {
@@ -875,19 +1046,18 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     }
                     panic!("{INJECTED_PANIC} (update closure)");
                 };
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    if use_try {
-                        map.try_update(change)
-                    } else {
-                        map.update(change)
-                    }
-                }));
+                let mut via = via(map, &mut self.writer);
+                let by_writer = matches!(via, Via::Writer(_));
+                let result = catch_unwind(AssertUnwindSafe(|| via.update(use_try, false, change)));
                 ensure!(
                     result.is_err(),
                     "a panicking update returned {:?}",
                     result.ok()
                 );
                 hit("update closure panicked");
+                if by_writer {
+                    hit("Writer: update closure panicked");
+                }
             }
             &Op::HoldSnapshot { try_ } => {
                 // Never waits, however many are held (and registered readers there are).
@@ -1010,6 +1180,9 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                             "unexpected panic: {message}"
                         );
                         hit("clone panicked");
+                        if self.writer.is_some() {
+                            hit("Writer: clone panicked");
+                        }
                         Ok(())
                     }
                 };
@@ -1038,11 +1211,19 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 // its change stands (`verify` accounts for the pages it copied).
                 let published = self.map.stats().publishes as u64 - self.version;
                 match (published, &**op) {
-                    (0, _) => hit("drop panicked, nothing published"),
+                    (0, _) => {
+                        hit("drop panicked, nothing published");
+                        if self.writer.is_some() {
+                            hit("Writer: drop panicked, nothing published");
+                        }
+                    }
                     (1, &Op::Insert { key, value, .. }) => {
                         self.model_insert(key, value)
                             .map_err(|e| format!("insert published, but the model says {e:?}"))?;
                         hit("drop panicked after publishing");
+                        if self.writer.is_some() {
+                            hit("Writer: drop panicked after publishing");
+                        }
                     }
                     (1, &Op::Remove { key, .. }) => {
                         ensure!(
@@ -1054,11 +1235,116 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                     (n, op) => return Err(format!("a drop panic in {op:?} published {n} times")),
                 }
             }
+            Op::TakeWriter => match (map.writer(), self.writer.is_some()) {
+                (Ok(writer), false) => {
+                    ensure!(
+                        std::ptr::eq(writer.map(), map),
+                        "Writer::map is another map"
+                    );
+                    self.writer = Some(writer);
+                    hit(if self.given_back {
+                        "Writer taken again"
+                    } else {
+                        "Writer taken"
+                    });
+                }
+                (Err(Error::WriterHeld), true) => hit("writer(): WriterHeld"),
+                (got, held) => {
+                    return Err(format!(
+                        "writer() with a Writer held: {held}, gave {:?}",
+                        got.map(drop)
+                    ))
+                }
+            },
+            Op::DropWriter => {
+                if self.writer.take().is_some() {
+                    self.given_back = true;
+                }
+            }
+            &Op::WriterRead { key } => {
+                let Some(writer) = &self.writer else {
+                    return Ok(());
+                };
+                check_view(&writer.snapshot(), &self.oracle, self.version)
+                    .map_err(|e| format!("Writer's snapshot: {e}"))?;
+                let got = writer.get(&key).map(|x| x.value());
+                ensure!(
+                    got == self.oracle.get(&key).copied(),
+                    "Writer::get({key}) = {got:?}"
+                );
+                hit("read through the Writer");
+            }
+            Op::Shared(op) => {
+                if self.writer.is_some() {
+                    return self.exec_refused(op);
+                }
+                return self.exec(op);
+            }
         }
         Ok(())
     }
 
-    fn exec_update(&mut self, ops: &[TxOp], abort: bool, try_: bool) -> Result<(), String> {
+    /// Runs `op` through the map while the harness holds the `Writer`: a write must return
+    /// `WriterHeld` without running its closure, publishing nothing (the model stays as it
+    /// is); anything else runs as ever.
+    fn exec_refused(&mut self, op: &Op) -> Result<(), String> {
+        let map = self.map;
+        let mut ran = false;
+        let got = match *op {
+            Op::Insert { key, value, try_ } => Via::Map(map).insert(key, value, try_).map(drop),
+            Op::Remove { key, try_ } => Via::Map(map).remove(key, try_).map(drop),
+            Op::GetOrInsert { key, value } => {
+                let got = map
+                    .get_or_insert(k(key), v(value))
+                    .map(|(x, loaded)| (x.value(), loaded));
+                // Present: a read, which any context may make.
+                if let Some(&present) = self.oracle.get(&key) {
+                    ensure!(
+                        got == Ok((present, true)),
+                        "get_or_insert({key}) of a present key with a Writer held: {got:?}"
+                    );
+                    return Ok(());
+                }
+                got.map(drop)
+            }
+            Op::CompareExchange { key, expect, new } => {
+                let current = expect.unwrap_or_else(|| self.oracle.get(&key).copied().unwrap_or(0));
+                Via::Map(map).compare_exchange(key, current, new).map(drop)
+            }
+            Op::RemoveIf { key, .. } => Via::Map(map)
+                .remove_if(key, |_| {
+                    ran = true;
+                    true
+                })
+                .map(drop),
+            Op::Clear => map.clear(),
+            Op::Update {
+                ref ops,
+                try_,
+                versioned,
+                ..
+            } => refused_update(map, ops, try_, versioned, false, &mut ran),
+            Op::PanicInUpdate { ref ops, try_ } => {
+                refused_update(map, ops, try_, false, true, &mut ran)
+            }
+            _ => return self.exec(op),
+        };
+        ensure!(!ran, "{op:?} ran its closure with a Writer held");
+        ensure!(
+            got == Err(Error::WriterHeld),
+            "{op:?} through the map with a Writer held: {got:?}"
+        );
+        hit("map write refused: WriterHeld");
+        Ok(())
+    }
+
+    fn exec_update(
+        &mut self,
+        ops: &[TxOp],
+        abort: bool,
+        try_: bool,
+        versioned: bool,
+    ) -> Result<(), String> {
         let map = self.map;
         let plan = self.plan(Change::Txn);
         let use_try = try_ || !Self::can_block(&plan);
@@ -1287,13 +1573,14 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
                 Ok(len)
             }
         };
-        let got = if use_try {
-            map.try_update(change)
-        } else {
-            map.update(change)
+        let got = via(map, &mut self.writer).update(use_try, versioned, change);
+        // The version an `_versioned` form reported (`Some(None)`: it published nothing).
+        let (got, reported) = match got {
+            Ok((len, reported)) => (Ok(len), reported),
+            Err(e) => (Err(e), None),
         };
         ensure!(mismatches.is_empty(), "update({ops:?}): {mismatches:?}");
-        hit_result("update", &got);
+        self.hit_write("update", &got);
         if !plan.free_generation {
             ensure!(
                 got == Err(Error::NoFreeGeneration) && runs == 0,
@@ -1334,6 +1621,14 @@ impl<'m, const N: usize, const G: usize, const R: usize, const P: usize> Harness
             "update({ops:?}, abort {abort}): got {got:?}, expected {expected:?}"
         );
         if got.is_ok() {
+            let published = changed.then_some(self.version + 1);
+            ensure!(
+                reported.is_none_or(|reported| reported == published),
+                "update_versioned({ops:?}) reported {reported:?}, published {published:?}"
+            );
+            if reported.is_some() {
+                hit("update_versioned: version checked");
+            }
             if changed {
                 hit("update: published");
                 self.oracle = work;
@@ -1584,9 +1879,17 @@ fn run_case<const N: usize, const G: usize, const R: usize, const P: usize>(
                 .and_then(|()| harness.verify())
                 .map_err(|e| TestCaseError::fail(format!("step {step}, {op:?}: {e}")))?;
         }
-        let Harness { held, readers, .. } = harness;
+        let Harness {
+            held,
+            readers,
+            writer,
+            ..
+        } = harness;
         drop(held);
         drop(readers);
+        // Given back (if held): the probe checks that every slot and page works for the map's
+        // own writes.
+        drop(writer);
         probe_slots(&map).map_err(|e| TestCaseError::fail(format!("slot probe: {e}")))?;
     }
     let after = drop_counts();
@@ -1609,6 +1912,17 @@ fn run_random<const N: usize, const G: usize, const R: usize, const P: usize>(
     must_hit: &[&str],
     must_not_hit: &[&str],
 ) {
+    run_random_ops::<N, G, R, P>(name, cases, op(), must_hit, must_not_hit);
+}
+
+/// [`run_random`], with cases of `ops`.
+fn run_random_ops<const N: usize, const G: usize, const R: usize, const P: usize>(
+    name: &'static str,
+    cases: u32,
+    ops: impl Strategy<Value = Op>,
+    must_hit: &[&str],
+    must_not_hit: &[&str],
+) {
     let _watchdog = Watchdog::new(name, HANG_LIMIT);
     // PROPTEST_CASES overrides the count, for a longer soak run.
     let cases = std::env::var("PROPTEST_CASES")
@@ -1623,7 +1937,7 @@ fn run_random<const N: usize, const G: usize, const R: usize, const P: usize>(
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
-    let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
+    let result = runner.run(&prop::collection::vec(ops, 1..60), |ops| {
         run_case::<N, G, R, P>(&ops)
     });
     if let Err(e) = result {
@@ -1865,6 +2179,124 @@ fn random_ops_match_oracle_n128_g4_r2_p4() {
     run_random::<128, 4, 2, 4>(
         "random_ops_match_oracle_n128_g4_r2_p4",
         1_000,
+        &must,
+        &never,
+    );
+}
+
+// =============================================================================================
+// The sole writer: the same operations through a `Writer`, taken and dropped between them
+// =============================================================================================
+
+/// Outcomes every configuration of the `Writer` runs reaches: the `Writer` taken, refused while
+/// held, given back and taken again; writes through it succeeding, aborting, panicking in a
+/// closure, a `Clone` or a `Drop` (before and after publishing); writes through the map refused
+/// while it is held and working once it is dropped; reads through it.
+const WRITER: &[&str] = &[
+    "Writer taken",
+    "Writer taken again",
+    "writer(): WriterHeld",
+    "map write refused: WriterHeld",
+    "map write after a Writer was dropped",
+    "read through the Writer",
+    "Writer: ok",
+    "Writer: Aborted",
+    "Writer: update closure panicked",
+    "Writer: clone panicked",
+    "Writer: drop panicked, nothing published",
+    "Writer: drop panicked after publishing",
+    "update_versioned: version checked",
+];
+
+/// Outcomes no `Writer` run may reach: a write through it failing otherwise than the map's
+/// would (`Contended`, `WriterHeld`, `Reentrant`).
+const WRITER_NEVER: &[&str] = &["Writer: other error"];
+
+/// As `random_ops_match_oracle_n8_g4_r2`, through the `Writer`: it finds every generation
+/// pinned exactly when the map's writers would (the current one and each pinned one are busy).
+#[test]
+fn random_writer_ops_match_oracle_n8_g4_r2() {
+    let must = outcomes(&[
+        COMMON,
+        WRITER,
+        &["insert: Full", "Writer: Full", "Writer: NoFreeGeneration"],
+    ]);
+    let never = outcomes(&[
+        FEW_PAGES,
+        READER_BLOCKS,
+        BIG_CHANGES,
+        NEVER_BY_DESIGN,
+        ZERO_PAGE_CLEARS,
+        WRITER_NEVER,
+    ]);
+    run_random_ops::<8, 4, 2, 8>(
+        "random_writer_ops_match_oracle_n8_g4_r2",
+        1_000,
+        writer_op(),
+        &must,
+        &never,
+    );
+}
+
+/// As `random_ops_match_oracle_n8_g6_r2_p3`, through the `Writer`: in a table of one page the
+/// page model is exact, so its `try_` forms must return `NoFreePage` exactly when pins hold
+/// every spare page.
+#[test]
+fn random_writer_ops_match_oracle_n8_g6_r2_p3() {
+    let must = outcomes(&[COMMON, FEW_PAGES, WRITER, &["Writer: NoFreePage"]]);
+    let never = outcomes(&[BIG_CHANGES, NEVER_BY_DESIGN, ZERO_PAGE_CLEARS, WRITER_NEVER]);
+    run_random_ops::<8, 6, 2, 3>(
+        "random_writer_ops_match_oracle_n8_g6_r2_p3",
+        1_500,
+        writer_op(),
+        &must,
+        &never,
+    );
+}
+
+/// As `random_ops_match_oracle_n4_g3_r1_p2`, through the `Writer` (the smallest map with a
+/// registered reader: one held old version takes the only slot it could write into).
+#[test]
+fn random_writer_ops_match_oracle_n4_g3_r1_p2() {
+    let must = outcomes(&[
+        COMMON,
+        WRITER,
+        &["get_or_insert: Full", "Writer: NoFreeGeneration"],
+    ]);
+    let never = outcomes(&[
+        FEW_PAGES,
+        READER_BLOCKS,
+        BIG_CHANGES,
+        NEVER_BY_DESIGN,
+        ZERO_PAGE_CLEARS,
+        WRITER_NEVER,
+    ]);
+    run_random_ops::<4, 3, 1, 2>(
+        "random_writer_ops_match_oracle_n4_g3_r1_p2",
+        2_000,
+        writer_op(),
+        &must,
+        &never,
+    );
+}
+
+/// As `random_ops_match_oracle_n128_g4_r2_p4`, through the `Writer`: transactions needing more
+/// pages than the pool has, clears through the shared zero page, pins holding pages.
+#[test]
+fn random_writer_ops_match_oracle_n128_g4_r2_p4() {
+    let must = outcomes(&[
+        COMMON,
+        FEW_PAGES,
+        BIG_CHANGES,
+        ZERO_PAGE_CLEARS,
+        WRITER,
+        &["Writer: NoFreePage"],
+    ]);
+    let never = outcomes(&[NEVER_BY_DESIGN, WRITER_NEVER]);
+    run_random_ops::<128, 4, 2, 4>(
+        "random_writer_ops_match_oracle_n128_g4_r2_p4",
+        1_000,
+        writer_op(),
         &must,
         &never,
     );

@@ -17,6 +17,10 @@
 //! blocking write that returns `NoFreePage` is a violation. Section 6 checks what held snapshots
 //! hold and what idle readers do not; section 8 runs writers on a pool of one or two pages.
 //!
+//! The map's sole `Writer` (no base pin, no CAS) writes the batches of section 1's
+//! `batches_by_the_sole_writer_*`, and in section 9 is handed between threads while others write
+//! through the map whenever no thread holds it.
+//!
 //! Sizes: `SNAPMAP_STRESS_SCALE` (float, default 1.0) scales every operation count. Each test
 //! prints its counts (`cargo test --test stress -- --nocapture` to see them) and the running
 //! total of the binary; at scale 1.0 the tests together do well over 10 million operations, most
@@ -1974,5 +1978,382 @@ fn page_exhaustion_with_two_spare_pages() {
         "page_exhaustion_with_two_spare_pages",
         scaled(200_000),
         scaled(40_000),
+    );
+}
+
+// =============================================================================================
+// 9. Turns: threads that take the map's sole `Writer` (retrying while another holds it), make a
+//    few writes through it and drop it, against threads writing through the map (retrying on
+//    `WriterHeld`), all incrementing one counter; readers check every snapshot. No increment
+//    may be lost or doubled across the handovers, and while a thread holds the `Writer` no
+//    other write may land.
+// =============================================================================================
+
+/// The counter every write increments (and the version it publishes: every publication is one
+/// increment).
+const TURN_COUNTER: u16 = 0;
+/// Set to the counter's new value by the same transaction: a snapshot where the two differ is
+/// torn.
+const TURN_MIRROR: u16 = 1;
+/// Each thread also counts its own increments, at key `TURN_OWN + thread`.
+const TURN_OWN: u16 = 2;
+/// Threads that take the `Writer` in turns, and threads that write through the map.
+const TURN_TAKERS: u16 = 2;
+const TURN_SHARED: u16 = 2;
+
+/// One increment: the counter and its mirror to the counter's next value, and `own` + 1.
+/// Returns the new value.
+fn turn_increment(tx: &mut snapmap_core::Txn<'_, u16, u64, 32>, own: u16) -> Result<u64, Error> {
+    let next = tx.get(&TURN_COUNTER).copied().unwrap_or(0) + 1;
+    tx.insert(TURN_COUNTER, next)?;
+    tx.insert(TURN_MIRROR, next)?;
+    match tx.get_mut(&own)? {
+        Some(mine) => *mine += 1,
+        None => drop(tx.insert(own, 1)?),
+    }
+    Ok(next)
+}
+
+/// The increments made through the map so far (by the threads that do not take the `Writer`).
+fn shared_increments<const G: usize, const R: usize>(map: &SnapMap<u16, u64, 32, G, R>) -> u64 {
+    let snap = map.snapshot();
+    (0..TURN_SHARED)
+        .filter_map(|t| snap.get(&(TURN_OWN + TURN_TAKERS + t)))
+        .sum()
+}
+
+/// Checks one snapshot of the turns map: the counter equals the version and its mirror, the
+/// threads' own counts sum to it, and it never goes back for this reader (`last`).
+fn check_turns<const N: usize>(
+    snap: &snapmap_core::Snapshot<'_, u16, u64, N>,
+    last: &mut u64,
+    v: &mut Violations,
+) {
+    let version = snap.version();
+    let counter = snap.get(&TURN_COUNTER).copied().unwrap_or(0);
+    let (mut own_sum, mut count) = (0u64, 0usize);
+    for (&key, &value) in snap.iter() {
+        count += 1;
+        if key >= TURN_OWN {
+            v.check(
+                key < TURN_OWN + TURN_TAKERS + TURN_SHARED,
+                "unknown key",
+                || format!("{key}"),
+            );
+            own_sum += value;
+        }
+    }
+    v.check(count == snap.len(), "iter count != len", String::new);
+    v.check(counter == version, "counter != version", || {
+        format!("counter {counter}, version {version}")
+    });
+    v.check(
+        snap.get(&TURN_MIRROR).copied().unwrap_or(0) == counter,
+        "torn increment: mirror != counter",
+        || format!("counter {counter}, mirror {:?}", snap.get(&TURN_MIRROR)),
+    );
+    v.check(
+        own_sum == counter,
+        "torn increment: threads' counts != counter",
+        || format!("counts {own_sum}, counter {counter}"),
+    );
+    v.check(counter >= *last, "the counter went back", || {
+        format!("{} then {counter}", *last)
+    });
+    *last = counter;
+}
+
+/// [`TURN_TAKERS`] threads take the `Writer` in turns, `taken` writes each at least, and
+/// [`TURN_SHARED`] write through the map, `shared` writes each at least, while a registered
+/// reader (if `R > 0`) and a one-off reader read `reads` snapshots each. (A takeover waits for
+/// the shared writes in flight, a preempted one included: the takers make far fewer writes in
+/// the same time.)
+fn turns_stress<const G: usize, const R: usize>(
+    test: &'static str,
+    reads: u64,
+    taken: u64,
+    shared: u64,
+) {
+    let _watchdog = Watchdog::new(test, HANG_LIMIT);
+    let started = Instant::now();
+    let map: SnapMap<u16, u64, 32, G, R> = SnapMap::new();
+    let quota = Quota::new(2 + usize::from(TURN_TAKERS + TURN_SHARED));
+    let (map, quota) = (&map, &quota);
+
+    let (mut violations, reads, writes, per_thread, counts) = thread::scope(|s| {
+        let readers: Vec<_> = (0..2usize)
+            .map(|r| {
+                s.spawn(move || {
+                    let mut v = Violations::new();
+                    let mut reader = (r < R).then(|| map.reader().expect("a reader slot"));
+                    let mut share = quota.share(reads);
+                    let mut last = 0;
+                    while share.keep_going() {
+                        let snap = match reader.as_mut() {
+                            Some(reader) => reader.snapshot(),
+                            None => map.snapshot(),
+                        };
+                        check_turns(&snap, &mut last, &mut v);
+                        drop(snap);
+                        between_snapshots(share.done(), READER_YIELD_EVERY);
+                    }
+                    (v, share.done())
+                })
+            })
+            .collect();
+        // [increments, takeovers or shared writes refused with WriterHeld, try_ retries, aborts]
+        let takers: Vec<_> = (0..TURN_TAKERS)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut v = Violations::new();
+                    let own = TURN_OWN + t;
+                    let mut share = quota.share(taken);
+                    let mut rng = Rng::new(900 + u64::from(t));
+                    let mut counts = [0u64; 4];
+                    let mut last = 0;
+                    'turns: loop {
+                        let mut writer = loop {
+                            match map.writer() {
+                                Ok(writer) => break writer,
+                                Err(Error::WriterHeld) => counts[1] += 1,
+                                Err(other) => v.record("writer() failed", || format!("{other:?}")),
+                            }
+                            thread::yield_now();
+                        };
+                        // While we hold it, only our writes land: each sees our last one.
+                        let mut expect = writer.get(&TURN_COUNTER).unwrap_or(0);
+                        v.check(
+                            expect >= last,
+                            "the counter went back at a takeover",
+                            || format!("{last} then {expect}"),
+                        );
+                        for _ in 0..1 + rng.below(8) {
+                            if !share.keep_going() {
+                                break 'turns;
+                            }
+                            let roll = rng.below(8);
+                            let result = match roll {
+                                0 => {
+                                    let r = writer.update(|tx| {
+                                        turn_increment(tx, own)?;
+                                        Err::<u64, _>(Error::Aborted)
+                                    });
+                                    v.check(
+                                        r == Err(Error::Aborted),
+                                        "aborted update through the Writer",
+                                        || format!("{r:?}"),
+                                    );
+                                    counts[3] += 1;
+                                    continue;
+                                }
+                                1 | 2 => loop {
+                                    match writer.try_update(|tx| turn_increment(tx, own)) {
+                                        Err(Error::NoFreeGeneration | Error::NoFreePage) => {
+                                            counts[2] += 1;
+                                            thread::yield_now();
+                                        }
+                                        other => break other,
+                                    }
+                                },
+                                3 => match writer.update_versioned(|tx| turn_increment(tx, own)) {
+                                    Ok((next, version)) => {
+                                        v.check(
+                                            version == Some(next),
+                                            "update_versioned: wrong version",
+                                            || format!("{version:?} for {next}"),
+                                        );
+                                        Ok(next)
+                                    }
+                                    Err(e) => Err(e),
+                                },
+                                _ => writer.update(|tx| turn_increment(tx, own)),
+                            };
+                            match result {
+                                Ok(next) => {
+                                    v.check(
+                                        next == expect + 1,
+                                        "another write landed while the Writer was held",
+                                        || format!("counter {expect} then {next}"),
+                                    );
+                                    expect = next;
+                                    counts[0] += 1;
+                                    let snap = writer.snapshot();
+                                    v.check(
+                                        snap.version() == next
+                                            && snap.get(&TURN_COUNTER) == Some(&next),
+                                        "the Writer's snapshot misses its last write",
+                                        || format!("{next}: v{}", snap.version()),
+                                    );
+                                }
+                                Err(e) => v.record("increment through the Writer failed", || {
+                                    format!("roll {roll}: {e:?}")
+                                }),
+                            }
+                        }
+                        last = expect;
+                        let shared_before = shared_increments(map);
+                        drop(writer);
+                        // Give the map back for a while: until a write through it lands, or a
+                        // few yields. Without it the takers can hand the `Writer` to each other
+                        // for ever (Miri's scheduler does), starving the map's writers.
+                        for _ in 0..64 {
+                            thread::yield_now();
+                            if shared_increments(map) != shared_before {
+                                break;
+                            }
+                        }
+                    }
+                    (v, share.done(), counts)
+                })
+            })
+            .collect();
+        let shared: Vec<_> = (0..TURN_SHARED)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut v = Violations::new();
+                    let own = TURN_OWN + TURN_TAKERS + t;
+                    let mut share = quota.share(shared);
+                    let mut rng = Rng::new(950 + u64::from(t));
+                    let mut counts = [0u64; 4];
+                    let mut last = 0;
+                    while share.keep_going() {
+                        let roll = rng.below(8);
+                        let use_try = roll < 3;
+                        let result = loop {
+                            let result = match roll {
+                                0 => map
+                                    .update(|tx| {
+                                        turn_increment(tx, own)?;
+                                        Err::<u64, _>(Error::Aborted)
+                                    })
+                                    .map(|_| 0),
+                                1 | 2 => map.try_update(|tx| turn_increment(tx, own)),
+                                3 => map.update_versioned(|tx| turn_increment(tx, own)).map(
+                                    |(next, version)| {
+                                        v.check(
+                                            version == Some(next),
+                                            "update_versioned: wrong version",
+                                            || format!("{version:?} for {next}"),
+                                        );
+                                        next
+                                    },
+                                ),
+                                _ => map.update(|tx| turn_increment(tx, own)),
+                            };
+                            match result {
+                                Err(Error::WriterHeld) => counts[1] += 1,
+                                Err(
+                                    Error::NoFreeGeneration | Error::NoFreePage | Error::Contended,
+                                ) if use_try => counts[2] += 1,
+                                other => break other,
+                            }
+                            thread::yield_now();
+                        };
+                        match (roll, result) {
+                            (0, Err(Error::Aborted)) => counts[3] += 1,
+                            (1.., Ok(next)) => {
+                                v.check(next > last, "a thread's increments went back", || {
+                                    format!("{last} then {next}")
+                                });
+                                last = next;
+                                counts[0] += 1;
+                            }
+                            (roll, other) => v.record("unexpected shared write result", || {
+                                format!("roll {roll}: {other:?}")
+                            }),
+                        }
+                    }
+                    (v, share.done(), counts)
+                })
+            })
+            .collect();
+        let mut violations = Violations::new();
+        let (mut reads, mut writes) = (0, 0);
+        let mut per_thread = Vec::new();
+        let mut counts = [[0u64; 4]; 2];
+        for handle in readers {
+            let (v, n) = join(handle);
+            violations.merge(v);
+            reads += n;
+        }
+        for (kind, handles) in [takers, shared].into_iter().enumerate() {
+            for handle in handles {
+                let (v, n, c) = join(handle);
+                violations.merge(v);
+                writes += n;
+                per_thread.push(c[0]);
+                for (total, c) in counts[kind].iter_mut().zip(c) {
+                    *total += c;
+                }
+            }
+        }
+        (violations, reads, writes, per_thread, counts)
+    });
+
+    let stats = map.stats();
+    let snap = map.snapshot();
+    let increments: u64 = per_thread.iter().sum();
+    let counter = snap.get(&TURN_COUNTER).copied().unwrap_or(0);
+    violations.check(counter == increments, "lost or doubled increments", || {
+        format!("counter {counter}, {increments} increments made")
+    });
+    for (t, &made) in per_thread.iter().enumerate() {
+        let own = snap.get(&(TURN_OWN + t as u16)).copied().unwrap_or(0);
+        violations.check(own == made, "a thread's increments lost or doubled", || {
+            format!("thread {t}: map {own}, made {made}")
+        });
+    }
+    violations.check(
+        snap.version() == increments && stats.publishes as u64 == increments,
+        "version or publishes != increments",
+        || format!("version {}, {stats:?}", snap.version()),
+    );
+    // The run tested the handover only if both kinds wrote and each was refused at times.
+    violations.check(
+        counts[0][0] > 0 && counts[1][0] > 0,
+        "one kind of writer never wrote",
+        || format!("{counts:?}"),
+    );
+    drop(snap);
+    drop(map.writer().expect("every Writer was dropped"));
+    report(
+        test,
+        reads,
+        writes,
+        started,
+        &format!(
+            "{increments} increments; Writer: {} increments, {} takeovers refused, {} try_ \
+             retries, {} aborted; shared: {} increments, {} refused (WriterHeld), {} try_ \
+             retries, {} aborted; {}",
+            counts[0][0],
+            counts[0][1],
+            counts[0][2],
+            counts[0][3],
+            counts[1][0],
+            counts[1][1],
+            counts[1][2],
+            counts[1][3],
+            counters(&stats)
+        ),
+    );
+    violations.assert_none(test);
+}
+
+/// Ample generations for the `Writer` (`G = 4`: two readers' pins, the current one and one to
+/// write into), and scarce ones for the shared writers; then `G = 3`, where the `Writer` waits
+/// for pinned generations too.
+#[test]
+fn the_writer_and_shared_writers_take_turns_and_lose_nothing() {
+    turns_stress::<4, 1>(
+        "the_writer_and_shared_writers_take_turns_and_lose_nothing (G = 4)",
+        scaled(300_000),
+        scaled(2_000),
+        scaled(50_000),
+    );
+    turns_stress::<3, 1>(
+        "the_writer_and_shared_writers_take_turns_and_lose_nothing (G = 3)",
+        scaled(200_000),
+        scaled(1_000),
+        scaled(30_000),
     );
 }

@@ -269,8 +269,11 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         // claim, then the fence in `scan_pins`, then this load; its takeover stores the flag,
         // fences, then waits for every claimed slot to be given back. Whichever fence comes
         // first in the single total order, either it sees our claim or we see its flag.
-        // Relaxed: after the fence, and nothing is read on the strength of it.
-        let held = self.sole.load(Ordering::Relaxed) != 0;
+        // Acquire: a 0 written by a `Writer`'s drop (Release) orders everything that writer
+        // wrote before our overwrite of this slot, which it may have written without touching
+        // its state (a fence before a load does not acquire, and our claim acquired only the
+        // state's last store, which may predate that writer).
+        let held = self.sole.load(Ordering::Acquire) != 0;
         if held || pinned & 1 << index != 0 {
             // Release: hands the Acquire we took from the retiring writer on to the next
             // claimer (a plain store does not extend a release sequence).

@@ -36,7 +36,7 @@ Commands:
   tsan            run the stress tests (host-tests/tests/stress.rs) under ThreadSanitizer
                   (nightly)
   asan            run the core's unit tests and the host tests under AddressSanitizer (nightly)
-  miri            run the core's unit tests and five small stress tests under Miri (nightly)
+  miri            run the core's unit tests and seven small stress tests under Miri (nightly)
   ci              fmt, clippy, cargo test, loom, build-targets, tsan, asan, miri, cargo
                   package; timed
   bench [--quick] [--report-only]

@@ -20,11 +20,15 @@ pub const DEFAULT_ASAN_STRESS_SCALE: &str = "0.2";
 pub const DEFAULT_MIRI_STRESS_SCALE: &str = "0.0001";
 /// Scheduler seeds Miri runs the concurrent tests on (`-Zmiri-many-seeds=0..N`).
 pub const MIRI_SEEDS: u32 = 4;
-/// The stress tests Miri runs: batches racing two readers, transfers in a `static` map with
-/// CAS retries, drop counting with injected clone panics, and writers that run out of spare
-/// pages while readers hold them (each under 10 s per seed).
-const MIRI_STRESS_TESTS: [&str; 5] = [
+/// The stress tests Miri runs: batches racing two readers (by writers of the map, and by its
+/// sole `Writer`), transfers in a `static` map with CAS retries, drop counting with injected
+/// clone panics, writers that run out of spare pages while readers hold them, and the `Writer`
+/// handed over between threads that write through it and threads that write through the map
+/// (each under 12 s per seed).
+const MIRI_STRESS_TESTS: [&str; 7] = [
     "batches_are_atomic_with_scarce_generations",
+    "batches_by_the_sole_writer_are_atomic",
+    "the_writer_and_shared_writers_take_turns_and_lose_nothing",
     "transfers_conserve_the_sum_in_a_static_map",
     "every_key_and_value_dropped_once_with_scarce_generations",
     "page_exhaustion_with_one_spare_page",
@@ -133,8 +137,9 @@ cargo xtask miri [ARGS]...
 
 Runs under Miri (nightly, components miri and rust-src; into target/miri):
   1. snapmap-core's unit tests: cargo +nightly miri test -p snapmap-core --lib
-  2. five small stress tests (host-tests/tests/stress.rs: batches, transfers, drop counting,
-     page exhaustion with one and with two spare pages) at
+  2. seven small stress tests (host-tests/tests/stress.rs: batches by writers of the map and by
+     its sole Writer, transfers, drop counting, page exhaustion with one and with two spare
+     pages, the Writer taken in turns against writers of the map) at
      SNAPMAP_STRESS_SCALE=0.0001 unless set, on 4 scheduler seeds (-Zmiri-many-seeds=0..4);
   3. without ARGS, the same stress tests under each of the protocol mutants no_writer_fence and
      no_base_pin (--cfg snapmap_mutant, into target/miri-mutant): passes only if Miri reports
