@@ -37,7 +37,9 @@
 //! Dropping the `Writer` gives the map back: it marks the generation it left current as claimed
 //! (`IN_USE`, as the shared path keeps its current one; a compare-and-swap, since shared writers
 //! may hold that slot's state for a moment), frees the one that was current when it took over,
-//! and clears `sole` (Release: the next shared writer's claims acquire what it wrote).
+//! and clears `sole` (Release: a shared writer loads `sole` with Acquire after each claim, so
+//! what the `Writer` wrote, slots whose states it never touched included, happens-before the
+//! claimer's overwrite).
 //!
 //! So the two kinds coexist in time, never at once: while a `Writer` lives, writes through the
 //! map return [`Error::WriterHeld`], which names the mistake (a second writing context) instead
@@ -183,8 +185,9 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S> Dr
                 .state
                 .store(FREE, Ordering::Release);
         }
-        // Release: everything we wrote (pool entries, records, slots) happens-before the next
-        // shared writer's claims, which acquire it.
+        // Release: everything we wrote (pool entries, records, slots) happens-before what a
+        // shared writer does after its claim, whose Acquire load of `sole` reads this (see
+        // `try_claim_slot`).
         map.sole.store(0, Ordering::Release);
     }
 }
