@@ -136,7 +136,10 @@ pub fn sole_writes_take_none() {
         writing,
         giving_back
     );
-    assert_eq!(writing, 0, "the sole writer's writes took critical sections");
+    assert_eq!(
+        writing, 0,
+        "the sole writer's writes took critical sections"
+    );
     assert_eq!(MAP.snapshot().len(), 1);
     assert_eq!(MAP.insert(8, 8), Ok(None), "the map was not given back");
 }

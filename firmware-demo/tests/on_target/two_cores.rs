@@ -414,9 +414,17 @@ pub fn sole_writer_on_one_core_reader_on_the_other() {
         VIOLATIONS.get(),
         CS_WHILE_READING.get()
     );
-    assert_eq!(VIOLATIONS.get(), 0, "core 1 saw a torn batch or a version going back");
+    assert_eq!(
+        VIOLATIONS.get(),
+        0,
+        "core 1 saw a torn batch or a version going back"
+    );
     assert_eq!(CS_WHILE_READING.get(), 0);
-    assert_eq!(CS_WHILE_WRITING.get(), 0, "the sole writer took critical sections");
+    assert_eq!(
+        CS_WHILE_WRITING.get(),
+        0,
+        "the sole writer took critical sections"
+    );
     assert!(READS.get() > 0, "core 1 never read");
     assert_eq!(MAP.snapshot().version(), u64::from(WRITES));
 }
@@ -467,6 +475,10 @@ pub fn the_sole_writer_and_shared_writers_take_turns() {
         3 * ROUNDS / 2,
         HELD.get(1)
     );
-    assert_eq!(MAP.get(&0), Some(DONE.total()), "an increment was lost or doubled");
+    assert_eq!(
+        MAP.get(&0),
+        Some(DONE.total()),
+        "an increment was lost or doubled"
+    );
     assert_eq!(MAP.snapshot().version(), u64::from(DONE.total()));
 }
