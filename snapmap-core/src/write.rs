@@ -312,21 +312,21 @@ impl<K, V, const N: usize, const G: usize, const R: usize, const P: usize, S>
         #[cfg(not(snapmap_mutant = "no_writer_fence"))]
         fence(Ordering::SeqCst);
         let mut pinned = 0u32;
+        // Acquire: a count seen at zero, or a hazard seen cleared (or moved), orders the reads
+        // made under those pins before our writes to the slot and to reused pages. (Relaxed
+        // loads and one Acquire fence would do as well, a few cycles less on the M0+, but
+        // ThreadSanitizer does not see fences and would report every reuse as a race.)
         for (slot, count) in self.pins.iter().enumerate() {
-            if count.word.load(Ordering::Relaxed) != 0 {
+            if count.word.load(Ordering::Acquire) != 0 {
                 pinned |= 1 << slot;
             }
         }
         for reader in &self.readers {
-            let hazard = reader.hazard().load(Ordering::Relaxed);
+            let hazard = reader.hazard().load(Ordering::Acquire);
             if hazard != IDLE && hazard != UNCLAIMED {
                 pinned |= 1 << (hazard - pinning(0));
             }
         }
-        // Acquire, for every load above (one barrier instead of one per load): a count seen at
-        // zero, or a hazard seen cleared (or moved), orders the reads made under those pins
-        // before our writes to the slot and to reused pages.
-        fence(Ordering::Acquire);
         pinned
     }
 }
