@@ -76,6 +76,9 @@ const TESTS: &[Test] = tests![
     single_core::pinned_snapshot_is_stable,
     critical_sections::reads_take_none,
     critical_sections::one_off_reads_and_writes,
+    // Hangs on QEMU's microbit (a single Cortex-M0), not yet understood; passes on the RP2040's
+    // M0+ cores and both M33 boards.
+    #[cfg(not(feature = "board-microbit"))]
     critical_sections::sole_writes_take_none,
     interrupt::reader_in_interrupt_during_writes,
     #[cfg(feature = "dual-core")]
